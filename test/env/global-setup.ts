@@ -34,14 +34,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     for (const r of results) if (r.status === 'rejected') console.error('teardown:', r.reason);
   };
   const started = await Promise.allSettled([
-    startRedisServer(manifest.redisServer).then((r) => (stops.push(r.stop), r)),
-    startKubeApiserver(manifest).then((k) => (stops.push(k.stop), k)),
-    startMotoServer(manifest.motoServer).then((m) => (stops.push(m.stop), m)),
+    startRedisServer(manifest.redisServer).then((r) => (stops.push(() => r.stop()), r)),
+    startKubeApiserver(manifest).then((k) => (stops.push(() => k.stop()), k)),
+    startMotoServer(manifest.motoServer).then((m) => (stops.push(() => m.stop()), m)),
   ]);
   const [redis, kube, moto] = started;
   if (redis.status !== 'fulfilled' || kube.status !== 'fulfilled' || moto.status !== 'fulfilled') {
     await teardown();
-    const reasons = started.flatMap((r) => (r.status === 'rejected' ? [r.reason] : []));
+    const reasons = started.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
     throw new AggregateError(reasons, 'test environment did not start');
   }
   project.provide('redisUrl', redis.value.url);

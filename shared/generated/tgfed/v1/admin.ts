@@ -191,7 +191,7 @@ export interface Cluster {
   labels: { [key: string]: string };
   state: ClusterState;
   agentVersion: string;
-  sessionEpoch: Buffer;
+  sessionEpoch: Uint8Array;
   /** The hub replica holding the cluster's stream, if any. */
   hubId: string;
   connectedSinceUnixMs: number;
@@ -418,7 +418,7 @@ function createBaseCluster(): Cluster {
     labels: {},
     state: 0,
     agentVersion: "",
-    sessionEpoch: Buffer.alloc(0),
+    sessionEpoch: new Uint8Array(0),
     hubId: "",
     connectedSinceUnixMs: 0,
     lastSeenUnixMs: 0,
@@ -523,7 +523,7 @@ export const Cluster: MessageFns<Cluster> = {
               break;
             }
 
-            message.sessionEpoch = Buffer.from(reader.bytes());
+            message.sessionEpoch = reader.bytes();
             continue;
           }
           case 6: {
@@ -618,10 +618,10 @@ export const Cluster: MessageFns<Cluster> = {
         ? globalThis.String(object.agent_version)
         : "",
       sessionEpoch: isSet(object.sessionEpoch)
-        ? Buffer.from(bytesFromBase64(object.sessionEpoch))
+        ? bytesFromBase64(object.sessionEpoch)
         : isSet(object.session_epoch)
-        ? Buffer.from(bytesFromBase64(object.session_epoch))
-        : Buffer.alloc(0),
+        ? bytesFromBase64(object.session_epoch)
+        : new Uint8Array(0),
       hubId: isSet(object.hubId)
         ? globalThis.String(object.hubId)
         : isSet(object.hub_id)
@@ -724,7 +724,7 @@ export const Cluster: MessageFns<Cluster> = {
     );
     message.state = object.state ?? 0;
     message.agentVersion = object.agentVersion ?? "";
-    message.sessionEpoch = object.sessionEpoch ?? Buffer.alloc(0);
+    message.sessionEpoch = object.sessionEpoch ?? new Uint8Array(0);
     message.hubId = object.hubId ?? "";
     message.connectedSinceUnixMs = object.connectedSinceUnixMs ?? 0;
     message.lastSeenUnixMs = object.lastSeenUnixMs ?? 0;
@@ -4053,11 +4053,28 @@ export const AdminServiceClient = makeGenericClientConstructor(
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -203,7 +203,7 @@ export interface Hello {
    * Random, new at every agent process start (16 bytes). Lets the hub tell a reconnect of the
    * same process from a restarted agent.
    */
-  sessionEpoch: Buffer;
+  sessionEpoch: Uint8Array;
   /** Optional features the agent supports, e.g. "interned-strings". Unknown ones are ignored. */
   capabilities: string[];
 }
@@ -325,7 +325,7 @@ export interface ServiceChange {
    * Digest of the service's endpoint set after this change (absent for removals). The hub
    * compares it with its own and sends a ResyncRequest when they differ.
    */
-  digest: Buffer;
+  digest: Uint8Array;
 }
 
 /** ServiceState is the full state of one service. */
@@ -406,7 +406,7 @@ export interface Rejection {
     | ServiceKey
     | undefined;
   /** Set when one endpoint was rejected; empty when the whole service change was. */
-  address: Buffer;
+  address: Uint8Array;
   reason: NackReason;
   message: string;
 }
@@ -783,7 +783,7 @@ export const SyncResponse: MessageFns<SyncResponse> = {
 };
 
 function createBaseHello(): Hello {
-  return { clusterId: "", agentVersion: "", sessionEpoch: Buffer.alloc(0), capabilities: [] };
+  return { clusterId: "", agentVersion: "", sessionEpoch: new Uint8Array(0), capabilities: [] };
 }
 
 export const Hello: MessageFns<Hello> = {
@@ -837,7 +837,7 @@ export const Hello: MessageFns<Hello> = {
               break;
             }
 
-            message.sessionEpoch = Buffer.from(reader.bytes());
+            message.sessionEpoch = reader.bytes();
             continue;
           }
           case 4: {
@@ -873,10 +873,10 @@ export const Hello: MessageFns<Hello> = {
         ? globalThis.String(object.agent_version)
         : "",
       sessionEpoch: isSet(object.sessionEpoch)
-        ? Buffer.from(bytesFromBase64(object.sessionEpoch))
+        ? bytesFromBase64(object.sessionEpoch)
         : isSet(object.session_epoch)
-        ? Buffer.from(bytesFromBase64(object.session_epoch))
-        : Buffer.alloc(0),
+        ? bytesFromBase64(object.session_epoch)
+        : new Uint8Array(0),
       capabilities: globalThis.Array.isArray(object?.capabilities)
         ? object.capabilities.map((e: any) => globalThis.String(e))
         : [],
@@ -907,7 +907,7 @@ export const Hello: MessageFns<Hello> = {
     const message = createBaseHello();
     message.clusterId = object.clusterId ?? "";
     message.agentVersion = object.agentVersion ?? "";
-    message.sessionEpoch = object.sessionEpoch ?? Buffer.alloc(0);
+    message.sessionEpoch = object.sessionEpoch ?? new Uint8Array(0);
     message.capabilities = object.capabilities?.map((e) => e) || [];
     return message;
   },
@@ -2009,7 +2009,7 @@ export const EndpointBatch: MessageFns<EndpointBatch> = {
 };
 
 function createBaseServiceChange(): ServiceChange {
-  return { service: undefined, change: undefined, digest: Buffer.alloc(0) };
+  return { service: undefined, change: undefined, digest: new Uint8Array(0) };
 }
 
 export const ServiceChange: MessageFns<ServiceChange> = {
@@ -2084,7 +2084,7 @@ export const ServiceChange: MessageFns<ServiceChange> = {
               break;
             }
 
-            message.digest = Buffer.from(reader.bytes());
+            message.digest = reader.bytes();
             continue;
           }
         }
@@ -2109,7 +2109,7 @@ export const ServiceChange: MessageFns<ServiceChange> = {
         : isSet(object.removed)
         ? { $case: "removed", removed: ServiceRemoved.fromJSON(object.removed) }
         : undefined,
-      digest: isSet(object.digest) ? Buffer.from(bytesFromBase64(object.digest)) : Buffer.alloc(0),
+      digest: isSet(object.digest) ? bytesFromBase64(object.digest) : new Uint8Array(0),
     };
   },
 
@@ -2159,7 +2159,7 @@ export const ServiceChange: MessageFns<ServiceChange> = {
         break;
       }
     }
-    message.digest = object.digest ?? Buffer.alloc(0);
+    message.digest = object.digest ?? new Uint8Array(0);
     return message;
   },
 };
@@ -3107,7 +3107,7 @@ export const Nack: MessageFns<Nack> = {
 };
 
 function createBaseRejection(): Rejection {
-  return { service: undefined, address: Buffer.alloc(0), reason: 0, message: "" };
+  return { service: undefined, address: new Uint8Array(0), reason: 0, message: "" };
 }
 
 export const Rejection: MessageFns<Rejection> = {
@@ -3153,7 +3153,7 @@ export const Rejection: MessageFns<Rejection> = {
               break;
             }
 
-            message.address = Buffer.from(reader.bytes());
+            message.address = reader.bytes();
             continue;
           }
           case 3: {
@@ -3187,7 +3187,7 @@ export const Rejection: MessageFns<Rejection> = {
   fromJSON(object: any): Rejection {
     return {
       service: isSet(object.service) ? ServiceKey.fromJSON(object.service) : undefined,
-      address: isSet(object.address) ? Buffer.from(bytesFromBase64(object.address)) : Buffer.alloc(0),
+      address: isSet(object.address) ? bytesFromBase64(object.address) : new Uint8Array(0),
       reason: isSet(object.reason) ? nackReasonFromJSON(object.reason) : 0,
       message: isSet(object.message) ? globalThis.String(object.message) : "",
     };
@@ -3218,7 +3218,7 @@ export const Rejection: MessageFns<Rejection> = {
     message.service = (object.service !== undefined && object.service !== null)
       ? ServiceKey.fromPartial(object.service)
       : undefined;
-    message.address = object.address ?? Buffer.alloc(0);
+    message.address = object.address ?? new Uint8Array(0);
     message.reason = object.reason ?? 0;
     message.message = object.message ?? "";
     return message;
@@ -3432,11 +3432,28 @@ export const AgentServiceClient = makeGenericClientConstructor(
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;

@@ -89,7 +89,7 @@ export interface PortSet {
 /** Endpoint is one address of a service with its conditions and topology. */
 export interface Endpoint {
   /** IPv4 (4 bytes) or IPv6 (16 bytes) address. Identifies the endpoint within its service. */
-  address: Buffer;
+  address: Uint8Array;
   /** Id of the service's PortSet that this endpoint serves. */
   portSet: number;
   /**
@@ -123,7 +123,7 @@ export interface PodReference {
 
 /** EndpointRemoval removes one endpoint (by address) from a service. */
 export interface EndpointRemoval {
-  address: Buffer;
+  address: Uint8Array;
   observedOffsetMs: number;
 }
 
@@ -145,7 +145,7 @@ export interface ServiceDigest {
    * 8 bytes; see shared/model for the canonical encoding it is computed over. Independent of
    * slice boundaries, slice order, interned ids and port set ids.
    */
-  digest: Buffer;
+  digest: Uint8Array;
 }
 
 function createBaseServiceKey(): ServiceKey {
@@ -441,7 +441,7 @@ export const PortSet: MessageFns<PortSet> = {
 
 function createBaseEndpoint(): Endpoint {
   return {
-    address: Buffer.alloc(0),
+    address: new Uint8Array(0),
     portSet: 0,
     ready: false,
     serving: false,
@@ -503,7 +503,7 @@ export const Endpoint: MessageFns<Endpoint> = {
               break;
             }
 
-            message.address = Buffer.from(reader.bytes());
+            message.address = reader.bytes();
             continue;
           }
           case 2: {
@@ -584,7 +584,7 @@ export const Endpoint: MessageFns<Endpoint> = {
 
   fromJSON(object: any): Endpoint {
     return {
-      address: isSet(object.address) ? Buffer.from(bytesFromBase64(object.address)) : Buffer.alloc(0),
+      address: isSet(object.address) ? bytesFromBase64(object.address) : new Uint8Array(0),
       portSet: isSet(object.portSet)
         ? globalThis.Number(object.portSet)
         : isSet(object.port_set)
@@ -641,7 +641,7 @@ export const Endpoint: MessageFns<Endpoint> = {
   },
   fromPartial(object: DeepPartial<Endpoint>): Endpoint {
     const message = createBaseEndpoint();
-    message.address = object.address ?? Buffer.alloc(0);
+    message.address = object.address ?? new Uint8Array(0);
     message.portSet = object.portSet ?? 0;
     message.ready = object.ready ?? false;
     message.serving = object.serving ?? false;
@@ -740,7 +740,7 @@ export const PodReference: MessageFns<PodReference> = {
 };
 
 function createBaseEndpointRemoval(): EndpointRemoval {
-  return { address: Buffer.alloc(0), observedOffsetMs: 0 };
+  return { address: new Uint8Array(0), observedOffsetMs: 0 };
 }
 
 export const EndpointRemoval: MessageFns<EndpointRemoval> = {
@@ -772,7 +772,7 @@ export const EndpointRemoval: MessageFns<EndpointRemoval> = {
               break;
             }
 
-            message.address = Buffer.from(reader.bytes());
+            message.address = reader.bytes();
             continue;
           }
           case 2: {
@@ -797,7 +797,7 @@ export const EndpointRemoval: MessageFns<EndpointRemoval> = {
 
   fromJSON(object: any): EndpointRemoval {
     return {
-      address: isSet(object.address) ? Buffer.from(bytesFromBase64(object.address)) : Buffer.alloc(0),
+      address: isSet(object.address) ? bytesFromBase64(object.address) : new Uint8Array(0),
       observedOffsetMs: isSet(object.observedOffsetMs)
         ? globalThis.Number(object.observedOffsetMs)
         : isSet(object.observed_offset_ms)
@@ -822,7 +822,7 @@ export const EndpointRemoval: MessageFns<EndpointRemoval> = {
   },
   fromPartial(object: DeepPartial<EndpointRemoval>): EndpointRemoval {
     const message = createBaseEndpointRemoval();
-    message.address = object.address ?? Buffer.alloc(0);
+    message.address = object.address ?? new Uint8Array(0);
     message.observedOffsetMs = object.observedOffsetMs ?? 0;
     return message;
   },
@@ -914,7 +914,7 @@ export const InternedString: MessageFns<InternedString> = {
 };
 
 function createBaseServiceDigest(): ServiceDigest {
-  return { service: undefined, digest: Buffer.alloc(0) };
+  return { service: undefined, digest: new Uint8Array(0) };
 }
 
 export const ServiceDigest: MessageFns<ServiceDigest> = {
@@ -954,7 +954,7 @@ export const ServiceDigest: MessageFns<ServiceDigest> = {
               break;
             }
 
-            message.digest = Buffer.from(reader.bytes());
+            message.digest = reader.bytes();
             continue;
           }
         }
@@ -972,7 +972,7 @@ export const ServiceDigest: MessageFns<ServiceDigest> = {
   fromJSON(object: any): ServiceDigest {
     return {
       service: isSet(object.service) ? ServiceKey.fromJSON(object.service) : undefined,
-      digest: isSet(object.digest) ? Buffer.from(bytesFromBase64(object.digest)) : Buffer.alloc(0),
+      digest: isSet(object.digest) ? bytesFromBase64(object.digest) : new Uint8Array(0),
     };
   },
 
@@ -995,17 +995,34 @@ export const ServiceDigest: MessageFns<ServiceDigest> = {
     message.service = (object.service !== undefined && object.service !== null)
       ? ServiceKey.fromPartial(object.service)
       : undefined;
-    message.digest = object.digest ?? Buffer.alloc(0);
+    message.digest = object.digest ?? new Uint8Array(0);
     return message;
   },
 };
 
 function bytesFromBase64(b64: string): Uint8Array {
-  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+  if ((globalThis as any).Buffer) {
+    return Uint8Array.from((globalThis as any).Buffer.from(b64, "base64"));
+  } else {
+    const bin = globalThis.atob(b64);
+    const arr = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; ++i) {
+      arr[i] = bin.charCodeAt(i);
+    }
+    return arr;
+  }
 }
 
 function base64FromBytes(arr: Uint8Array): string {
-  return globalThis.Buffer.from(arr).toString("base64");
+  if ((globalThis as any).Buffer) {
+    return (globalThis as any).Buffer.from(arr).toString("base64");
+  } else {
+    const bin: string[] = [];
+    arr.forEach((byte) => {
+      bin.push(globalThis.String.fromCharCode(byte));
+    });
+    return globalThis.btoa(bin.join(""));
+  }
 }
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
