@@ -1,0 +1,41 @@
+import ipaddr from 'ipaddr.js';
+
+/** Address family of an endpoint. */
+export type IpFamily = 'IPv4' | 'IPv6';
+
+/** Thrown for text or bytes that are not an IPv4 or IPv6 address. */
+export class InvalidAddressError extends Error {
+  override readonly name = 'InvalidAddressError';
+}
+
+/**
+ * Canonical text of an address: dotted quad for IPv4, RFC 5952 (lower case, zeros compressed)
+ * for IPv6, so that one address always has one key.
+ */
+export function canonicalAddress(text: string): string {
+  if (!ipaddr.isValid(text))
+    throw new InvalidAddressError(`not an IP address: ${JSON.stringify(text)}`);
+  // parse() accepts legacy IPv4 forms (octal, fewer parts); insist on the four-part dotted form.
+  if (ipaddr.IPv4.isValid(text) && !ipaddr.IPv4.isValidFourPartDecimal(text)) {
+    throw new InvalidAddressError(`not a dotted-quad IPv4 address: ${JSON.stringify(text)}`);
+  }
+  return ipaddr.parse(text).toString();
+}
+
+/** The family of a canonical address. */
+export function addressFamily(canonical: string): IpFamily {
+  return canonical.includes(':') ? 'IPv6' : 'IPv4';
+}
+
+/** 4 bytes for IPv4, 16 for IPv6 (the wire form). */
+export function addressToBytes(canonical: string): Uint8Array {
+  return Uint8Array.from(ipaddr.parse(canonical).toByteArray());
+}
+
+/** Canonical text from the wire form; throws on any length other than 4 or 16. */
+export function addressFromBytes(bytes: Uint8Array): string {
+  if (bytes.length !== 4 && bytes.length !== 16) {
+    throw new InvalidAddressError(`address must be 4 or 16 bytes, got ${bytes.length}`);
+  }
+  return ipaddr.fromByteArray(Array.from(bytes)).toString();
+}
