@@ -33,6 +33,22 @@ export {
   canonicalAddress,
   type IpFamily,
 } from './model/ip-address.js';
+export {
+  isSubscribed,
+  matchesLabelSelector,
+  matchesServiceSelector,
+} from './model/service-selector.js';
+
+// Codecs for the compact endpoint encoding of one stream.
+export {
+  EndpointDecoder,
+  ProtocolViolationError,
+  type EndpointDecoderLimits,
+} from './protocol/endpoint-decoder.js';
+export { EndpointEncoder, clampOffset } from './protocol/endpoint-encoder.js';
+
+// Logging.
+export { createLogger, silentLogger, type Logger, type LoggerOptions } from './logging/logger.js';
 
 // Wire contract v1.
 export {

@@ -322,8 +322,10 @@ export interface ServiceChange {
     { $case: "removed"; removed: ServiceRemoved }
     | undefined;
   /**
-   * Digest of the service's endpoint set after this change (absent for removals). The hub
-   * compares it with its own and sends a ResyncRequest when they differ.
+   * Digest of the service's endpoint set after this change. The hub compares it with its own
+   * and sends a ResyncRequest when they differ. Empty for removals, and for every piece but the
+   * last of a service change that is split over several batches (a service larger than one
+   * batch): the replace comes first, then deltas, and the last piece carries the digest.
    */
   digest: Uint8Array;
 }
