@@ -50,6 +50,30 @@ export { EndpointEncoder, clampOffset } from './protocol/endpoint-encoder.js';
 // Logging.
 export { createLogger, silentLogger, type Logger, type LoggerOptions } from './logging/logger.js';
 
+// Process plumbing: backoff, configuration, probes, version.
+export {
+  JitteredBackoff,
+  jitteredBackoff,
+  type JitteredBackoffOptions,
+} from './backoff/jittered-backoff.js';
+export {
+  ConfigError,
+  describeSettings,
+  envName,
+  flagName,
+  loadConfig,
+  type ConfigInputs,
+  type SettingDoc,
+} from './config/config-loader.js';
+export { addSettingsOptions } from './config/settings-options.js';
+export {
+  startHealthServer,
+  type HealthServer,
+  type HealthServerOptions,
+  type ProbeResult,
+} from './health/health-server.js';
+export { tgfedVersion } from './version.js';
+
 // Wire contract v1.
 export {
   Endpoint,

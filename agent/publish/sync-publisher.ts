@@ -4,6 +4,7 @@ import {
   AgentServiceService,
   BatchPhase,
   EndpointEncoder,
+  JitteredBackoff,
   NackReason,
   clampOffset,
   digestHex,
@@ -23,7 +24,6 @@ import {
   type SyncResponse,
   type Welcome,
 } from '../../shared/index.js';
-import { JitteredBackoff } from '../../shared/backoff/jittered-backoff.js';
 import { PendingChanges, type PendingChange } from './pending-changes.js';
 
 /** One service as the publisher reads it: the current merged state. */

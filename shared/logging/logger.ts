@@ -24,7 +24,15 @@ export function createLogger(options: LoggerOptions): Logger {
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
     redact: {
-      paths: ['token', '*.token', 'authorization', '*.authorization', 'password', '*.password', 'secretAccessKey'],
+      paths: [
+        'token',
+        '*.token',
+        'authorization',
+        '*.authorization',
+        'password',
+        '*.password',
+        'secretAccessKey',
+      ],
       censor: '[redacted]',
     },
   });

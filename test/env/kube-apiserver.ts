@@ -18,10 +18,24 @@ export interface KubeApiserver {
   readonly kubeconfigPath: string;
   /** Folder with the run's certificates, keys and kubeconfig. */
   readonly dir: string;
+  /** http:// client URL of etcd; its JSON gateway serves /v3/kv/range, /v3/kv/compaction etc. */
+  readonly etcdUrl: string;
   readonly etcd: ManagedProcess;
+  /** The running API server process (a new one after {@link KubeApiserver.restartApiserver}). */
   readonly apiserver: ManagedProcess;
+  /**
+   * Stops the API server (SIGTERM, as a rolling update would) and starts it again on the same
+   * port against the same etcd; resolves once /readyz answers 200.
+   */
+  restartApiserver(): Promise<void>;
   /** Stops the API server, then etcd; both always run. Idempotent. */
   stop(): Promise<void>;
+}
+
+/** Options for {@link startKubeApiserver}. */
+export interface KubeApiserverOptions {
+  /** Extra kube-apiserver flags, e.g. `--watch-cache=false`. */
+  apiserverArgs?: string[];
 }
 
 const adminUser = 'tgfed-test-admin';
@@ -91,7 +105,10 @@ async function apiserverStatus(url: string, caPem: string, token: string): Promi
  * serving certificate, a service-account key pair, a static token for a system:masters user and
  * a kubeconfig for that user. Resolves once /readyz answers 200.
  */
-export async function startKubeApiserver(manifest: TestenvManifest): Promise<KubeApiserver> {
+export async function startKubeApiserver(
+  manifest: TestenvManifest,
+  options: KubeApiserverOptions = {},
+): Promise<KubeApiserver> {
   const dir = await mkdtemp(join(tmpdir(), 'tgfed-kube-'));
   const pkiDir = join(dir, 'pki');
   const etcdDataDir = join(dir, 'etcd-data');
@@ -163,9 +180,8 @@ export async function startKubeApiserver(manifest: TestenvManifest): Promise<Kub
     readyTimeoutMs: 30_000,
   });
 
-  let apiserver: ManagedProcess;
-  try {
-    apiserver = await startManagedProcess({
+  const startApiserver = (): Promise<ManagedProcess> =>
+    startManagedProcess({
       name: 'kube-apiserver',
       command: manifest.kubeApiserver,
       args: [
@@ -187,10 +203,14 @@ export async function startKubeApiserver(manifest: TestenvManifest): Promise<Kub
         `--service-account-key-file=${file('sa.pub')}`,
         `--service-account-signing-key-file=${file('sa.key')}`,
         `--service-cluster-ip-range=${serviceClusterIpRange}`,
+        ...(options.apiserverArgs ?? []),
       ],
       ready: async () => (await apiserverStatus(`${url}/readyz`, pki.caPem, token)) === 200,
       readyTimeoutMs: 90_000,
     });
+  let apiserver: ManagedProcess;
+  try {
+    apiserver = await startApiserver();
   } catch (err) {
     await etcd.stop();
     await rm(etcdDataDir, { recursive: true, force: true });
@@ -215,12 +235,22 @@ export async function startKubeApiserver(manifest: TestenvManifest): Promise<Kub
     if (errors.length > 0) throw new AggregateError(errors, 'kube-apiserver: stop failed');
   };
 
+  const restartApiserver = async (): Promise<void> => {
+    if (stopped) throw new Error('kube-apiserver: restart after stop');
+    await apiserver.stop();
+    apiserver = await startApiserver();
+  };
+
   return {
     url,
     kubeconfigPath,
     dir,
+    etcdUrl: etcdClientUrl,
     etcd,
-    apiserver,
+    get apiserver() {
+      return apiserver;
+    },
+    restartApiserver,
     stop: () => (stopped ??= stop()),
   };
 }

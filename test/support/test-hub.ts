@@ -54,7 +54,7 @@ export interface TestHubStats {
   batches: number;
   /** Endpoint upserts + removals received in delta-phase batches. */
   deltaEndpointChanges: number;
-  /** Serialized bytes of delta-phase batches. */
+  /** Bytes of delta-phase batches on the wire: protobuf plus gRPC's 5-byte message prefix. */
   deltaBytes: number;
   /** Services received in full (replace), per service key. */
   replaces: Map<string, number>;
@@ -140,7 +140,7 @@ export class TestHub {
             request.message?.$case === 'batch' &&
             request.message.batch.phase === BatchPhase.BATCH_PHASE_DELTA
           ) {
-            hub.stats.deltaBytes += bytes.length;
+            hub.stats.deltaBytes += bytes.length + 5;
           }
           return request;
         },
