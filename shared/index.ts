@@ -46,6 +46,11 @@ export {
   type EndpointDecoderLimits,
 } from './protocol/endpoint-decoder.js';
 export { EndpointEncoder, clampOffset } from './protocol/endpoint-encoder.js';
+export {
+  traceContextFromHeaders,
+  traceHeadersFromContext,
+  type TraceHeaders,
+} from './protocol/trace-context.js';
 
 // Logging.
 export { createLogger, silentLogger, type Logger, type LoggerOptions } from './logging/logger.js';

@@ -11,17 +11,20 @@ import {
   isSubscribed,
   serviceKeyString,
   silentLogger,
+  traceContextFromHeaders,
   type Endpoint,
   type EndpointBatch,
   type EndpointRecord,
   type EndpointRemoval,
   type Logger,
+  type Nack,
   type PortSet,
   type ServiceChange,
   type ServiceKey,
   type Subscription,
   type SyncRequest,
   type SyncResponse,
+  type TraceHeaders,
   type Welcome,
 } from '../../shared/index.js';
 import { PendingChanges, type PendingChange } from './pending-changes.js';
@@ -66,9 +69,10 @@ export interface SyncPublisherOptions {
   /** Unacked batches allowed (the hub's limit applies if lower). @default 8 */
   maxBatchesInFlight?: number;
   /**
-   * Endpoints per batch. A larger service is split over several batches (replace, then deltas;
-   * the last piece carries the digest). 2,000 records of at most ~600 bytes stay far below
-   * gRPC's 4 MiB default message limit. @default 2000
+   * Endpoints per batch. A larger delta is split over batches (the last piece carries the
+   * digest); a replace always travels whole, in a batch of its own when it is larger. 2,000
+   * records of at most ~600 bytes stay far below gRPC's 4 MiB default message limit.
+   * @default 2000
    */
   maxEndpointsPerBatch?: number;
   /** Heartbeat interval until the hub's welcome sets it. @default 10000 */
@@ -80,8 +84,8 @@ export interface SyncPublisherOptions {
   /** @default 30000 */
   reconnectMaxMs?: number;
   logger?: Logger;
-  /** Supplies the W3C traceparent of each batch (the telemetry setup plugs in here). */
-  traceContext?: () => { traceparent: string; tracestate: string };
+  /** Supplies the W3C trace context of each batch (the telemetry setup plugs in here). */
+  traceContext?: () => TraceHeaders;
 }
 
 /** Lifecycle of the publisher. */
@@ -125,7 +129,7 @@ type SyncClient = grpc.Client & {
 };
 
 /** A random W3C traceparent, until the telemetry setup provides real spans. */
-function randomTraceContext(): { traceparent: string; tracestate: string } {
+function randomTraceContext(): TraceHeaders {
   return {
     traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01`,
     tracestate: '',
@@ -149,7 +153,7 @@ export class SyncPublisher {
   >;
   readonly #metadata: (() => grpc.Metadata) | undefined;
   readonly #log: Logger;
-  readonly #traceContext: () => { traceparent: string; tracestate: string };
+  readonly #traceContext: () => TraceHeaders;
   readonly #client: SyncClient;
   readonly #sessionEpoch = randomBytes(16);
   readonly #backoff: JitteredBackoff;
@@ -473,7 +477,7 @@ export class SyncPublisher {
           );
         }
         this.#inFlight.delete(message.nack.sequence);
-        this.#flushNow();
+        this.#onRejected(message.nack);
         break;
       case 'resyncRequest':
         this.stats.resyncRequests++;
@@ -502,6 +506,31 @@ export class SyncPublisher {
     }
   }
 
+  /**
+   * After a NACK the hub may lack what this stream assumes it has. A rejected service change: the
+   * hub may not know the service or its port sets, so forget both; its next change goes out in
+   * full (not retried at once, so a limit the service exceeds cannot loop). A batch rejected
+   * as a whole (or out of sequence): interned strings may be unbound, so start a fresh stream.
+   */
+  #onRejected(nack: Nack): void {
+    const whole =
+      nack.reason === NackReason.NACK_REASON_SEQUENCE ||
+      (nack.rejections.length === 0 && nack.reason === NackReason.NACK_REASON_INVALID);
+    if (whole) {
+      this.#onStreamEnd(new Error(`hub rejected batch ${nack.sequence} as a whole`));
+      return;
+    }
+    for (const rejection of nack.rejections) {
+      if (rejection.service === undefined || rejection.address.length > 0) continue;
+      const key = serviceKeyString(rejection.service);
+      this.#hubServices.delete(key);
+      this.#encoder.forgetService(key);
+      if (this.#pending.get(key)?.kind === 'delta')
+        this.#pending.markReplace(rejection.service, Date.now());
+    }
+    this.#flushNow();
+  }
+
   #onWelcome(welcome: Welcome): void {
     clearTimeout(this.#welcomeTimer);
     this.stats.welcomes++;
@@ -521,8 +550,12 @@ export class SyncPublisher {
     this.#setState('resyncing');
 
     const hubDigests = new Map<string, Uint8Array>();
+    const hubKeys = new Map<string, ServiceKey>();
     for (const d of welcome.digests) {
-      if (d.service !== undefined) hubDigests.set(serviceKeyString(d.service), d.digest);
+      if (d.service === undefined) continue;
+      const key = serviceKeyString(d.service);
+      hubDigests.set(key, d.digest);
+      hubKeys.set(key, d.service);
     }
     const now = Date.now();
     let same = 0;
@@ -541,9 +574,7 @@ export class SyncPublisher {
       }
     }
     for (const [key, digest] of hubDigests) {
-      const service = welcome.digests.find(
-        (d) => d.service !== undefined && serviceKeyString(d.service) === key,
-      )?.service;
+      const service = hubKeys.get(key);
       if (service === undefined) continue;
       this.#hubServices.add(key);
       this.#pending.markRemove(service, now);
@@ -572,7 +603,10 @@ export class SyncPublisher {
       if (!isSubscribed(subscription, current.service, current.labels)) continue;
       const key = serviceKeyString(current.service);
       wanted.add(key);
-      if (!this.#hubServices.has(key) && !this.#pending.has(key)) {
+      if (
+        (!this.#hubServices.has(key) && !this.#pending.has(key)) ||
+        this.#pending.get(key)?.kind === 'remove'
+      ) {
         this.#pending.markReplace(current.service, now);
       }
     }
@@ -649,12 +683,21 @@ export class SyncPublisher {
     }[] = [];
     let earliest = Number.POSITIVE_INFINITY;
 
-    for (const [key, entry] of this.#pending.entries()) {
+    for (const [key, entry] of [...this.#pending.entries()]) {
       if (budget <= 0) break;
+      // A replace travels whole (splitting it would let the hub hold a truncated set between
+      // pieces); it starts a batch of its own when it does not fit in what is left.
+      if (planned.length > 0 && entry.kind !== 'delta') {
+        const size = this.#source.get(entry.service)?.endpoints.size ?? 0;
+        if (size > budget) break;
+      }
       const plan = this.#plan(key, entry, budget);
-      this.#pending.delete(key);
-      if (plan.remainder !== undefined) this.#pending.setRemainder(key, plan.remainder);
-      if (plan.remainder === undefined) this.#resyncKeys.delete(key);
+      if (plan.remainder !== undefined) {
+        this.#pending.setRemainder(key, plan.remainder); // keeps the entry's place
+      } else {
+        this.#pending.delete(key);
+        this.#resyncKeys.delete(key);
+      }
       if (plan.change === undefined) continue;
       budget -= Math.max(1, plan.cost);
       earliest = Math.min(earliest, plan.observedAtMs);
@@ -682,7 +725,7 @@ export class SyncPublisher {
       changes,
       strings: this.#encoder.takeNewStrings(),
       observedBaseUnixMs: base,
-      traceContext: this.#traceContext(),
+      traceContext: traceContextFromHeaders(this.#traceContext()),
     };
     this.#inFlight.set(sequence, { sentAtMs: Date.now(), endpointChanges });
     this.stats.batchesSent++;
@@ -711,7 +754,7 @@ export class SyncPublisher {
       current !== undefined && isSubscribed(this.#subscription, current.service, current.labels);
     const namespace = entry.service.namespace;
 
-    if (!wanted || entry.kind === 'remove') {
+    if (!wanted) {
       if (!this.#hubServices.has(key)) {
         return {
           change: undefined,
@@ -738,14 +781,13 @@ export class SyncPublisher {
       };
     }
 
-    if (entry.kind === 'replace') {
+    // A service wanted again after a pending removal (subscription flip, resync) goes in full.
+    if (entry.kind === 'replace' || entry.kind === 'remove') {
       this.#hubServices.add(key);
       this.stats.servicesReplaced++;
-      const all = [...current.endpoints.values()];
-      const now = all.slice(0, budget);
-      const rest = all.slice(budget);
+      const now = [...current.endpoints.values()];
       this.#encoder.forgetService(key);
-      const digest = rest.length === 0 ? current.digest() : new Uint8Array(0);
+      const digest = current.digest();
       const labels = { ...current.labels };
       return {
         change: (base) => {
@@ -760,16 +802,7 @@ export class SyncPublisher {
             change: { $case: 'replace', replace: { labels, portSets, endpoints } },
           };
         },
-        remainder:
-          rest.length === 0
-            ? undefined
-            : {
-                kind: 'delta',
-                service: entry.service,
-                addresses: new Map(rest.map((e) => [e.address, entry.observedAtMs])),
-                labels: false,
-                observedAtMs: entry.observedAtMs,
-              },
+        remainder: undefined,
         cost: now.length,
         observedAtMs: entry.observedAtMs,
       };

@@ -58,6 +58,8 @@ export interface TestHubStats {
   deltaBytes: number;
   /** Services received in full (replace), per service key. */
   replaces: Map<string, number>;
+  /** Endpoints in the last replace of each service. */
+  replaceSizes: Map<string, number>;
   removals: number;
   synced: number;
   digestMismatches: number;
@@ -91,6 +93,7 @@ export class TestHub {
     deltaEndpointChanges: 0,
     deltaBytes: 0,
     replaces: new Map(),
+    replaceSizes: new Map(),
     removals: 0,
     synced: 0,
     digestMismatches: 0,
@@ -356,6 +359,7 @@ export class TestHub {
         switch (c?.$case) {
           case 'replace': {
             this.stats.replaces.set(key, (this.stats.replaces.get(key) ?? 0) + 1);
+            this.stats.replaceSizes.set(key, c.replace.endpoints.length);
             session.decoder.forgetService(key);
             session.decoder.bindPortSets(key, c.replace.portSets);
             const endpoints = new Map<string, EndpointRecord>();

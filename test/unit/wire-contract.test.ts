@@ -4,6 +4,8 @@ import {
   NackReason,
   SyncRequest,
   SyncResponse,
+  traceContextFromHeaders,
+  traceHeadersFromContext,
   type Endpoint,
   type EndpointBatch,
 } from '../../shared/index.js';
@@ -28,10 +30,10 @@ function deltaBatch(changes: number): EndpointBatch {
     phase: BatchPhase.BATCH_PHASE_DELTA,
     observedBaseUnixMs: 1_790_000_000_000,
     strings: [],
-    traceContext: {
+    traceContext: traceContextFromHeaders({
       traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
       tracestate: '',
-    },
+    }),
     changes: [
       {
         service: { namespace: 'shop', name: 'web' },
@@ -142,5 +144,21 @@ describe('wire contract v1', () => {
     ]);
     huge[1] = huge.length - 2;
     expect(() => SyncRequest.decode(huge)).toThrow(/MAX_SAFE_INTEGER/);
+  });
+
+  it('carries W3C trace context in binary form and gives back the same traceparent', () => {
+    const headers = {
+      traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      tracestate: 'vendor=a',
+    };
+    const context = traceContextFromHeaders(headers);
+    expect(traceHeadersFromContext(context)).toEqual(headers);
+    expect(
+      traceContextFromHeaders({
+        traceparent: '00-' + '0'.repeat(32) + '-00f067aa0ba902b7-01',
+        tracestate: '',
+      }),
+    ).toBeUndefined();
+    expect(traceContextFromHeaders({ traceparent: 'garbage', tracestate: '' })).toBeUndefined();
   });
 });

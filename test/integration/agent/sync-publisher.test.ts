@@ -84,7 +84,7 @@ async function converged(agent: TestAgent, hub: TestHub, filter?: (key: string) 
 }
 
 describe('SyncPublisher against a hub on loopback', () => {
-  it('sends the full state after the welcome, then SYNCED, splitting a service larger than a batch', async () => {
+  it('sends the full state after the welcome, then SYNCED; a service larger than a batch travels whole', async () => {
     const hub = await startHub();
     const agent = new TestAgent(hub, { maxEndpointsPerBatch: 500 });
     agent.upsert(
@@ -110,8 +110,68 @@ describe('SyncPublisher against a hub on loopback', () => {
     expect(hub.cluster(clusterId).get('shop/cart')?.endpoints.size).toBe(2);
     expect(hub.stats.synced).toBe(1);
     expect(hub.stats.digestMismatches).toBe(0);
-    // 1,200 endpoints in batches of 500: the service went out in three pieces.
-    expect(hub.stats.batches).toBeGreaterThanOrEqual(3);
+    // One replace with every endpoint: the hub never held a truncated web.
+    expect(hub.stats.replaces.get('shop/web')).toBe(1);
+    expect(hub.stats.replaceSizes.get('shop/web')).toBe(1_200);
+  });
+
+  it('splits a delta larger than a batch into pieces and stays exact under churn while the window is full', async () => {
+    const hub = await startHub({ holdAcks: false, maxBatchesInFlight: 2 });
+    const agent = new TestAgent(hub, { maxEndpointsPerBatch: 100 });
+    const slices = manyEndpointSlices('shop', 'web', 1_000, 100);
+    agent.upsert(...slices);
+    agent.publisher.start();
+    await converged(agent, hub);
+
+    const batchesBefore = hub.stats.batches;
+    // 400 of 1,000 endpoints change (a delta, below the replace threshold), then churn on top.
+    for (const slice of slices.slice(0, 4)) {
+      const next = structuredClone(slice);
+      for (const e of next.endpoints!)
+        e.conditions = { ready: false, serving: true, terminating: true };
+      agent.upsert(next);
+    }
+    for (let round = 0; round < 20; round++) {
+      const next = structuredClone(slices[9]!);
+      next.endpoints![round]!.conditions = {
+        ready: round % 2 === 0,
+        serving: true,
+        terminating: false,
+      };
+      agent.upsert(next);
+    }
+    await converged(agent, hub);
+    expect(hub.stats.batches - batchesBefore).toBeGreaterThanOrEqual(4);
+    expect(hub.stats.digestMismatches).toBe(0);
+    expect(hub.stats.replaces.get('shop/web')).toBe(1);
+  });
+
+  it('sends a service in full when a subscription drops it and selects it again before the removal went out', async () => {
+    const hub = await startHub({ holdAcks: true, maxBatchesInFlight: 1 });
+    const agent = new TestAgent(hub);
+    agent.upsert(
+      endpointSlice({
+        namespace: 'shop',
+        service: 'web',
+        name: 'web-1',
+        endpoints: [{ ip: '10.0.0.1' }],
+      }),
+      endpointSlice({
+        namespace: 'shop',
+        service: 'cart',
+        name: 'cart-1',
+        endpoints: [{ ip: '10.0.0.2' }],
+      }),
+    );
+    agent.publisher.start();
+    await waitFor(() => agent.publisher.inFlight === 1, { what: 'the window to fill' });
+    const only = (name: string) => ({ namespace: 'shop', name, labels: undefined });
+    hub.setSubscription({ version: 2, selectors: [only('web')] });
+    await waitFor(() => agent.publisher.pendingServices > 0, { what: 'the removal to be pending' });
+    hub.setSubscription({ version: 3, selectors: [only('web'), only('cart')] });
+    hub.releaseAcks();
+    await converged(agent, hub);
+    expect([...hub.cluster(clusterId).keys()].sort()).toEqual(['shop/cart', 'shop/web']);
   });
 
   it('sends one endpoint record when one pod of a large service changes', async () => {

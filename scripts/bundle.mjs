@@ -1,0 +1,27 @@
+// Bundles each process entry into one minified ESM file under dist/bundle/ (`npm run build`).
+//
+// Why: @kubernetes/client-node's KubeConfig imports its whole generated API (hundreds of modules);
+// loaded from node_modules that costs the agent ~45 MB of RSS before it holds a single endpoint.
+// Bundled and tree-shaken, the same code starts at ~100 MB instead of ~148 MB, which is what
+// keeps a 10,000-endpoint agent within DESIGN.md's 150 MB (`npm run bench:agent`).
+import { build } from 'esbuild';
+
+const entries = { 'tgfed-agent': 'agent/main.ts' };
+
+await build({
+  entryPoints: entries,
+  outdir: 'dist/bundle',
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node22',
+  minify: true,
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  // Some dependencies are CommonJS and call require(); give the ESM bundle one.
+  banner: {
+    js: "import { createRequire as __tgfedCreateRequire } from 'node:module'; const require = __tgfedCreateRequire(import.meta.url);",
+  },
+});
+console.log(`bundled ${Object.keys(entries).join(', ')} into dist/bundle/`);
