@@ -1,11 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
-import type { V1EndpointSlice } from '@kubernetes/client-node';
-import { ServiceEndpointSets } from '../../../agent/aggregate/service-endpoint-sets.js';
-import { SyncPublisher, type SyncPublisherOptions } from '../../../agent/publish/sync-publisher.js';
-import { LabelSelectorOperator, serviceKeyString } from '../../../shared/index.js';
+import { LabelSelectorOperator } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { endpointSlice, manyEndpointSlices } from '../../support/endpoint-slices.js';
+import { TestAgent, sortedEntries, type TestAgentOptions } from '../../support/test-agent.js';
 import { TestHub, type TestHubOptions, type TestHubState } from '../../support/test-hub.js';
 
 const clusterId = 'cluster-a';
@@ -14,55 +11,17 @@ afterEach(async () => {
   for (const close of closers.splice(0).reverse()) await close();
 });
 
-/** An agent without Kubernetes: slices go straight into the real aggregator and publisher. */
-class TestAgent {
-  readonly sets = new ServiceEndpointSets();
-  readonly publisher: SyncPublisher;
-
-  constructor(hub: TestHub, options: Partial<SyncPublisherOptions> = {}) {
-    this.publisher = new SyncPublisher(this.sets, {
-      clusterId,
-      agentVersion: 'test',
-      target: hub.address,
-      credentials: grpc.credentials.createInsecure(),
-      batchWindowMs: 5,
-      reconnectInitialMs: 20,
-      reconnectMaxMs: 200,
-      heartbeatIntervalMs: 500,
-      ...options,
-    });
-    closers.push(() => this.publisher.close());
-  }
-
-  upsert(...slices: V1EndpointSlice[]): void {
-    for (const slice of slices) {
-      for (const change of this.sets.upsertSlice(slice, Date.now())) this.publisher.notify(change);
-    }
-  }
-
-  delete(slice: V1EndpointSlice): void {
-    for (const change of this.sets.deleteSlice(slice, Date.now())) this.publisher.notify(change);
-  }
-
-  /** The agent's state in the test hub's shape, to compare. */
-  snapshot(filter: (key: string) => boolean = () => true): Record<string, unknown> {
-    const out: Record<string, unknown> = {};
-    for (const s of this.sets.services()) {
-      const key = serviceKeyString(s.service);
-      if (filter(key)) out[key] = { labels: { ...s.labels }, endpoints: sorted(s.endpoints) };
-    }
-    return out;
-  }
-}
-
-function sorted(endpoints: ReadonlyMap<string, unknown>): [string, unknown][] {
-  return [...endpoints.entries()].sort(([a], [b]) => (a < b ? -1 : 1));
+/** A test agent on this file's cluster, closed after the test. */
+function newAgent(hub: TestHub, options: Partial<TestAgentOptions> = {}): TestAgent {
+  const agent = new TestAgent({ clusterId, target: hub.address, ...options });
+  closers.push(() => agent.publisher.close());
+  return agent;
 }
 
 function hubSnapshot(hub: TestHub): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, held] of hub.cluster(clusterId)) {
-    out[key] = { labels: held.labels, endpoints: sorted(held.endpoints) };
+    out[key] = { labels: held.labels, endpoints: sortedEntries(held.endpoints) };
   }
   return out;
 }
@@ -86,7 +45,7 @@ async function converged(agent: TestAgent, hub: TestHub, filter?: (key: string) 
 describe('SyncPublisher against a hub on loopback', () => {
   it('sends the full state after the welcome, then SYNCED; a service larger than a batch travels whole', async () => {
     const hub = await startHub();
-    const agent = new TestAgent(hub, { maxEndpointsPerBatch: 500 });
+    const agent = newAgent(hub, { maxEndpointsPerBatch: 500 });
     agent.upsert(
       ...manyEndpointSlices('shop', 'web', 1_200, 100),
       endpointSlice({
@@ -117,7 +76,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('splits a delta larger than a batch into pieces and stays exact under churn while the window is full', async () => {
     const hub = await startHub({ holdAcks: false, maxBatchesInFlight: 2 });
-    const agent = new TestAgent(hub, { maxEndpointsPerBatch: 100 });
+    const agent = newAgent(hub, { maxEndpointsPerBatch: 100 });
     const slices = manyEndpointSlices('shop', 'web', 1_000, 100);
     agent.upsert(...slices);
     agent.publisher.start();
@@ -148,7 +107,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('sends a service in full when a subscription drops it and selects it again before the removal went out', async () => {
     const hub = await startHub({ holdAcks: true, maxBatchesInFlight: 1 });
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     agent.upsert(
       endpointSlice({
         namespace: 'shop',
@@ -176,7 +135,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('sends one endpoint record when one pod of a large service changes', async () => {
     const hub = await startHub();
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     const slices = manyEndpointSlices('shop', 'web', 1_000, 100);
     agent.upsert(...slices);
     agent.publisher.start();
@@ -198,7 +157,7 @@ describe('SyncPublisher against a hub on loopback', () => {
   it('resyncs by digest after the hub restarts: only the services that changed are sent again', async () => {
     const state: TestHubState = new Map();
     const hub = await startHub({ state });
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     const web = manyEndpointSlices('shop', 'web', 300, 100);
     const cart = manyEndpointSlices('shop', 'cart', 50, 50, 2);
     const api = manyEndpointSlices('shop', 'api', 50, 50, 3);
@@ -241,7 +200,7 @@ describe('SyncPublisher against a hub on loopback', () => {
       ],
     ]);
     const hub = await startHub({ state });
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     agent.upsert(
       endpointSlice({
         namespace: 'shop',
@@ -259,7 +218,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('coalesces per service while the window is full, so pending state stays bounded by the services', async () => {
     const hub = await startHub({ holdAcks: true, maxBatchesInFlight: 2 });
-    const agent = new TestAgent(hub, { maxBatchesInFlight: 8 });
+    const agent = newAgent(hub, { maxBatchesInFlight: 8 });
     const services = ['a', 'b', 'c', 'd', 'e'].map(
       (s, i) => manyEndpointSlices('churn', s, 100, 100, 10 + i)[0]!,
     );
@@ -295,7 +254,7 @@ describe('SyncPublisher against a hub on loopback', () => {
         selectors: [{ namespace: 'shop', name: 'web', labels: undefined }],
       },
     });
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     agent.upsert(
       endpointSlice({
         namespace: 'shop',
@@ -345,8 +304,8 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('lets a second agent of the cluster stand by and take over when the first goes away', async () => {
     const hub = await startHub();
-    const first = new TestAgent(hub);
-    const second = new TestAgent(hub);
+    const first = newAgent(hub);
+    const second = newAgent(hub);
     const slices = manyEndpointSlices('shop', 'web', 100, 50);
     first.upsert(...slices);
     second.upsert(...slices);
@@ -382,7 +341,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('counts NACKs and keeps publishing the other services', async () => {
     const hub = await startHub({ rejectServices: ['shop/bad'] });
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     agent.upsert(
       endpointSlice({
         namespace: 'shop',
@@ -406,7 +365,7 @@ describe('SyncPublisher against a hub on loopback', () => {
 
   it('sends a service again in full when the hub finds its digest differs', async () => {
     const hub = await startHub();
-    const agent = new TestAgent(hub);
+    const agent = newAgent(hub);
     const slices = manyEndpointSlices('shop', 'web', 100, 100);
     agent.upsert(...slices);
     agent.publisher.start();
