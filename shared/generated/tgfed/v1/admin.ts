@@ -319,7 +319,7 @@ export interface ApplyBindingResponse {
  * INVALID_ARGUMENT status.
  */
 export interface FieldViolation {
-  /** Path of the field, e.g. "pool.groups[1].role_arn". */
+  /** Path of the field as in the JSON and YAML form, e.g. "pool.groups[1].roleArn". */
   field: string;
   description: string;
 }
