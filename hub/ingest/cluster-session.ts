@@ -1,0 +1,627 @@
+import type * as grpc from '@grpc/grpc-js';
+import {
+  EndpointDecoder,
+  NackReason,
+  ProtocolViolationError,
+  addressFromBytes,
+  addressToBytes,
+  sameDigest,
+  serviceKeyString,
+  type EndpointBatch,
+  type EndpointRecord,
+  type Hello,
+  type Logger,
+  type Rejection,
+  type ServiceChange,
+  type ServiceKey,
+  type SyncRequest,
+  type SyncResponse,
+} from '../../shared/index.js';
+import {
+  ClusterEndpointCache,
+  LeaseLostError,
+  type ClusterEndpointStore,
+  type ClusterLease,
+  type HeldLease,
+  type ServiceWrite,
+} from '../state/index.js';
+import type { AddressPolicy } from './address-policy.js';
+import type { AgentAuthenticator } from './agent-authenticator.js';
+import {
+  ClusterMismatchError,
+  HeartbeatTimeoutError,
+  ProtocolOrderError,
+  StreamLimitError,
+  UnauthenticatedError,
+} from './errors.js';
+import { grpcStatusOf } from './grpc-status.js';
+import type { IngestCounters } from './ingest-counters.js';
+import type { ReconcileSink } from './reconcile-sink.js';
+import type { SubscriptionSource } from './subscription-source.js';
+import type { CompiledSyncServiceOptions } from './sync-service-options.js';
+
+/** Lifecycle of one agent stream. */
+export type ClusterSessionState =
+  'awaiting-hello' | 'standby' | 'admitting' | 'resyncing' | 'streaming' | 'closed';
+
+/** What a session needs from the hub around it. */
+export interface ClusterSessionDeps {
+  readonly store: ClusterEndpointStore;
+  readonly lease: ClusterLease;
+  readonly authenticator: AgentAuthenticator;
+  readonly addressPolicy: AddressPolicy;
+  readonly subscriptions: SubscriptionSource;
+  readonly reconcileSink: ReconcileSink;
+  readonly counters: IngestCounters;
+  readonly options: CompiledSyncServiceOptions;
+  readonly onClosed: (session: ClusterSession) => void;
+}
+
+type SyncCall = grpc.ServerDuplexStream<SyncRequest, SyncResponse>;
+
+const clusterIdPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** One rejected item, before it becomes a wire `Rejection`. */
+function rejection(
+  service: ServiceKey | undefined,
+  reason: NackReason,
+  message: string,
+  address?: Uint8Array,
+): Rejection {
+  return { service, address: address ?? new Uint8Array(0), reason, message };
+}
+
+/** A change of one service that failed validation as a whole. */
+class ChangeRejectedError extends Error {
+  override readonly name = 'ChangeRejectedError';
+  constructor(
+    readonly reason: NackReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The hub's side of one `Sync` stream: hello and authentication, the cluster lease (standby
+ * while another stream holds it), welcome from the stored state, then batches in order —
+ * validated at the edge, written to Redis in one fenced script per batch, handed to the
+ * reconcile sink, and acked. Messages are processed one at a time, in arrival order.
+ */
+export class ClusterSession {
+  readonly #call: SyncCall;
+  readonly #deps: ClusterSessionDeps;
+  #log: Logger;
+  #state: ClusterSessionState = 'awaiting-hello';
+  #clusterId = '';
+  #lease: HeldLease | undefined;
+  #cache: ClusterEndpointCache | undefined;
+  #decoder: EndpointDecoder;
+  #expectedSequence = 1;
+  /** Services the agent removed during the resync; removed only at SYNCED. */
+  readonly #deferredRemovals = new Map<string, ServiceKey>();
+  /** Services where the hub holds less than the agent on purpose (rejected addresses). */
+  readonly #diverged = new Set<string>();
+  #subscriptionVersion: number | undefined;
+  #chain: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #lastReceivedMs = Date.now();
+  #heartbeatTimer: NodeJS.Timeout | undefined;
+  #leaseTimer: NodeJS.Timeout | undefined;
+  #standbyTimer: NodeJS.Timeout | undefined;
+
+  constructor(call: SyncCall, deps: ClusterSessionDeps) {
+    this.#call = call;
+    this.#deps = deps;
+    this.#decoder = new EndpointDecoder(deps.options.decoderLimits);
+    this.#log = deps.options.logger.child({ component: 'cluster-session', peer: call.getPeer() });
+    call.on('data', (request: SyncRequest) => this.#onRequest(request));
+    call.on('end', () => void this.close());
+    call.on('error', () => void this.close());
+    call.on('cancelled', () => void this.close());
+    call.on('close', () => void this.close());
+    this.#heartbeatTimer = setInterval(() => this.#heartbeat(), deps.options.heartbeatIntervalMs);
+    this.#heartbeatTimer.unref();
+  }
+
+  get state(): ClusterSessionState {
+    return this.#state;
+  }
+
+  /** The cluster named by the hello ('' before it). */
+  get clusterId(): string {
+    return this.#clusterId;
+  }
+
+  /** True while this stream holds its cluster's lease. */
+  get admitted(): boolean {
+    return this.#state === 'resyncing' || this.#state === 'streaming';
+  }
+
+  /** Sends the cluster's subscription when it changed since the last one sent. */
+  pushSubscription(): void {
+    if (!this.admitted) return;
+    const subscription = this.#deps.subscriptions.subscriptionFor(this.#clusterId);
+    if (subscription.version === this.#subscriptionVersion) return;
+    this.#subscriptionVersion = subscription.version;
+    this.#write({ message: { $case: 'subscription', subscription } });
+  }
+
+  /**
+   * Ends the stream: with the status of `err`, or OK when the agent ended it. Releases the
+   * lease so a standby stream takes over at once. Idempotent; every step runs.
+   */
+  async close(err?: Error): Promise<void> {
+    if (this.#state === 'closed') return;
+    const from = this.#state;
+    this.#state = 'closed';
+    clearInterval(this.#heartbeatTimer);
+    clearInterval(this.#leaseTimer);
+    clearInterval(this.#standbyTimer);
+    this.#log.info({ from, err: err?.message }, 'stream closed');
+    try {
+      if (err === undefined) {
+        this.#call.end();
+      } else {
+        this.#call.emit('error', grpcStatusOf(err, this.#log));
+      }
+    } catch (endErr) {
+      this.#log.debug({ err: endErr }, 'stream already gone');
+    }
+    const lease = this.#lease;
+    this.#lease = undefined;
+    this.#cache = undefined;
+    if (lease !== undefined) {
+      await this.#deps.lease
+        .release(lease)
+        .catch((releaseErr: unknown) =>
+          this.#log.warn({ err: releaseErr }, 'lease release failed; it will expire'),
+        );
+    }
+    this.#deps.onClosed(this);
+  }
+
+  // --- messages ----------------------------------------------------------------------------
+
+  #onRequest(request: SyncRequest): void {
+    if (this.#state === 'closed') return;
+    this.#lastReceivedMs = Date.now();
+    const message = request.message;
+    if (message?.$case === 'heartbeat') return;
+    if (message?.$case === 'batch' || message?.$case === 'synced') {
+      if (!this.admitted) {
+        this.#fail(
+          new ProtocolOrderError(
+            this.#state === 'standby'
+              ? 'this stream is on standby: send only heartbeats until welcomed'
+              : 'batch before the welcome',
+          ),
+        );
+        return;
+      }
+      // Counted from arrival: a well-behaved agent never has more unacked than the welcome said.
+      if (++this.#queued > this.#deps.options.limits.maxBatchesInFlight) {
+        this.#fail(
+          new StreamLimitError(
+            `more than ${this.#deps.options.limits.maxBatchesInFlight} batches in flight`,
+          ),
+        );
+        return;
+      }
+    }
+    this.#chain = this.#chain
+      .then(async () => {
+        if (this.#state === 'closed') return;
+        switch (message?.$case) {
+          case 'hello':
+            await this.#onHello(message.hello);
+            break;
+          case 'batch':
+            this.#queued--;
+            await this.#onBatch(message.batch);
+            break;
+          case 'synced':
+            this.#queued--;
+            await this.#onSynced(message.synced.sequence);
+            break;
+          default:
+            this.#log.debug('ignoring an unknown message from the agent');
+        }
+      })
+      .catch((err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err))));
+  }
+
+  async #onHello(hello: Hello): Promise<void> {
+    if (this.#state !== 'awaiting-hello') throw new ProtocolOrderError('a second hello');
+    let identity;
+    try {
+      identity = this.#deps.authenticator.authenticate(this.#call);
+    } catch (err) {
+      if (err instanceof UnauthenticatedError) this.#deps.counters.unauthenticated++;
+      throw err;
+    }
+    if (identity.clusterId !== hello.clusterId) {
+      this.#deps.counters.permissionDenied++;
+      throw new ClusterMismatchError(identity.clusterId, hello.clusterId);
+    }
+    if (!clusterIdPattern.test(hello.clusterId)) {
+      throw new ProtocolOrderError(`cluster id ${JSON.stringify(hello.clusterId)} is not valid`);
+    }
+    this.#clusterId = hello.clusterId;
+    this.#log = this.#log.child({ cluster: this.#clusterId });
+    this.#log.info(
+      { agentVersion: hello.agentVersion, auth: identity.method },
+      'hello from an authenticated agent',
+    );
+    await this.#tryAdmit();
+    if (this.#state === 'awaiting-hello' || this.#state === 'standby') {
+      this.#standbyTimer = setInterval(() => {
+        this.#chain = this.#chain
+          .then(() => (this.#state === 'standby' ? this.#tryAdmit() : undefined))
+          .catch((err: unknown) => this.#fail(err instanceof Error ? err : new Error(String(err))));
+      }, this.#deps.options.standbyRetryMs);
+      this.#standbyTimer.unref();
+    }
+  }
+
+  async #tryAdmit(): Promise<void> {
+    const attempt = await this.#deps.lease.acquire(this.#clusterId, this.#deps.options.hubId);
+    if (this.#state === 'closed') {
+      if (attempt.acquired) await this.#deps.lease.release(attempt.lease);
+      return;
+    }
+    if (!attempt.acquired) {
+      if (this.#state !== 'standby') {
+        this.#state = 'standby';
+        this.#deps.counters.standbys++;
+        this.#log.info({ holder: attempt.holderHubId }, 'cluster held by another stream; standby');
+        this.#write({
+          message: {
+            $case: 'standby',
+            standby: {
+              holderHubId: attempt.holderHubId,
+              leaseExpiresUnixMs: attempt.expiresAtMs,
+            },
+          },
+        });
+      }
+      return;
+    }
+    this.#lease = attempt.lease;
+    this.#state = 'admitting';
+    clearInterval(this.#standbyTimer);
+    this.#leaseTimer = setInterval(() => void this.#renewLease(), this.#deps.lease.ttlMs / 3);
+    this.#leaseTimer.unref();
+    const stored = await this.#deps.store.loadCluster(this.#clusterId);
+    if (this.#state !== 'admitting') return;
+    this.#cache = ClusterEndpointCache.fromStored(stored);
+    const subscription = this.#deps.subscriptions.subscriptionFor(this.#clusterId);
+    this.#subscriptionVersion = subscription.version;
+    this.#state = 'resyncing';
+    this.#deps.counters.admissions++;
+    const limits = this.#deps.options.limits;
+    this.#write({
+      message: {
+        $case: 'welcome',
+        welcome: {
+          hubId: this.#deps.options.hubId,
+          digests: this.#cache.digests(),
+          subscription,
+          limits: {
+            maxBatchesInFlight: limits.maxBatchesInFlight,
+            maxMessageBytes: limits.maxMessageBytes,
+            maxEndpointsPerService: limits.maxEndpointsPerService,
+            maxEndpointsPerCluster: limits.maxEndpointsPerCluster,
+            maxServicesPerCluster: limits.maxServicesPerCluster,
+          },
+          heartbeatIntervalMs: this.#deps.options.heartbeatIntervalMs,
+          capabilities: [],
+        },
+      },
+    });
+    this.#log.info(
+      { services: this.#cache.serviceCount, endpoints: this.#cache.endpointCount },
+      'admitted; welcome sent',
+    );
+  }
+
+  async #renewLease(): Promise<void> {
+    const lease = this.#lease;
+    if (lease === undefined || this.#state === 'closed') return;
+    try {
+      if (await this.#deps.lease.renew(lease)) return;
+      this.#fail(new LeaseLostError(this.#clusterId));
+    } catch (err) {
+      // Redis unreachable: keep the stream while the lease may still be ours.
+      this.#log.warn({ err }, 'lease renewal failed');
+      if (Date.now() >= lease.expiresAtMs) {
+        this.#fail(new LeaseLostError(this.#clusterId, { cause: err }));
+      }
+    }
+  }
+
+  #sequenceOk(sequence: number, services: ServiceKey[]): boolean {
+    if (sequence === this.#expectedSequence) {
+      this.#expectedSequence++;
+      return true;
+    }
+    this.#deps.counters.sequenceErrors++;
+    const message = `sequence ${sequence}, expected ${this.#expectedSequence}`;
+    this.#log.warn({ sequence, expected: this.#expectedSequence }, 'sequence gap');
+    // Re-align on the agent's numbering, and ask again for whatever this batch touched.
+    this.#expectedSequence = sequence + 1;
+    this.#write({
+      message: {
+        $case: 'nack',
+        nack: { sequence, reason: NackReason.NACK_REASON_SEQUENCE, message, rejections: [] },
+      },
+    });
+    if (services.length > 0) {
+      this.#write({
+        message: { $case: 'resyncRequest', resyncRequest: { services, reason: message } },
+      });
+    }
+    return false;
+  }
+
+  async #onBatch(batch: EndpointBatch): Promise<void> {
+    const cache = this.#cache;
+    const lease = this.#lease;
+    if (cache === undefined || lease === undefined) return;
+    const services = batch.changes.flatMap((c) => (c.service === undefined ? [] : [c.service]));
+    if (!this.#sequenceOk(batch.sequence, services)) return;
+    this.#deps.counters.batches++;
+
+    const rejections: Rejection[] = [];
+    const mismatched: ServiceKey[] = [];
+    const writes: ServiceWrite[] = [];
+    let endpointChanges = 0;
+    let stringsOk = true;
+    try {
+      this.#decoder.bindStrings(batch.strings);
+    } catch (err) {
+      if (!(err instanceof ProtocolViolationError)) throw err;
+      stringsOk = false;
+      for (const service of services) {
+        rejections.push(rejection(service, NackReason.NACK_REASON_INVALID, err.message));
+      }
+      this.#deps.counters.invalidChanges += services.length;
+    }
+    for (const change of stringsOk ? batch.changes : []) {
+      const service = change.service;
+      if (service === undefined || service.namespace === '' || service.name === '') {
+        this.#deps.counters.invalidChanges++;
+        rejections.push(
+          rejection(service, NackReason.NACK_REASON_INVALID, 'change without a service key'),
+        );
+        continue;
+      }
+      const key = serviceKeyString(service);
+      try {
+        const applied = this.#applyChange(cache, service, key, change, rejections);
+        if (applied !== undefined) {
+          writes.push(applied.write);
+          endpointChanges += applied.endpointChanges;
+        }
+      } catch (err) {
+        if (err instanceof ProtocolViolationError) {
+          this.#deps.counters.invalidChanges++;
+          rejections.push(rejection(service, NackReason.NACK_REASON_INVALID, err.message));
+          continue;
+        }
+        if (err instanceof ChangeRejectedError) {
+          this.#deps.counters.limitExceeded++;
+          rejections.push(rejection(service, err.reason, err.message));
+          continue;
+        }
+        throw err;
+      }
+      if (change.digest.length > 0 && !this.#diverged.has(key)) {
+        if (!sameDigest(cache.digest(key), change.digest)) {
+          this.#deps.counters.digestMismatches++;
+          mismatched.push(service);
+        }
+      }
+    }
+
+    if (writes.length > 0) {
+      await this.#deps.store.applyBatch(this.#clusterId, lease.token, writes, cache.totals());
+      await this.#deps.reconcileSink.changed(
+        this.#clusterId,
+        writes.map((w) => w.service),
+        batch.traceContext,
+      );
+    }
+    this.#deps.counters.endpointChanges += endpointChanges;
+    if (mismatched.length > 0) {
+      this.#log.info({ services: mismatched.length }, 'digest mismatch; asking for a resync');
+      this.#write({
+        message: {
+          $case: 'resyncRequest',
+          resyncRequest: { services: mismatched, reason: 'digest mismatch' },
+        },
+      });
+    }
+    if (rejections.length > 0) {
+      this.#deps.counters.rejected(this.#clusterId, rejections.length);
+      const first = rejections[0];
+      this.#write({
+        message: {
+          $case: 'nack',
+          nack: {
+            sequence: batch.sequence,
+            reason: first?.reason ?? NackReason.NACK_REASON_INVALID,
+            message: `${rejections.length} item(s) rejected; first: ${first?.message ?? ''}`,
+            rejections,
+          },
+        },
+      });
+    }
+    this.#write({ message: { $case: 'ack', ack: { sequence: batch.sequence } } });
+  }
+
+  /** Validates and applies one service change to the cache; returns its Redis write. */
+  #applyChange(
+    cache: ClusterEndpointCache,
+    service: ServiceKey,
+    key: string,
+    change: ServiceChange,
+    rejections: Rejection[],
+  ): { write: ServiceWrite; endpointChanges: number } | undefined {
+    const c = change.change;
+    switch (c?.$case) {
+      case 'replace': {
+        this.#decoder.forgetService(key);
+        this.#decoder.bindPortSets(key, c.replace.portSets);
+        const records = this.#allowed(
+          service,
+          c.replace.endpoints.map((e) => this.#decoder.decode(key, service.namespace, e)),
+          rejections,
+        );
+        this.#checkLimits(cache, key, records.length);
+        this.#deferredRemovals.delete(key);
+        if (records.rejected === 0) this.#diverged.delete(key);
+        return {
+          write: cache.replace(service, c.replace.labels, records),
+          endpointChanges: c.replace.endpoints.length,
+        };
+      }
+      case 'delta': {
+        this.#decoder.bindPortSets(key, c.delta.portSets);
+        const upserts = this.#allowed(
+          service,
+          c.delta.upserts.map((e) => this.#decoder.decode(key, service.namespace, e)),
+          rejections,
+        );
+        const removals = c.delta.removals.map((r) => {
+          try {
+            return addressFromBytes(r.address);
+          } catch (err) {
+            throw new ProtocolViolationError((err as Error).message, { cause: err });
+          }
+        });
+        this.#checkLimits(cache, key, cache.countAfterDelta(key, upserts, removals));
+        this.#deferredRemovals.delete(key);
+        return {
+          write: cache.delta(service, upserts, removals, c.delta.labels?.labels),
+          endpointChanges: c.delta.upserts.length + c.delta.removals.length,
+        };
+      }
+      case 'removed': {
+        this.#decoder.forgetService(key);
+        this.#diverged.delete(key);
+        if (this.#state !== 'streaming') {
+          // DESIGN.md: entries are possibly stale until SYNCED; leftovers go only after it.
+          this.#deferredRemovals.set(key, service);
+          return undefined;
+        }
+        const write = cache.remove(service);
+        return write === undefined ? undefined : { write, endpointChanges: 1 };
+      }
+      default:
+        throw new ProtocolViolationError(`change of ${key} is neither replace, delta nor removed`);
+    }
+  }
+
+  /** Drops (and reports) records outside the cluster's allowed CIDRs. */
+  #allowed(
+    service: ServiceKey,
+    records: EndpointRecord[],
+    rejections: Rejection[],
+  ): EndpointRecord[] & { rejected: number } {
+    const kept = records.filter((r) => this.#deps.addressPolicy.allows(this.#clusterId, r.address));
+    const rejected = records.length - kept.length;
+    if (rejected > 0) {
+      const key = serviceKeyString(service);
+      this.#diverged.add(key);
+      this.#deps.counters.addressesNotAllowed += rejected;
+      for (const r of records) {
+        if (kept.includes(r)) continue;
+        rejections.push(
+          rejection(
+            service,
+            NackReason.NACK_REASON_ADDRESS_NOT_ALLOWED,
+            `${r.address} is outside the allowed CIDRs of cluster ${this.#clusterId}`,
+            addressToBytes(r.address),
+          ),
+        );
+      }
+    }
+    return Object.assign(kept, { rejected });
+  }
+
+  #checkLimits(cache: ClusterEndpointCache, key: string, countAfter: number): void {
+    const limits = this.#deps.options.limits;
+    if (countAfter > limits.maxEndpointsPerService) {
+      throw new ChangeRejectedError(
+        NackReason.NACK_REASON_LIMIT_EXCEEDED,
+        `${key} would hold ${countAfter} endpoints; the limit is ${limits.maxEndpointsPerService}`,
+      );
+    }
+    const clusterAfter = cache.endpointCount - cache.endpointCountOf(key) + countAfter;
+    if (clusterAfter > limits.maxEndpointsPerCluster) {
+      throw new ChangeRejectedError(
+        NackReason.NACK_REASON_LIMIT_EXCEEDED,
+        `cluster would hold ${clusterAfter} endpoints; the limit is ${limits.maxEndpointsPerCluster}`,
+      );
+    }
+    if (!cache.has(key) && cache.serviceCount >= limits.maxServicesPerCluster) {
+      throw new ChangeRejectedError(
+        NackReason.NACK_REASON_LIMIT_EXCEEDED,
+        `cluster holds ${cache.serviceCount} services; the limit is ${limits.maxServicesPerCluster}`,
+      );
+    }
+  }
+
+  async #onSynced(sequence: number): Promise<void> {
+    const cache = this.#cache;
+    const lease = this.#lease;
+    if (cache === undefined || lease === undefined) return;
+    if (!this.#sequenceOk(sequence, [])) return;
+    const writes: ServiceWrite[] = [];
+    for (const service of this.#deferredRemovals.values()) {
+      const write = cache.remove(service);
+      if (write !== undefined) writes.push(write);
+    }
+    this.#deferredRemovals.clear();
+    if (writes.length > 0) {
+      await this.#deps.store.applyBatch(this.#clusterId, lease.token, writes, cache.totals());
+      await this.#deps.reconcileSink.changed(
+        this.#clusterId,
+        writes.map((w) => w.service),
+        undefined,
+      );
+    }
+    this.#state = 'streaming';
+    this.#log.info({ leftoversRemoved: writes.length }, 'agent SYNCED');
+    this.#write({ message: { $case: 'ack', ack: { sequence } } });
+    // A subscription change during the resync was held back until now.
+    this.pushSubscription();
+  }
+
+  // --- plumbing ----------------------------------------------------------------------------
+
+  #heartbeat(): void {
+    if (this.#state === 'closed') return;
+    const silentMs = Date.now() - this.#lastReceivedMs;
+    if (silentMs > 3 * this.#deps.options.heartbeatIntervalMs) {
+      this.#deps.counters.heartbeatTimeouts++;
+      this.#fail(new HeartbeatTimeoutError(`no message from the agent for ${silentMs} ms`));
+      return;
+    }
+    this.#write({ message: { $case: 'heartbeat', heartbeat: { sentUnixMs: Date.now() } } });
+  }
+
+  #fail(err: Error): void {
+    if (err instanceof ProtocolOrderError || err instanceof StreamLimitError) {
+      this.#deps.counters.protocolViolations++;
+    }
+    if (err instanceof LeaseLostError) this.#deps.counters.leaseLosses++;
+    void this.close(err);
+  }
+
+  #write(response: SyncResponse): void {
+    if (this.#state === 'closed') return;
+    this.#call.write(response);
+  }
+}

@@ -1,0 +1,23 @@
+import type { ServiceKey, TraceContext } from '../../shared/index.js';
+
+/**
+ * Where the ingest hands the services a batch changed, once they are written to Redis; the
+ * batch is acked only after `changed` resolves.
+ */
+export interface ReconcileSink {
+  changed(
+    clusterId: string,
+    services: readonly ServiceKey[],
+    batchTrace: TraceContext | undefined,
+  ): Promise<void>;
+}
+
+/** A sink that records every call (until the queue layer exists; also for tests). */
+export class RecordingReconcileSink implements ReconcileSink {
+  readonly calls: { clusterId: string; services: ServiceKey[] }[] = [];
+
+  changed(clusterId: string, services: readonly ServiceKey[]): Promise<void> {
+    this.calls.push({ clusterId, services: [...services] });
+    return Promise.resolve();
+  }
+}

@@ -1,0 +1,250 @@
+import {
+  parseServiceKey,
+  serviceKeyString,
+  type EndpointRecord,
+  type ServiceKey,
+} from '../../shared/index.js';
+import {
+  decodeEndpointRecord,
+  decodeServiceMeta,
+  encodeEndpointRecord,
+  encodeServiceMeta,
+  type ServiceMeta,
+} from './endpoint-record-codec.js';
+import { LeaseLostError, StateUnavailableError } from './errors.js';
+import type { RedisClient } from './redis-connection.js';
+import { StateKeys } from './state-keys.js';
+
+/** One service's change within a batch write. Digests and counts are computed by the caller. */
+export type ServiceWrite =
+  | {
+      readonly kind: 'replace';
+      readonly service: ServiceKey;
+      readonly endpoints: readonly EndpointRecord[];
+      readonly meta: ServiceMeta;
+    }
+  | {
+      readonly kind: 'delta';
+      readonly service: ServiceKey;
+      readonly upserts: readonly EndpointRecord[];
+      /** Canonical addresses. */
+      readonly removals: readonly string[];
+      readonly meta: ServiceMeta;
+    }
+  | { readonly kind: 'remove'; readonly service: ServiceKey };
+
+/** Cluster-wide totals after a batch, kept for the admin API and limits. */
+export interface ClusterTotals {
+  readonly endpoints: number;
+  readonly services: number;
+}
+
+/** A service as stored. */
+export interface StoredService {
+  readonly service: ServiceKey;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly digest: Uint8Array;
+  readonly endpoints: Map<string, EndpointRecord>;
+}
+
+// One script per batch: the lease check and every service's write are one atomic step, so a
+// replica that lost the lease (paused, partitioned, slow) can never write over the new holder.
+// HSET/HDEL go in chunks because Lua's unpack() is bounded by the C stack (LUAI_MAXCSTACK 8000).
+const applyBatchLua = `
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return redis.error_reply('TGFED_LEASE_LOST')
+end
+local chunk = 1000
+local i = 5
+for w = 1, tonumber(ARGV[2]) do
+  local key = KEYS[3 + w]
+  local op = ARGV[i]
+  local service = ARGV[i + 1]
+  local meta = ARGV[i + 2]
+  i = i + 3
+  if op == 'X' then
+    redis.call('DEL', key)
+    redis.call('HDEL', KEYS[2], service)
+  else
+    if op == 'R' then redis.call('DEL', key) end
+    local n = tonumber(ARGV[i])
+    i = i + 1
+    local s = 0
+    while s < n do
+      local m = math.min(chunk, n - s)
+      redis.call('HSET', key, unpack(ARGV, i + 2 * s, i + 2 * (s + m) - 1))
+      s = s + m
+    end
+    i = i + 2 * n
+    local r = tonumber(ARGV[i])
+    i = i + 1
+    s = 0
+    while s < r do
+      local m = math.min(chunk, r - s)
+      redis.call('HDEL', key, unpack(ARGV, i + s, i + s + m - 1))
+      s = s + m
+    end
+    i = i + r
+    redis.call('HSET', KEYS[2], service, meta)
+  end
+end
+redis.call('HSET', KEYS[3], 'endpoints', ARGV[3], 'services', ARGV[4])
+return 1
+`;
+
+const applyBatchCommand = 'tgfedApplyBatch';
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+const defined = new WeakSet<RedisClient>();
+
+/**
+ * Endpoint sets and digests per cluster and service in Redis (key schema: `StateKeys`).
+ * Writes go through `applyBatch`, fenced by the cluster lease; reads are plain.
+ */
+export class ClusterEndpointStore {
+  readonly #redis: RedisClient;
+  readonly keys: StateKeys;
+
+  constructor(redis: RedisClient, keys: StateKeys = new StateKeys()) {
+    this.#redis = redis;
+    this.keys = keys;
+    if (!defined.has(redis)) {
+      redis.defineCommand(applyBatchCommand, { lua: applyBatchLua });
+      defined.add(redis);
+    }
+  }
+
+  /** Service key (`namespace/name`) → 8-byte digest, for every service stored for the cluster. */
+  async digests(clusterId: string): Promise<Map<string, Uint8Array>> {
+    const metas = await this.serviceMetas(clusterId);
+    return new Map([...metas].map(([key, meta]) => [key, meta.digest]));
+  }
+
+  /** Service key → meta (digest, count, labels). */
+  async serviceMetas(clusterId: string): Promise<Map<string, ServiceMeta>> {
+    const raw = await this.#redis.hgetall(this.keys.services(clusterId));
+    return new Map(Object.entries(raw).map(([key, value]) => [key, decodeServiceMeta(key, value)]));
+  }
+
+  /** Cluster totals as of the last batch (zeros when nothing is stored). */
+  async totals(clusterId: string): Promise<ClusterTotals> {
+    const [endpoints, services] = await this.#redis.hmget(
+      this.keys.totals(clusterId),
+      'endpoints',
+      'services',
+    );
+    return { endpoints: Number(endpoints ?? 0), services: Number(services ?? 0) };
+  }
+
+  /** One service, or undefined when the cluster does not hold it. */
+  async readService(clusterId: string, service: ServiceKey): Promise<StoredService | undefined> {
+    const key = serviceKeyString(service);
+    const [metaRaw, fields] = await Promise.all([
+      this.#redis.hget(this.keys.services(clusterId), key),
+      this.#redis.hgetall(this.keys.service(clusterId, key)),
+    ]);
+    if (metaRaw === null) return undefined;
+    const meta = decodeServiceMeta(key, metaRaw);
+    return {
+      service,
+      labels: meta.labels,
+      digest: meta.digest,
+      endpoints: decodeEndpoints(fields, service.namespace),
+    };
+  }
+
+  /** Every service of a cluster with its endpoints (one pipelined round trip after the index). */
+  async loadCluster(clusterId: string): Promise<Map<string, StoredService>> {
+    const metas = await this.serviceMetas(clusterId);
+    const keys = [...metas.keys()];
+    const out = new Map<string, StoredService>();
+    if (keys.length === 0) return out;
+    const pipeline = this.#redis.pipeline();
+    for (const key of keys) pipeline.hgetall(this.keys.service(clusterId, key));
+    let results: [Error | null, unknown][];
+    try {
+      results = (await pipeline.exec()) ?? [];
+    } catch (err) {
+      throw new StateUnavailableError(
+        `reading cluster ${clusterId} failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    keys.forEach((key, i) => {
+      const [err, fields] = results[i] ?? [new Error('missing pipeline result'), undefined];
+      if (err) throw err;
+      const meta = metas.get(key);
+      if (meta === undefined) return;
+      const service = parseServiceKey(key);
+      out.set(key, {
+        service,
+        labels: meta.labels,
+        digest: meta.digest,
+        endpoints: decodeEndpoints(fields as Record<string, string>, service.namespace),
+      });
+    });
+    return out;
+  }
+
+  /**
+   * Applies one batch atomically: checks that `leaseToken` still holds the cluster's lease
+   * (`LeaseLostError` otherwise; nothing is written), then every write in order.
+   */
+  async applyBatch(
+    clusterId: string,
+    leaseToken: string,
+    writes: readonly ServiceWrite[],
+    totals: ClusterTotals,
+  ): Promise<void> {
+    const keys = [
+      this.keys.lease(clusterId),
+      this.keys.services(clusterId),
+      this.keys.totals(clusterId),
+    ];
+    const args: (string | number)[] = [
+      leaseToken,
+      writes.length,
+      totals.endpoints,
+      totals.services,
+    ];
+    for (const write of writes) {
+      const key = serviceKeyString(write.service);
+      keys.push(this.keys.service(clusterId, key));
+      if (write.kind === 'remove') {
+        args.push('X', key, '');
+        continue;
+      }
+      args.push(write.kind === 'replace' ? 'R' : 'D', key, encodeServiceMeta(write.meta));
+      const upserts = write.kind === 'replace' ? write.endpoints : write.upserts;
+      args.push(upserts.length);
+      for (const e of upserts)
+        args.push(e.address, encodeEndpointRecord(e, write.service.namespace));
+      const removals = write.kind === 'replace' ? [] : write.removals;
+      args.push(removals.length);
+      for (const address of removals) args.push(address);
+    }
+    const run = (this.#redis as unknown as Record<string, ScriptCommand>)[applyBatchCommand];
+    if (run === undefined) throw new Error('applyBatch script is not defined on this client');
+    try {
+      await run.call(this.#redis, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (err instanceof Error && err.message.includes('TGFED_LEASE_LOST')) {
+        throw new LeaseLostError(clusterId, { cause: err });
+      }
+      throw new StateUnavailableError(
+        `writing a batch of cluster ${clusterId} failed: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+}
+
+function decodeEndpoints(
+  fields: Record<string, string>,
+  namespace: string,
+): Map<string, EndpointRecord> {
+  const endpoints = new Map<string, EndpointRecord>();
+  for (const [address, value] of Object.entries(fields)) {
+    endpoints.set(address, decodeEndpointRecord(address, value, namespace));
+  }
+  return endpoints;
+}

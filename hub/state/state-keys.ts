@@ -1,0 +1,46 @@
+/**
+ * The Redis key schema of the hub's endpoint state.
+ *
+ * Every key of one cluster carries the hash tag `{c:<clusterId>}`: a batch's Lua script, which
+ * checks the cluster's lease and writes many services, touches keys of one slot only (Redis
+ * Cluster refuses cross-slot scripts), while different clusters hash to different slots and
+ * spread over all masters. A single global tag would put the whole fleet on one node.
+ *
+ * ```
+ * <prefix>:{c:<id>}:lease           string  lease value (token/hub id), PX = lease TTL
+ * <prefix>:{c:<id>}:services        hash    service key → service meta (digest, count, labels)
+ * <prefix>:{c:<id>}:totals          hash    endpoints, services
+ * <prefix>:{c:<id>}:svc:<ns>/<name> hash    canonical address → encoded endpoint record
+ * <prefix>:epoch                    string  storage epoch (detects a Redis loss)
+ * ```
+ */
+export class StateKeys {
+  /** @param prefix distinguishes installations (and tests) sharing one Redis. */
+  constructor(readonly prefix = 'tgfed') {}
+
+  /** The hash tag of a cluster. Braces are not allowed in cluster ids, so the tag is exact. */
+  clusterTag(clusterId: string): string {
+    return `{c:${clusterId}}`;
+  }
+
+  lease(clusterId: string): string {
+    return `${this.prefix}:${this.clusterTag(clusterId)}:lease`;
+  }
+
+  services(clusterId: string): string {
+    return `${this.prefix}:${this.clusterTag(clusterId)}:services`;
+  }
+
+  totals(clusterId: string): string {
+    return `${this.prefix}:${this.clusterTag(clusterId)}:totals`;
+  }
+
+  /** The endpoints of one service; `serviceKey` is `namespace/name`. */
+  service(clusterId: string, serviceKey: string): string {
+    return `${this.prefix}:${this.clusterTag(clusterId)}:svc:${serviceKey}`;
+  }
+
+  epoch(): string {
+    return `${this.prefix}:epoch`;
+  }
+}

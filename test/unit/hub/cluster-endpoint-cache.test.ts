@@ -1,0 +1,122 @@
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import {
+  ClusterEndpointCache,
+  decodeEndpointRecord,
+  decodeServiceMeta,
+  encodeEndpointRecord,
+  encodeServiceMeta,
+} from '../../../hub/state/index.js';
+import { AddressPolicy } from '../../../hub/ingest/index.js';
+import { endpointDigest, type EndpointRecord } from '../../../shared/index.js';
+
+const service = { namespace: 'shop', name: 'web' };
+
+const recordArb: fc.Arbitrary<EndpointRecord> = fc.record({
+  address: fc.integer({ min: 1, max: 40 }).map((i) => `10.0.0.${i}`),
+  ports: fc.constant([
+    { name: 'http', port: 8080, protocol: 'TCP' as const, appProtocol: '' },
+    { name: 'grpc', port: 9090, protocol: 'TCP' as const, appProtocol: 'kubernetes.io/h2c' },
+  ]),
+  ready: fc.boolean(),
+  serving: fc.boolean(),
+  terminating: fc.boolean(),
+  zone: fc.constantFrom('', 'a', 'b'),
+  node: fc.string({ maxLength: 8 }),
+  pod: fc.option(
+    fc.record({ namespace: fc.constantFrom('shop', 'other'), name: fc.string({ minLength: 1 }) }),
+    { nil: undefined },
+  ),
+});
+
+describe('endpoint record encoding', () => {
+  it('reads back exactly what it wrote, whatever the names contain', () => {
+    fc.assert(
+      fc.property(recordArb, (record) => {
+        const value = encodeEndpointRecord(record, 'shop');
+        expect(decodeEndpointRecord(record.address, value, 'shop')).toEqual(record);
+      }),
+    );
+  });
+
+  it('stays compact for a typical pod', () => {
+    const value = encodeEndpointRecord(
+      {
+        address: '10.1.2.3',
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP', appProtocol: '' }],
+        ready: true,
+        serving: true,
+        terminating: false,
+        zone: 'eu-west-1a',
+        node: 'ip-10-0-1-1.eu-west-1.compute.internal',
+        pod: { namespace: 'shop', name: 'web-7d9f8b6c5d-x2x9z' },
+      },
+      'shop',
+    );
+    expect(value.length).toBeLessThan(120);
+  });
+
+  it('round-trips service meta', () => {
+    const meta = {
+      digest: Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 255]),
+      endpointCount: 12,
+      labels: { app: 'web', 'a:b': 'c:d' },
+    };
+    expect(decodeServiceMeta('shop/web', encodeServiceMeta(meta))).toEqual(meta);
+  });
+});
+
+describe('ClusterEndpointCache', () => {
+  it('keeps every digest equal to the digest of the whole set through any sequence of changes', () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('replace' as const), records: fc.array(recordArb) }),
+      fc.record({
+        kind: fc.constant('delta' as const),
+        upserts: fc.array(recordArb, { maxLength: 5 }),
+        removals: fc.array(
+          fc.integer({ min: 1, max: 40 }).map((i) => `10.0.0.${i}`),
+          {
+            maxLength: 5,
+          },
+        ),
+        labels: fc.option(fc.dictionary(fc.constantFrom('app', 'tier'), fc.string()), {
+          nil: undefined,
+        }),
+      }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 20 }), (ops) => {
+        const cache = new ClusterEndpointCache();
+        const model = new Map<string, EndpointRecord>();
+        let labels: Record<string, string> = {};
+        for (const o of ops) {
+          if (o.kind === 'replace') {
+            model.clear();
+            for (const r of o.records) model.set(r.address, r);
+            labels = {};
+            cache.replace(service, labels, o.records);
+          } else {
+            for (const a of o.removals) model.delete(a);
+            for (const r of o.upserts) model.set(r.address, r);
+            if (o.labels !== undefined) labels = o.labels;
+            if (!cache.has('shop/web')) labels = o.labels ?? {};
+            cache.delta(service, o.upserts, o.removals, o.labels);
+          }
+          expect(cache.digest('shop/web')).toEqual(endpointDigest(labels, model.values()));
+          expect(cache.endpointCount).toBe(model.size);
+        }
+      }),
+    );
+  });
+});
+
+describe('AddressPolicy', () => {
+  it('allows addresses inside a cluster range and nothing for an unlisted cluster by default', () => {
+    const policy = new AddressPolicy({ clusters: { a: ['10.1.0.0/16', 'fd00:1::/64'] } });
+    expect(policy.allows('a', '10.1.2.3')).toBe(true);
+    expect(policy.allows('a', '10.2.0.1')).toBe(false);
+    expect(policy.allows('a', 'fd00:1::5')).toBe(true);
+    expect(policy.allows('a', '::ffff:10.1.2.3')).toBe(false);
+    expect(policy.allows('b', '10.1.2.3')).toBe(false);
+  });
+});
