@@ -29,7 +29,6 @@ import {
   BatchPhase,
   NackReason,
   Protocol,
-  createLogger,
   serviceKeyString,
   type EndpointRecord,
   type Subscription,
@@ -134,9 +133,6 @@ async function startHub(options: HubOptions): Promise<TestHubServer> {
       standbyRetryMs: 100,
       epochCheckMs: 200,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
-      ...(process.env.DEBUG_HUB_TEST
-        ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-        : {}),
     },
   );
   await service.start();
@@ -256,9 +252,10 @@ async function converged(
     what: 'Redis to hold exactly the agent state',
     timeoutMs: 20_000,
   }).catch((err: unknown) => {
-    if (process.env.DEBUG_HUB_TEST)
-      console.log('REDIS', last.slice(0, 3000), '\nAGENT', want().slice(0, 3000));
-    throw err;
+    throw new Error(
+      `Redis differs from the agent\nredis: ${last.slice(0, 2000)}\nagent: ${want().slice(0, 2000)}`,
+      { cause: err },
+    );
   });
   await waitFor(() => agent.publisher.inFlight === 0 && agent.publisher.pendingServices === 0, {
     what: 'the agent to have nothing unacked',
