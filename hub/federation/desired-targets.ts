@@ -1,0 +1,300 @@
+import type {
+  Conflict,
+  EndpointPolicy,
+  EndpointRecord,
+  ServiceKey,
+  TargetGroup,
+} from '../../shared/index.js';
+import { matchesServiceSelector, serviceKeyString } from '../../shared/index.js';
+import type { NormalizedBinding } from './binding-validation.js';
+import { assignToPool } from './pool-assignment.js';
+import { selectsCluster } from './subscription-resolver.js';
+
+/** Labels of the clusters the hub knows (from their registration / hello). */
+export interface ClusterDirectory {
+  /** The cluster's labels; undefined for a cluster the hub does not know (selected by name only). */
+  labels(clusterId: string): Readonly<Record<string, string>> | undefined;
+}
+
+/** How fresh a cluster's stored endpoints are (DESIGN.md, Safety). */
+export type ClusterConnection = 'connected' | 'disconnected-within-grace' | 'stale';
+
+/** A cluster's status as resolution needs it. */
+export interface ClusterStatus {
+  readonly connection: ClusterConnection;
+  /**
+   * True while the cluster has not sent SYNCED since a hub cold start or a detected Redis loss,
+   * and the resync timeout has not passed: its stored endpoints may be incomplete.
+   */
+  readonly awaitingResync: boolean;
+}
+
+/** Where resolution learns each cluster's status. */
+export interface ClusterStatusSource {
+  status(clusterId: string): ClusterStatus;
+}
+
+/** One service of one cluster as stored (a `StoredService` of the hub state fits). */
+export interface ClusterServiceState {
+  readonly service: ServiceKey;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Canonical address → endpoint. */
+  readonly endpoints: ReadonlyMap<string, EndpointRecord>;
+  /** When the hub last wrote this service, if known. */
+  readonly observedAtMs?: number | undefined;
+}
+
+/** Every stored service of one cluster. */
+export interface ClusterEndpointState {
+  readonly clusterId: string;
+  /** Service key (`namespace/name`) → service. */
+  readonly services: ReadonlyMap<string, ClusterServiceState>;
+}
+
+/** Where one desired target comes from. */
+export interface TargetSource {
+  readonly clusterId: string;
+  /** `namespace/name`. */
+  readonly service: string;
+  /** '' when the endpoint has no pod reference. */
+  readonly podName: string;
+}
+
+/** One target a group should hold. */
+export interface DesiredTarget {
+  /** The IP address (canonical text): the ELBv2 target id of an `ip` group. */
+  readonly id: string;
+  readonly port: number;
+  /** The endpoint's zone; absent when unknown (the worker applies the group's setting). */
+  readonly availabilityZone?: string;
+  /** The services announcing it, all in the winning cluster; sorted. */
+  readonly sources: TargetSource[];
+  readonly observedAtMs?: number;
+  /** The winning cluster is disconnected within its grace period: kept as last seen. */
+  readonly keptFailStatic: boolean;
+  /**
+   * The winning cluster is past its grace period: kept, but the worker deregisters the target
+   * if ELB reports it unhealthy (the default disconnected-cluster policy).
+   */
+  readonly withdrawIfUnhealthy: boolean;
+}
+
+/** What one target group should hold. */
+export interface DesiredGroup {
+  readonly targetGroup: TargetGroup;
+  /** Keyed by `ip:port` (`[ip]:port` for IPv6), sorted by key. */
+  readonly targets: Map<string, DesiredTarget>;
+  /** IP:port announced by more than one cluster; registered once, from the winner. Sorted. */
+  readonly conflicts: Conflict[];
+  /**
+   * A cluster the binding selects has not resynced since a cold start or Redis loss: the
+   * desired set may be missing targets, so the worker must not deregister anything.
+   */
+  readonly deregistrationsBlocked: boolean;
+  /** The clusters that block deregistrations, sorted. */
+  readonly awaitingResyncClusters: string[];
+}
+
+/** Outcome of {@link resolveDesiredTargets}. */
+export interface DesiredTargets {
+  /** Per target group ARN, in the binding's group order. */
+  readonly groups: Map<string, DesiredGroup>;
+  /** Targets (`ip:port`) beyond the total capacity of the binding's groups, sorted. */
+  readonly overflow: string[];
+  /** Selected clusters, sorted. */
+  readonly clusters: string[];
+}
+
+/** What to do with a stale cluster's targets. */
+export type StaleClusterPolicy = 'withdraw-if-unhealthy' | 'withdraw';
+
+/** Options of {@link resolveDesiredTargets}. */
+export interface ResolveOptions {
+  readonly directory: ClusterDirectory;
+  readonly status: ClusterStatusSource;
+  /**
+   * After the grace period: keep a stale cluster's targets and let the worker withdraw the ones
+   * ELB reports unhealthy, or withdraw them all at once (opt-in).
+   * @default 'withdraw-if-unhealthy'
+   */
+  readonly staleClusterPolicy?: StaleClusterPolicy;
+  /** The pool's last assignment, `ip:port` → group ARN, so that churn moves only what must move. */
+  readonly previousAssignment?: ReadonlyMap<string, string>;
+}
+
+/** The `ip:port` key of a target (IPv6 in brackets, as in URLs). */
+export function targetKey(ip: string, port: number): string {
+  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
+}
+
+/** True when the endpoint policy makes the endpoint a target. */
+export function isEligibleEndpoint(endpoint: EndpointRecord, policy: EndpointPolicy): boolean {
+  // Terminating endpoints are deregistered at once so ELB drains them while the pod still serves.
+  if (endpoint.terminating) return policy.keepTerminating && endpoint.serving;
+  if (endpoint.ready) return true;
+  return policy.includeNotReady && endpoint.serving;
+}
+
+/** The port the binding selects from the endpoint's ports; undefined when it has none. */
+export function selectPort(
+  endpoint: EndpointRecord,
+  selector: NormalizedBinding['port']['port'],
+): number | undefined {
+  const match =
+    selector.$case === 'name'
+      ? endpoint.ports.find((p) => p.name === selector.name)
+      : endpoint.ports.find((p) => p.port === selector.number);
+  return match?.port;
+}
+
+const CONNECTION_RANK: Record<ClusterConnection, number> = {
+  connected: 0,
+  'disconnected-within-grace': 1,
+  stale: 2,
+};
+
+interface Candidate {
+  clusterId: string;
+  connection: ClusterConnection;
+  ip: string;
+  port: number;
+  zone: string;
+  sources: TargetSource[];
+  observedAtMs: number | undefined;
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function compareSource(a: TargetSource, b: TargetSource): number {
+  return (
+    compareText(a.clusterId, b.clusterId) ||
+    compareText(a.service, b.service) ||
+    compareText(a.podName, b.podName)
+  );
+}
+
+/**
+ * The desired targets of every target group a binding feeds, from the stored state of the
+ * clusters (pass every cluster the hub knows; unselected ones are skipped).
+ *
+ * Conflicts: the same `ip:port` from two clusters is registered once. The winner is the cluster
+ * with the freshest connection, then the lowest cluster id, so the choice depends on the state
+ * alone and never alternates between resolutions of the same state.
+ */
+export function resolveDesiredTargets(
+  binding: NormalizedBinding,
+  clusterStates: Iterable<ClusterEndpointState>,
+  options: ResolveOptions,
+): DesiredTargets {
+  const staleClusterPolicy = options.staleClusterPolicy ?? 'withdraw-if-unhealthy';
+  const candidates = new Map<string, Map<string, Candidate>>();
+  const selectedClusters: string[] = [];
+  const awaitingResync: string[] = [];
+
+  for (const cluster of clusterStates) {
+    const labels = options.directory.labels(cluster.clusterId) ?? {};
+    if (!selectsCluster(binding.clusters, cluster.clusterId, labels)) continue;
+    selectedClusters.push(cluster.clusterId);
+    const status = options.status.status(cluster.clusterId);
+    if (status.awaitingResync) awaitingResync.push(cluster.clusterId);
+    if (status.connection === 'stale' && staleClusterPolicy === 'withdraw') continue;
+    for (const state of cluster.services.values()) {
+      if (!matchesServiceSelector(binding.services, state.service, state.labels)) continue;
+      const service = serviceKeyString(state.service);
+      for (const endpoint of state.endpoints.values()) {
+        if (!isEligibleEndpoint(endpoint, binding.policy)) continue;
+        const port = selectPort(endpoint, binding.port.port);
+        if (port === undefined) continue;
+        const key = targetKey(endpoint.address, port);
+        let byCluster = candidates.get(key);
+        if (byCluster === undefined) {
+          byCluster = new Map();
+          candidates.set(key, byCluster);
+        }
+        const source = { clusterId: cluster.clusterId, service, podName: endpoint.pod?.name ?? '' };
+        const existing = byCluster.get(cluster.clusterId);
+        if (existing !== undefined) {
+          // Two services of one cluster selecting the same pod: one target, two sources.
+          existing.sources.push(source);
+          if (existing.zone === '') existing.zone = endpoint.zone;
+          if (state.observedAtMs !== undefined) {
+            existing.observedAtMs = Math.max(existing.observedAtMs ?? 0, state.observedAtMs);
+          }
+          continue;
+        }
+        byCluster.set(cluster.clusterId, {
+          clusterId: cluster.clusterId,
+          connection: status.connection,
+          ip: endpoint.address,
+          port,
+          zone: endpoint.zone,
+          sources: [source],
+          observedAtMs: state.observedAtMs,
+        });
+      }
+    }
+  }
+
+  const winners = new Map<string, DesiredTarget>();
+  const conflictByKey = new Map<string, Conflict>();
+  for (const key of [...candidates.keys()].sort(compareText)) {
+    const byCluster = [...(candidates.get(key)?.values() ?? [])].sort(
+      (a, b) =>
+        CONNECTION_RANK[a.connection] - CONNECTION_RANK[b.connection] ||
+        compareText(a.clusterId, b.clusterId),
+    );
+    const winner = byCluster[0];
+    if (winner === undefined) continue;
+    if (byCluster.length > 1) {
+      conflictByKey.set(key, {
+        target: key,
+        clusters: byCluster.map((c) => c.clusterId).sort(compareText),
+      });
+    }
+    winners.set(key, {
+      id: winner.ip,
+      port: winner.port,
+      ...(winner.zone === '' ? {} : { availabilityZone: winner.zone }),
+      sources: winner.sources.sort(compareSource),
+      ...(winner.observedAtMs === undefined ? {} : { observedAtMs: winner.observedAtMs }),
+      keptFailStatic: winner.connection === 'disconnected-within-grace',
+      withdrawIfUnhealthy: winner.connection === 'stale',
+    });
+  }
+
+  const blocked = awaitingResync.sort(compareText);
+  const newGroup = (targetGroup: TargetGroup): DesiredGroup => ({
+    targetGroup,
+    targets: new Map(),
+    conflicts: [],
+    deregistrationsBlocked: blocked.length > 0,
+    awaitingResyncClusters: [...blocked],
+  });
+  const groups = new Map<string, DesiredGroup>();
+  const place = (group: DesiredGroup, key: string, target: DesiredTarget): void => {
+    group.targets.set(key, target);
+    const conflict = conflictByKey.get(key);
+    if (conflict !== undefined) group.conflicts.push(conflict);
+  };
+
+  // One group is a pool of one: its capacity caps it the same way, with the same stickiness.
+  const targetGroups =
+    binding.target.$case === 'targetGroup'
+      ? [binding.target.targetGroup]
+      : binding.target.pool.groups;
+  for (const tg of targetGroups) if (!groups.has(tg.arn)) groups.set(tg.arn, newGroup(tg));
+  const result = assignToPool(
+    winners.keys(),
+    targetGroups.map((g) => ({ arn: g.arn, capacity: g.capacity })),
+    options.previousAssignment,
+  );
+  for (const [key, target] of winners) {
+    const arn = result.assignment.get(key);
+    const group = arn === undefined ? undefined : groups.get(arn);
+    if (group !== undefined) place(group, key, target);
+  }
+
+  return { groups, overflow: result.overflow, clusters: selectedClusters.sort(compareText) };
+}

@@ -1,0 +1,299 @@
+import { Queue } from 'bullmq';
+import type { Binding, Logger, ServiceKey, TraceContext } from '../../shared/index.js';
+import { serviceKeyString, silentLogger, traceHeadersFromContext } from '../../shared/index.js';
+import type { ClusterDirectory } from '../federation/desired-targets.js';
+import { selectsCluster } from '../federation/subscription-resolver.js';
+import type { ReconcileSink } from '../ingest/reconcile-sink.js';
+import type { RedisClient } from '../state/index.js';
+import {
+  MAX_TRACE_LINKS,
+  RECONCILE_JOB_NAME,
+  compileReconcileQueueOptions,
+  newReconcileJobId,
+  reconcileJobOptions,
+  reconcileQueueFor,
+  traceLinksKey,
+  type CompiledReconcileQueueOptions,
+  type ReconcileQueueAddress,
+  type ReconcileQueueOptions,
+  type ReconcileReason,
+  type ReconcileRequest,
+} from './reconcile-contract.js';
+
+/** Enqueuing reconcile work failed; the batch that caused it must not be acked. */
+export class ReconcileEnqueueError extends Error {
+  override readonly name = 'ReconcileEnqueueError';
+}
+
+/** Options of {@link BullMqReconcileSink}. */
+export interface BullMqReconcileSinkOptions extends ReconcileQueueOptions {
+  /** @default Date.now */
+  clock?: () => number;
+  /** @default silentLogger() */
+  logger?: Logger;
+}
+
+/** Outcome of one enqueue. */
+export interface EnqueuedReconcile {
+  readonly targetGroupArn: string;
+  /** The job that will run the reconcile (an existing one when coalesced). */
+  readonly jobId: string;
+  /** True when the request joined a job already pending for the group. */
+  readonly coalesced: boolean;
+}
+
+/** Bindings at one revision, as the store's snapshot gives them. */
+export interface BindingsSnapshot {
+  readonly revision: number;
+  readonly bindings: readonly Binding[];
+}
+
+interface IndexedBinding {
+  readonly binding: Binding;
+  readonly content: string;
+  readonly groups: readonly string[];
+}
+
+function groupsOf(binding: Binding): string[] {
+  switch (binding.target?.$case) {
+    case 'targetGroup':
+      return [binding.target.targetGroup.arn];
+    case 'pool':
+      return binding.target.pool.groups.map((g) => g.arn);
+    default:
+      return [];
+  }
+}
+
+function contentOf(binding: Binding): string {
+  return JSON.stringify({ ...binding, version: 0, updatedUnixMs: 0 });
+}
+
+/**
+ * Bindings indexed by the service names they select, so that a batch costs a few map look-ups
+ * per service instead of a scan of every binding.
+ *
+ * Label selectors on services are matched on namespace and name only: the ingest reports a
+ * service's key, and a service whose labels just stopped matching (or that was removed) must
+ * still reconcile the groups it fed. An extra reconcile finds no difference and calls no AWS API.
+ */
+class BindingIndex {
+  readonly byName = new Map<string, IndexedBinding>();
+  readonly #exact = new Map<string, IndexedBinding[]>();
+  readonly #byNamespace = new Map<string, IndexedBinding[]>();
+  readonly #byServiceName = new Map<string, IndexedBinding[]>();
+  readonly #anyService: IndexedBinding[] = [];
+
+  constructor(bindings: readonly Binding[]) {
+    for (const binding of bindings) {
+      const entry = { binding, content: contentOf(binding), groups: groupsOf(binding) };
+      this.byName.set(binding.name, entry);
+      const namespace = binding.services?.namespace ?? '';
+      const name = binding.services?.name ?? '';
+      if (namespace !== '' && name !== '') push(this.#exact, `${namespace}/${name}`, entry);
+      else if (namespace !== '') push(this.#byNamespace, namespace, entry);
+      else if (name !== '') push(this.#byServiceName, name, entry);
+      else this.#anyService.push(entry);
+    }
+  }
+
+  candidates(service: ServiceKey): IndexedBinding[] {
+    return [
+      ...(this.#exact.get(serviceKeyString(service)) ?? []),
+      ...(this.#byNamespace.get(service.namespace) ?? []),
+      ...(this.#byServiceName.get(service.name) ?? []),
+      ...this.#anyService,
+    ];
+  }
+}
+
+function push<V>(map: Map<string, V[]>, key: string, value: V): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
+}
+
+type SinkState = 'open' | 'closing' | 'closed';
+
+/**
+ * The ingest's {@link ReconcileSink} on BullMQ: maps a batch's changed services to the target
+ * groups whose bindings select them in that cluster, and enqueues one coalesced reconcile per
+ * group with the batch's trace link (contract: `reconcile-contract.ts`).
+ */
+export class BullMqReconcileSink implements ReconcileSink {
+  readonly #connection: RedisClient;
+  readonly #directory: ClusterDirectory;
+  readonly #options: CompiledReconcileQueueOptions;
+  readonly #clock: () => number;
+  readonly #logger: Logger;
+  readonly #queues = new Map<number, Queue<ReconcileRequest>>();
+  #index = new BindingIndex([]);
+  #revision: number | undefined;
+  #state: SinkState = 'open';
+
+  /**
+   * @param connection shared by the queues (BullMQ does not close a connection it was given); the
+   *   caller closes it after {@link close}.
+   */
+  constructor(
+    connection: RedisClient,
+    directory: ClusterDirectory,
+    options: BullMqReconcileSinkOptions = {},
+  ) {
+    this.#connection = connection;
+    this.#directory = directory;
+    this.#options = compileReconcileQueueOptions(options);
+    this.#clock = options.clock ?? Date.now;
+    this.#logger = options.logger ?? silentLogger();
+  }
+
+  /** The compiled queue options (shard count, prefix, debounce) this sink uses. */
+  get options(): CompiledReconcileQueueOptions {
+    return this.#options;
+  }
+
+  /**
+   * Replaces the bindings. Every group of a binding that was added, changed or deleted is
+   * enqueued with reason `binding` (old and new groups alike: a group a binding no longer feeds
+   * must lose its targets). The first snapshot only builds the index; older revisions are ignored.
+   */
+  async updateBindings(snapshot: BindingsSnapshot): Promise<EnqueuedReconcile[]> {
+    if (this.#revision !== undefined && snapshot.revision < this.#revision) return [];
+    const first = this.#revision === undefined;
+    const previous = this.#index;
+    const next = new BindingIndex(snapshot.bindings);
+    this.#index = next;
+    this.#revision = snapshot.revision;
+    if (first) return [];
+    const affected = new Set<string>();
+    for (const [name, entry] of next.byName) {
+      const before = previous.byName.get(name);
+      if (before?.content === entry.content) continue;
+      for (const arn of entry.groups) affected.add(arn);
+      for (const arn of before?.groups ?? []) affected.add(arn);
+    }
+    for (const [name, before] of previous.byName) {
+      if (!next.byName.has(name)) for (const arn of before.groups) affected.add(arn);
+    }
+    return this.#enqueueAll([...affected].sort(), 'binding', []);
+  }
+
+  /** The target groups fed by these services of this cluster, sorted. */
+  targetGroupsFor(clusterId: string, services: readonly ServiceKey[]): string[] {
+    const labels = this.#directory.labels(clusterId) ?? {};
+    const clusterSelection = new Map<IndexedBinding, boolean>();
+    const groups = new Set<string>();
+    for (const service of services) {
+      for (const entry of this.#index.candidates(service)) {
+        let selected = clusterSelection.get(entry);
+        if (selected === undefined) {
+          selected = selectsCluster(entry.binding.clusters, clusterId, labels);
+          clusterSelection.set(entry, selected);
+        }
+        if (selected) for (const arn of entry.groups) groups.add(arn);
+      }
+    }
+    return [...groups].sort();
+  }
+
+  async changed(
+    clusterId: string,
+    services: readonly ServiceKey[],
+    batchTrace: TraceContext | undefined,
+  ): Promise<void> {
+    const groups = this.targetGroupsFor(clusterId, services);
+    if (groups.length === 0) return;
+    const traceparent = traceHeadersFromContext(batchTrace)?.traceparent;
+    await this.#enqueueAll(groups, 'endpoints', traceparent === undefined ? [] : [traceparent]);
+  }
+
+  /** Enqueues (or joins) the reconcile of one group; for operators, drift checks and tests. */
+  async request(
+    targetGroupArn: string,
+    reason: ReconcileReason,
+    traceLinks: readonly string[] = [],
+  ): Promise<EnqueuedReconcile> {
+    if (this.#state !== 'open') throw new ReconcileEnqueueError('the reconcile sink is closed');
+    const address = reconcileQueueFor(targetGroupArn, this.#options);
+    const request: ReconcileRequest = {
+      targetGroupArn,
+      reason,
+      requestedAtMs: this.#clock(),
+      traceLinks: traceLinks.slice(0, MAX_TRACE_LINKS),
+    };
+    const jobId = newReconcileJobId();
+    let job;
+    try {
+      job = await this.#queue(address).add(
+        RECONCILE_JOB_NAME,
+        request,
+        reconcileJobOptions(request, this.#options, jobId),
+      );
+    } catch (err) {
+      throw new ReconcileEnqueueError(
+        `cannot enqueue the reconcile of ${targetGroupArn}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const coalesced = job.id !== jobId;
+    if (coalesced && request.traceLinks.length > 0) await this.#keepLinks(address, request);
+    return { targetGroupArn, jobId: job.id ?? jobId, coalesced };
+  }
+
+  /** Closes the queues (not the connection). Idempotent; every queue is closed even if one fails. */
+  async close(): Promise<void> {
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    const results = await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
+    this.#queues.clear();
+    this.#state = 'closed';
+    for (const result of results) {
+      if (result.status === 'rejected') {
+        this.#logger.warn({ err: result.reason as unknown }, 'closing a reconcile queue failed');
+      }
+    }
+  }
+
+  async #enqueueAll(
+    groups: readonly string[],
+    reason: ReconcileReason,
+    traceLinks: readonly string[],
+  ): Promise<EnqueuedReconcile[]> {
+    const enqueued = await Promise.all(groups.map((arn) => this.request(arn, reason, traceLinks)));
+    this.#logger.debug(
+      { reason, groups: groups.length, coalesced: enqueued.filter((e) => e.coalesced).length },
+      'reconciles enqueued',
+    );
+    return enqueued;
+  }
+
+  // Telemetry only: a link that races with the worker taking the list lands in the next reconcile.
+  async #keepLinks(address: ReconcileQueueAddress, request: ReconcileRequest): Promise<void> {
+    const key = traceLinksKey(address, request.targetGroupArn);
+    try {
+      await this.#connection
+        .multi()
+        .rpush(key, ...request.traceLinks)
+        .ltrim(key, -MAX_TRACE_LINKS, -1)
+        .pexpire(key, this.#options.traceLinksTtlMs)
+        .exec();
+    } catch (err) {
+      this.#logger.warn({ err, key }, 'cannot keep trace links of a coalesced reconcile');
+    }
+  }
+
+  #queue(address: ReconcileQueueAddress): Queue<ReconcileRequest> {
+    let queue = this.#queues.get(address.shard);
+    if (queue === undefined) {
+      queue = new Queue<ReconcileRequest>(address.name, {
+        connection: this.#connection,
+        prefix: address.prefix,
+      });
+      queue.on('error', (err) =>
+        this.#logger.warn({ err, shard: address.shard }, 'reconcile queue error'),
+      );
+      this.#queues.set(address.shard, queue);
+    }
+    return queue;
+  }
+}

@@ -1,0 +1,29 @@
+/** Reconcile queues: the hub ↔ worker contract and the ingest's BullMQ sink. */
+export {
+  BullMqReconcileSink,
+  ReconcileEnqueueError,
+  type BindingsSnapshot,
+  type BullMqReconcileSinkOptions,
+  type EnqueuedReconcile,
+} from './bullmq-reconcile-sink.js';
+export {
+  MAX_TRACE_LINKS,
+  RECONCILE_JOB_NAME,
+  RECONCILE_QUEUE_NAME,
+  ReconcileQueueOptionsError,
+  compileReconcileQueueOptions,
+  newReconcileJobId,
+  reconcileDeduplicationId,
+  reconcileJobOptions,
+  reconcileQueueAddress,
+  reconcileQueueAddresses,
+  reconcileQueueFor,
+  reconcileShard,
+  takeTraceLinks,
+  traceLinksKey,
+  type CompiledReconcileQueueOptions,
+  type ReconcileQueueAddress,
+  type ReconcileQueueOptions,
+  type ReconcileReason,
+  type ReconcileRequest,
+} from './reconcile-contract.js';

@@ -1,0 +1,235 @@
+import { randomBytes } from 'node:crypto';
+import type { JobsOptions } from 'bullmq';
+import type { RedisClient } from '../state/index.js';
+
+/**
+ * The contract between the hub (producer) and the workers (consumers) of reconcile work.
+ *
+ * - Unit of work: one target group. A job carries only a {@link ReconcileRequest}; the worker reads
+ *   the desired state from Redis when it runs, so a job that absorbed many changes is as good as
+ *   the newest of them.
+ * - Sharding: a group's ARN picks one of `shardCount` queues by a stable hash
+ *   ({@link reconcileShard}); every producer and worker must use the same `shardCount` (changing
+ *   it needs drained queues, or one group could be reconciled from two queues at once).
+ * - Redis Cluster: each queue has its own BullMQ prefix `<keyPrefix>:{rq<shard>}`, whose hash tag
+ *   puts all of that queue's keys (and its trace links) in one slot, as BullMQ's Lua scripts need,
+ *   while the shards spread over the masters.
+ * - Coalescing: one deduplication id per group ({@link reconcileDeduplicationId}), see
+ *   {@link reconcileJobOptions}.
+ */
+
+/** Why a reconcile was requested. A hint for logs and metrics: coalescing keeps the first one. */
+export type ReconcileReason = 'endpoints' | 'binding' | 'drift' | 'operator';
+
+/** The data of one reconcile job. */
+export interface ReconcileRequest {
+  readonly targetGroupArn: string;
+  readonly reason: ReconcileReason;
+  readonly requestedAtMs: number;
+  /**
+   * W3C `traceparent`s of the batches that caused it, for span links. Links of requests
+   * coalesced into this job are in {@link traceLinksKey}; the worker takes both.
+   */
+  readonly traceLinks: string[];
+}
+
+/** The BullMQ job name of reconcile jobs. */
+export const RECONCILE_JOB_NAME = 'reconcile';
+/** The BullMQ queue name of every shard (the shard is in the prefix). */
+export const RECONCILE_QUEUE_NAME = 'reconcile';
+/** Most trace links kept per pending reconcile (OpenTelemetry's default span link limit). */
+export const MAX_TRACE_LINKS = 128;
+
+/** Options of the reconcile queues. */
+export interface ReconcileQueueOptions {
+  /**
+   * Prefix of every key; the hub state's prefix.
+   * @default 'tgfed'
+   */
+  keyPrefix?: string;
+  /**
+   * Number of queues (shards). Must be the same for every hub and worker.
+   * @default 16
+   */
+  shardCount?: number;
+  /**
+   * The debounce window: a group's first change starts it; the changes within it are handled by
+   * the one reconcile that runs when it ends.
+   * @default 1000
+   */
+  debounceMs?: number;
+  /**
+   * Completed and failed jobs BullMQ keeps per queue, for inspection.
+   * @default 1000
+   */
+  keepFinishedJobs?: number;
+  /**
+   * How long coalesced trace links are kept when no worker takes them.
+   * @default 86_400_000 (one day)
+   */
+  traceLinksTtlMs?: number;
+}
+
+/** {@link ReconcileQueueOptions} with every value present and checked. */
+export interface CompiledReconcileQueueOptions {
+  readonly keyPrefix: string;
+  readonly shardCount: number;
+  readonly debounceMs: number;
+  readonly keepFinishedJobs: number;
+  readonly traceLinksTtlMs: number;
+}
+
+/** A reconcile queue option is out of range. */
+export class ReconcileQueueOptionsError extends Error {
+  override readonly name = 'ReconcileQueueOptionsError';
+}
+
+function integerIn(name: string, value: number, min: number, max: number): number {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ReconcileQueueOptionsError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** Fills defaults and checks ranges; throws {@link ReconcileQueueOptionsError} naming the setting. */
+export function compileReconcileQueueOptions(
+  options: ReconcileQueueOptions = {},
+): CompiledReconcileQueueOptions {
+  const keyPrefix = options.keyPrefix ?? 'tgfed';
+  if (keyPrefix === '' || /[{}]/.test(keyPrefix)) {
+    throw new ReconcileQueueOptionsError('keyPrefix must be non-empty and contain no braces');
+  }
+  return {
+    keyPrefix,
+    shardCount: integerIn('shardCount', options.shardCount ?? 16, 1, 1024),
+    debounceMs: integerIn('debounceMs', options.debounceMs ?? 1000, 0, 3_600_000),
+    keepFinishedJobs: integerIn('keepFinishedJobs', options.keepFinishedJobs ?? 1000, 0, 1_000_000),
+    traceLinksTtlMs: integerIn(
+      'traceLinksTtlMs',
+      options.traceLinksTtlMs ?? 86_400_000,
+      1,
+      2 ** 31,
+    ),
+  };
+}
+
+/** Where one shard's queue lives. */
+export interface ReconcileQueueAddress {
+  readonly shard: number;
+  /** BullMQ queue name. */
+  readonly name: string;
+  /** BullMQ `prefix` option: carries the shard's hash tag. */
+  readonly prefix: string;
+}
+
+// FNV-1a 32: stable across processes, platforms and versions (unlike any runtime hash).
+function fnv1a32(text: string): number {
+  let h = 0x811c9dc5;
+  const bytes = Buffer.from(text, 'utf8');
+  for (const byte of bytes) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+/** The shard (0 … shardCount-1) of a target group. */
+export function reconcileShard(targetGroupArn: string, shardCount: number): number {
+  return fnv1a32(targetGroupArn) % shardCount;
+}
+
+/** The queue of one shard. */
+export function reconcileQueueAddress(
+  shard: number,
+  options: CompiledReconcileQueueOptions,
+): ReconcileQueueAddress {
+  return { shard, name: RECONCILE_QUEUE_NAME, prefix: `${options.keyPrefix}:{rq${shard}}` };
+}
+
+/** Every shard's queue, for workers (a worker may consume a subset). */
+export function reconcileQueueAddresses(
+  options: CompiledReconcileQueueOptions,
+): ReconcileQueueAddress[] {
+  return Array.from({ length: options.shardCount }, (_, shard) =>
+    reconcileQueueAddress(shard, options),
+  );
+}
+
+/** The queue of a target group. */
+export function reconcileQueueFor(
+  targetGroupArn: string,
+  options: CompiledReconcileQueueOptions,
+): ReconcileQueueAddress {
+  return reconcileQueueAddress(reconcileShard(targetGroupArn, options.shardCount), options);
+}
+
+/** The deduplication id of a target group's reconcile jobs (one per group). */
+export function reconcileDeduplicationId(targetGroupArn: string): string {
+  return `tg:${targetGroupArn}`;
+}
+
+/**
+ * The Redis list of trace links of requests coalesced into a pending reconcile. It shares the
+ * queue's hash tag. Producers RPUSH and trim to {@link MAX_TRACE_LINKS}; the worker takes it
+ * with {@link takeTraceLinks} when the job starts.
+ */
+export function traceLinksKey(address: ReconcileQueueAddress, targetGroupArn: string): string {
+  return `${address.prefix}:links:${targetGroupArn}`;
+}
+
+/**
+ * The job options of one request. Verified against BullMQ 6.7 (`types/deduplication-options.d.ts`,
+ * `commands/includes/deduplicateJob.lua`, `storeDeduplicatedNextJob.lua`,
+ * `requeueDeduplicatedJob.lua`):
+ *
+ * - `deduplication: { id, keepLastIfActive: true }` without `ttl`: the dedup key is set with
+ *   `SET NX` and no expiry, and deleted when the job finishes (completes or finally fails). While
+ *   the group's job is delayed or waiting, another add returns that job's id and adds nothing.
+ *   While it is active, the add is stored as the "next" job (`<prefix>:<queue>:dn:<id>`, newest
+ *   data wins) and enqueued when the active one finishes. So at most one active and one waiting
+ *   job per group: never two reconciles of a group at once, never a change lost behind a running
+ *   one. (`ttl` is ignored with `keepLastIfActive`; a stale key whose job vanished is recovered by
+ *   `recoverStaleDeduplicationKey`.)
+ * - `delay: debounceMs` is the debounce window, as a throttle: the first change starts it and
+ *   later ones join it. BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
+ *   window on every add, which under constant churn would postpone the reconcile forever.
+ * - `operator` requests use `delay: 0` and `replace: true`: a job still delayed is replaced by
+ *   one that runs now (`replace` removes only a *delayed* job; a waiting one already runs soon).
+ * - `jobId` is unique per request, so the returned job's id tells whether it was coalesced.
+ */
+export function reconcileJobOptions(
+  request: ReconcileRequest,
+  options: CompiledReconcileQueueOptions,
+  jobId: string = newReconcileJobId(),
+): JobsOptions {
+  const now = request.reason === 'operator';
+  return {
+    jobId,
+    delay: now ? 0 : options.debounceMs,
+    deduplication: {
+      id: reconcileDeduplicationId(request.targetGroupArn),
+      keepLastIfActive: true,
+      ...(now ? { replace: true } : {}),
+    },
+    removeOnComplete: { count: options.keepFinishedJobs },
+    removeOnFail: { count: options.keepFinishedJobs },
+  };
+}
+
+/** A fresh job id (BullMQ forbids ids that are integers or start with `0:`). */
+export function newReconcileJobId(): string {
+  return `r-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+}
+
+/** Takes (reads and clears) the coalesced trace links of a group; for the worker. */
+export async function takeTraceLinks(
+  redis: RedisClient,
+  address: ReconcileQueueAddress,
+  targetGroupArn: string,
+): Promise<string[]> {
+  const key = traceLinksKey(address, targetGroupArn);
+  const results = await redis.multi().lrange(key, 0, -1).del(key).exec();
+  const [err, links] = results?.[0] ?? [null, []];
+  if (err !== null) throw err;
+  return [...new Set(links as string[])];
+}

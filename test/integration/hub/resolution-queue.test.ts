@@ -1,0 +1,227 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { Queue, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import {
+  BullMqReconcileSink,
+  type BullMqReconcileSinkOptions,
+} from '../../../hub/queue/bullmq-reconcile-sink.js';
+import {
+  reconcileQueueAddresses,
+  reconcileQueueFor,
+  takeTraceLinks,
+  type ReconcileRequest,
+} from '../../../hub/queue/reconcile-contract.js';
+import type { Binding, TraceContext } from '../../../shared/index.js';
+import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
+
+/** Things to close after each test, newest first. */
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+function connection(): Redis {
+  // BullMQ workers block on Redis; it requires maxRetriesPerRequest null on their connection.
+  const redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
+  closers.push(() => redis.quit());
+  return redis;
+}
+
+const CLUSTER_LABELS: Record<string, Record<string, string>> = {
+  'prod-eu': { env: 'prod', region: 'eu' },
+  'prod-us': { env: 'prod', region: 'us' },
+  dev: { env: 'dev', region: 'eu' },
+};
+
+function newSink(options: BullMqReconcileSinkOptions = {}): {
+  sink: BullMqReconcileSink;
+  keyPrefix: string;
+  redis: Redis;
+} {
+  const keyPrefix = `tgfed-test-${randomUUID()}`;
+  const redis = connection();
+  closers.push(async () => {
+    const cleaner = connection();
+    const keys = await cleaner.keys(`${keyPrefix}:*`);
+    if (keys.length > 0) await cleaner.del(...keys);
+  });
+  const sink = new BullMqReconcileSink(
+    redis,
+    { labels: (id) => CLUSTER_LABELS[id] },
+    { keyPrefix, shardCount: 4, debounceMs: 60_000, ...options },
+  );
+  closers.push(() => sink.close());
+  return { sink, keyPrefix, redis };
+}
+
+/** Pending (delayed, waiting) and active jobs per target group over every shard. */
+async function pendingJobs(sink: BullMqReconcileSink): Promise<Map<string, ReconcileRequest[]>> {
+  const byGroup = new Map<string, ReconcileRequest[]>();
+  for (const address of reconcileQueueAddresses(sink.options)) {
+    const queue = new Queue<ReconcileRequest>(address.name, {
+      connection: connection(),
+      prefix: address.prefix,
+    });
+    const jobs = await queue.getJobs(['delayed', 'wait', 'active', 'prioritized']);
+    await queue.close();
+    for (const job of jobs) {
+      const list = byGroup.get(job.data.targetGroupArn) ?? [];
+      list.push(job.data);
+      byGroup.set(job.data.targetGroupArn, list);
+    }
+  }
+  return byGroup;
+}
+
+function trace(n: number): TraceContext {
+  const traceId = new Uint8Array(16).fill(0xab);
+  traceId[15] = n;
+  return { traceId, parentId: new Uint8Array(8).fill(n + 1), traceFlags: 1, tracestate: '' };
+}
+
+const A_GROUP = targetGroupArn(1);
+const B_GROUP = targetGroupArn(2);
+const POOL = [targetGroupArn(10), targetGroupArn(11), targetGroupArn(12)];
+
+const BINDINGS: Binding[] = [
+  binding({
+    name: 'a',
+    services: { namespace: 'shop', name: 'web', labels: undefined },
+    clusters: { names: ['prod-eu', 'prod-us', 'dev'], labels: undefined },
+    target: { $case: 'targetGroup', targetGroup: targetGroup({ arn: A_GROUP }) },
+  }),
+  binding({
+    name: 'b',
+    services: { namespace: 'shop', name: 'api', labels: undefined },
+    clusters: { names: [], labels: { matchLabels: { env: 'prod' }, matchExpressions: [] } },
+    target: { $case: 'targetGroup', targetGroup: targetGroup({ arn: B_GROUP }) },
+  }),
+  binding({
+    name: 'pool',
+    services: { namespace: 'big', name: '', labels: undefined },
+    clusters: { names: [], labels: undefined },
+    target: {
+      $case: 'pool',
+      pool: { groups: POOL.map((arn) => targetGroup({ arn })), listenerRuleArn: '' },
+    },
+  }),
+];
+
+describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
+  it('coalesces many changes to one group within the debounce window into exactly one waiting job', async () => {
+    const { sink, redis } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    for (let i = 0; i < 25; i++) {
+      await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(i));
+    }
+    await Promise.all(
+      Array.from({ length: 25 }, (_, i) =>
+        sink.changed('prod-us', [{ namespace: 'shop', name: 'web' }], trace(100 + i)),
+      ),
+    );
+    const pending = await pendingJobs(sink);
+    expect([...pending.keys()]).toEqual([A_GROUP]);
+    expect(pending.get(A_GROUP)).toHaveLength(1);
+    expect(pending.get(A_GROUP)?.[0]).toMatchObject({
+      targetGroupArn: A_GROUP,
+      reason: 'endpoints',
+    });
+    // The first batch's link is in the job; the 49 coalesced ones wait for the worker.
+    const links = await takeTraceLinks(redis, reconcileQueueFor(A_GROUP, sink.options), A_GROUP);
+    expect(new Set([...links, ...(pending.get(A_GROUP)?.[0]?.traceLinks ?? [])]).size).toBe(50);
+  });
+
+  it('enqueues only the groups of the binding whose service changed', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], undefined);
+    expect([...(await pendingJobs(sink)).keys()]).toEqual([A_GROUP]);
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'cart' }], undefined);
+    expect([...(await pendingJobs(sink)).keys()]).toEqual([A_GROUP]);
+  });
+
+  it('follows a binding’s cluster label selector', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    await sink.changed('dev', [{ namespace: 'shop', name: 'api' }], undefined);
+    expect(await pendingJobs(sink)).toEqual(new Map());
+    await sink.changed('prod-us', [{ namespace: 'shop', name: 'api' }], undefined);
+    expect([...(await pendingJobs(sink)).keys()]).toEqual([B_GROUP]);
+  });
+
+  it('enqueues every group of a pool binding', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    await sink.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
+    const pending = await pendingJobs(sink);
+    expect([...pending.keys()].sort()).toEqual([...POOL].sort());
+    for (const arn of POOL) expect(pending.get(arn)).toHaveLength(1);
+  });
+
+  it('enqueues the old and new groups of a changed binding, and those of a deleted one', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    expect(await pendingJobs(sink)).toEqual(new Map());
+    const moved = targetGroupArn(3);
+    const [a, b] = BINDINGS;
+    if (a === undefined || b === undefined) throw new Error('fixtures');
+    const changed = await sink.updateBindings({
+      revision: 2,
+      bindings: [
+        { ...a, target: { $case: 'targetGroup', targetGroup: targetGroup({ arn: moved }) } },
+        b,
+      ],
+    });
+    expect(changed.map((e) => e.targetGroupArn).sort()).toEqual([A_GROUP, moved, ...POOL].sort());
+    const pending = await pendingJobs(sink);
+    expect(pending.get(moved)?.[0]?.reason).toBe('binding');
+    expect(pending.has(B_GROUP)).toBe(false);
+  });
+
+  it('runs at most one reconcile of a group at a time and one more for changes made meanwhile', async () => {
+    const { sink } = newSink({ debounceMs: 0, shardCount: 1 });
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const [address] = reconcileQueueAddresses(sink.options);
+    if (address === undefined) throw new Error('no queue');
+    let running = 0;
+    let maxRunning = 0;
+    const runs: string[] = [];
+    let release: () => void = () => undefined;
+    const firstStarted = new Promise<void>((resolveStarted) => {
+      const worker = new Worker<ReconcileRequest>(
+        address.name,
+        async (job) => {
+          running++;
+          maxRunning = Math.max(maxRunning, running);
+          runs.push(job.id ?? '');
+          if (runs.length === 1) {
+            resolveStarted();
+            await new Promise<void>((r) => (release = r));
+          }
+          running--;
+        },
+        { connection: connection(), prefix: address.prefix, concurrency: 4 },
+      );
+      closers.push(() => worker.close());
+    });
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], undefined);
+    await firstStarted;
+    for (let i = 0; i < 10; i++) {
+      await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], undefined);
+    }
+    release();
+    const deadline = Date.now() + 20_000;
+    while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    // Give a wrongly duplicated third job the chance to show up before asserting.
+    const queue = new Queue(address.name, { connection: connection(), prefix: address.prefix });
+    closers.push(() => queue.close());
+    while (Date.now() < deadline) {
+      const counts = await queue.getJobCounts('active', 'wait', 'delayed');
+      if ((counts.active ?? 0) + (counts.wait ?? 0) + (counts.delayed ?? 0) === 0) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(runs).toHaveLength(2);
+    expect(maxRunning).toBe(1);
+  });
+});

@@ -1,0 +1,126 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { assignToPool, type PoolGroupCapacity } from '../../../hub/federation/pool-assignment.js';
+
+const targetArb = fc
+  .tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 1, max: 65535 }))
+  .map(([octet, port]) => `10.0.${octet}.${octet % 7}:${port}`);
+const targetsArb = fc.uniqueArray(targetArb, { maxLength: 120 });
+const groupsArb = fc
+  .uniqueArray(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 6 })
+  .chain((ids) =>
+    fc.tuple(
+      ...ids.map((id) =>
+        fc.integer({ min: 0, max: 60 }).map((capacity) => ({ arn: `tg-${id}`, capacity })),
+      ),
+    ),
+  );
+
+function movedBetween(
+  before: ReadonlyMap<string, string>,
+  after: ReadonlyMap<string, string>,
+): string[] {
+  return [...before].filter(([t, arn]) => after.has(t) && after.get(t) !== arn).map(([t]) => t);
+}
+
+function totalCapacity(groups: readonly PoolGroupCapacity[]): number {
+  return groups.reduce((n, g) => n + g.capacity, 0);
+}
+
+describe('assignToPool', () => {
+  it('never puts more targets in a group than its capacity, and places or reports every target', () => {
+    fc.assert(
+      fc.property(targetsArb, groupsArb, (targets, groups) => {
+        const result = assignToPool(targets, groups);
+        for (const g of groups)
+          expect(result.counts.get(g.arn) ?? 0).toBeLessThanOrEqual(g.capacity);
+        expect(result.assignment.size + result.overflow.length).toBe(targets.length);
+        for (const t of result.overflow) expect(result.assignment.has(t)).toBe(false);
+        expect(result.overflow.length).toBe(Math.max(0, targets.length - totalCapacity(groups)));
+      }),
+    );
+  });
+
+  it('gives the same assignment for the same inputs in any order', () => {
+    fc.assert(
+      fc.property(targetsArb, groupsArb, (targets, groups) => {
+        const a = assignToPool(targets, groups);
+        const b = assignToPool([...targets].reverse(), [...groups].reverse());
+        expect([...b.assignment].sort()).toEqual([...a.assignment].sort());
+        expect(b.overflow).toEqual(a.overflow);
+      }),
+    );
+  });
+
+  it('moves no other target when one target is added or removed', () => {
+    fc.assert(
+      fc.property(targetsArb, groupsArb, targetArb, (targets, groups, extra) => {
+        const before = assignToPool(targets, groups).assignment;
+        const added = assignToPool([...targets, extra], groups, before);
+        expect(movedBetween(before, added.assignment)).toEqual([]);
+        const removedTarget = targets[0];
+        if (removedTarget === undefined) return;
+        const removed = assignToPool(targets.slice(1), groups, before);
+        expect(movedBetween(before, removed.assignment)).toEqual([]);
+        expect(removed.moved).toBe(0);
+      }),
+    );
+  });
+
+  it('moves only the removed group’s targets when the others have room', () => {
+    fc.assert(
+      fc.property(targetsArb, groupsArb, (targets, groups) => {
+        fc.pre(groups.length >= 2);
+        const before = assignToPool(targets, groups).assignment;
+        const [gone, ...rest] = groups;
+        if (gone === undefined) return;
+        fc.pre(before.size <= totalCapacity(rest));
+        const after = assignToPool(targets, rest, before);
+        const moved = movedBetween(before, after.assignment);
+        for (const t of moved) expect(before.get(t)).toBe(gone.arn);
+        for (const [t, arn] of before)
+          if (arn === gone.arn) expect(after.assignment.get(t)).not.toBe(gone.arn);
+        expect(after.overflow.filter((t) => before.has(t))).toEqual([]);
+      }),
+    );
+  });
+
+  it('keeps the highest-scoring targets when a group’s capacity shrinks and moves only the excess', () => {
+    const targets = Array.from({ length: 40 }, (_, i) => `10.1.0.${i}:80`);
+    const groups = [
+      { arn: 'a', capacity: 30 },
+      { arn: 'b', capacity: 30 },
+    ];
+    const before = assignToPool(targets, groups).assignment;
+    const inA = [...before].filter(([, arn]) => arn === 'a').length;
+    const shrunk = assignToPool(
+      targets,
+      [
+        { arn: 'a', capacity: 10 },
+        { arn: 'b', capacity: 30 },
+      ],
+      before,
+    );
+    expect(shrunk.counts.get('a')).toBe(Math.min(10, inA));
+    expect(shrunk.moved).toBe(Math.max(0, inA - 10));
+  });
+
+  it('spreads targets over groups in proportion to capacity when none is full', () => {
+    const targets = Array.from({ length: 3000 }, (_, i) => `10.2.${i >> 8}.${i & 255}:8080`);
+    const result = assignToPool(targets, [
+      { arn: 'small', capacity: 2000 },
+      { arn: 'large', capacity: 4000 },
+    ]);
+    const small = result.counts.get('small') ?? 0;
+    expect(small).toBeGreaterThan(800);
+    expect(small).toBeLessThan(1200);
+  });
+
+  it('reports targets beyond the total capacity as overflow without displacing placed ones', () => {
+    const targets = ['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80'];
+    const first = assignToPool(targets.slice(0, 2), [{ arn: 'only', capacity: 2 }]);
+    const second = assignToPool(targets, [{ arn: 'only', capacity: 2 }], first.assignment);
+    expect(second.overflow).toEqual(['10.0.0.3:80']);
+    expect([...second.assignment.keys()].sort()).toEqual(targets.slice(0, 2));
+  });
+});
