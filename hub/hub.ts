@@ -1,0 +1,435 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  AdminServiceService,
+  AgentServiceService,
+  silentLogger,
+  startHealthServer,
+  type HealthServer,
+  type Logger,
+  type ServiceKey,
+  type Subscription,
+} from '../shared/index.js';
+import {
+  AdminAuthenticator,
+  AdminService,
+  ClusterInventory,
+  addIntrospection,
+  findProtoDir,
+  type AdminExtensions,
+} from './admin/index.js';
+import {
+  ClusterDirectory,
+  ClusterTokenAuthenticator,
+  listenerCredentials,
+  loadAdminCredentials,
+  redisSettingsOf,
+  type AdminCredentials,
+  type CompiledHubOptions,
+} from './config/index.js';
+import { loadBindingFile } from './federation/binding-file.js';
+import { BindingStore } from './federation/binding-store.js';
+import { BindingSubscriptionResolver } from './federation/subscription-resolver.js';
+import {
+  AddressPolicy,
+  SyncService,
+  agentServerOptions,
+  type ReconcileSink,
+  type SubscriptionSource,
+} from './ingest/index.js';
+import {
+  ClusterEndpointStore,
+  ClusterLease,
+  StateKeys,
+  StorageEpoch,
+  createRedis,
+  type RedisClient,
+} from './state/index.js';
+
+/** Lifecycle of a hub process. */
+export type HubState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** What the hub is given rather than creates (tests and other issues pass their own). */
+export interface HubDependencies {
+  logger?: Logger;
+  /**
+   * Where acked changes go (the reconcile queue, issue #5). Until one is wired, changes are
+   * written to Redis and acked, and nothing is enqueued (logged once at start).
+   */
+  reconcileSink?: ReconcileSink;
+  /** Admin components from other areas (status, reconcile trigger, alerts, guard). */
+  adminExtensions?: AdminExtensions;
+  /** Where `tgfed/v1/*.proto` live, for server reflection. @default found from this module */
+  protoDir?: string;
+}
+
+/** A sink that only logs: the hub runs before the reconcile queue exists. */
+class UnwiredReconcileSink implements ReconcileSink {
+  #warned = false;
+  constructor(private readonly log: Logger) {}
+  changed(clusterId: string, services: readonly ServiceKey[]): Promise<void> {
+    if (!this.#warned) {
+      this.#warned = true;
+      this.log.warn(
+        { cluster: clusterId, services: services.length },
+        'no reconcile queue wired: endpoint changes are stored but no reconcile is enqueued',
+      );
+    }
+    return Promise.resolve();
+  }
+}
+
+interface Listener {
+  server: grpc.Server;
+  port: number;
+  setServing(serving: boolean): void;
+}
+
+/**
+ * The hub process: Redis, the storage epoch, bindings (store, declarative file, subscriptions),
+ * the agent listener (`SyncService`), the admin listener (`AdminService`), both with gRPC
+ * health checking and reflection, and the HTTP probes. `start()` once; `shutdown()` is
+ * idempotent, two-stage (graceful within `shutdownGraceMs`, then forced) and runs every step
+ * even when one fails, closing Redis last.
+ */
+export class Hub {
+  readonly options: CompiledHubOptions;
+  readonly #log: Logger;
+  readonly #deps: HubDependencies;
+  #state: HubState = 'idle';
+  #redis: RedisClient | undefined;
+  #bindings: BindingStore | undefined;
+  #stopFollowing: (() => void) | undefined;
+  #sync: SyncService | undefined;
+  #admin: AdminService | undefined;
+  #agentListener: Listener | undefined;
+  #adminListener: Listener | undefined;
+  #health: HealthServer | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: CompiledHubOptions, deps: HubDependencies = {}) {
+    this.options = options;
+    this.#deps = deps;
+    this.#log = (deps.logger ?? silentLogger()).child({ component: 'hub' });
+  }
+
+  get state(): HubState {
+    return this.#state;
+  }
+
+  /** Port of the agent listener, once started. */
+  get agentPort(): number {
+    return this.#agentListener?.port ?? 0;
+  }
+
+  /** Port of the admin listener, once started. */
+  get adminPort(): number {
+    return this.#adminListener?.port ?? 0;
+  }
+
+  /** Port of the HTTP probes, once started. */
+  get healthPort(): number {
+    return this.#health?.port ?? 0;
+  }
+
+  /** The agent ingest (counters, admitted clusters), once started. */
+  get syncService(): SyncService | undefined {
+    return this.#sync;
+  }
+
+  /** The admin API (counters), once started. */
+  get adminService(): AdminService | undefined {
+    return this.#admin;
+  }
+
+  /** Starts every part; on a failure, stops what was started and rethrows. */
+  async start(): Promise<void> {
+    if (this.#state !== 'idle') throw new Error(`hub cannot start in state ${this.#state}`);
+    this.#setState('starting');
+    try {
+      await this.#start();
+    } catch (err) {
+      this.#log.error({ err }, 'hub failed to start');
+      await this.shutdown(0);
+      this.#setState('failed');
+      throw err;
+    }
+    this.#agentListener?.setServing(true);
+    this.#adminListener?.setServing(true);
+    this.#setState('running');
+  }
+
+  async #start(): Promise<void> {
+    const o = this.options;
+    // Files first: a bad file fails the start before anything connects.
+    const directory =
+      o.clustersFile === undefined ? new ClusterDirectory() : ClusterDirectory.load(o.clustersFile);
+    const adminCredentials: AdminCredentials =
+      o.adminTokensFile === undefined
+        ? { tokens: [], certificates: [] }
+        : loadAdminCredentials(o.adminTokensFile);
+    const fileBindings = o.bindingsFile === undefined ? [] : loadBindingFile(o.bindingsFile);
+    if (adminCredentials.tokens.length === 0 && adminCredentials.certificates.length === 0) {
+      this.#log.warn('no admin credentials configured: every admin call will be refused');
+    }
+
+    const redis = createRedis(redisSettingsOf(o));
+    this.#redis = redis;
+    redis.on('error', (err: unknown) => this.#log.warn({ err }, 'Redis connection error'));
+    const keys = new StateKeys(o.redisKeyPrefix);
+    const store = new ClusterEndpointStore(redis, keys);
+
+    const bindings = new BindingStore(redis, { keyPrefix: o.redisKeyPrefix, logger: this.#log });
+    this.#bindings = bindings;
+    for (const binding of fileBindings) {
+      const applied = await bindings.apply(binding);
+      this.#log.info(
+        { binding: binding.name, version: applied.binding.version, changed: applied.changed },
+        'binding from the bindings file applied',
+      );
+    }
+    const resolver = new BindingSubscriptionResolver();
+    this.#stopFollowing = await resolver.follow(bindings, this.#log);
+    const subscriptions: SubscriptionSource = {
+      subscriptionFor: (clusterId: string): Subscription =>
+        resolver.subscriptionFor(clusterId, directory.labelsOf(clusterId)),
+      onChange: (listener) => resolver.onUpdate(() => listener()),
+    };
+
+    const sync = new SyncService(
+      {
+        store,
+        lease: new ClusterLease(redis, { keys, ttlMs: o.leaseTtlMs }),
+        epoch: new StorageEpoch(redis, keys),
+        authenticator: new ClusterTokenAuthenticator({
+          trustDomain: o.agentTrustDomain,
+          tokens: directory.tokenHashes(),
+        }),
+        addressPolicy: new AddressPolicy(directory.addressPolicyOptions()),
+        subscriptions,
+        reconcileSink: this.#deps.reconcileSink ?? new UnwiredReconcileSink(this.#log),
+      },
+      {
+        hubId: o.hubId,
+        heartbeatIntervalMs: o.heartbeatIntervalMs,
+        leaseTtlMs: o.leaseTtlMs,
+        limits: {
+          maxBatchesInFlight: o.maxBatchesInFlight,
+          maxMessageBytes: o.maxMessageBytes,
+          maxEndpointsPerService: o.maxEndpointsPerService,
+          maxEndpointsPerCluster: o.maxEndpointsPerCluster,
+          maxServicesPerCluster: o.maxServicesPerCluster,
+        },
+        logger: this.#log,
+      },
+    );
+    this.#sync = sync;
+    await sync.start();
+
+    this.#admin = new AdminService({
+      authenticator: new AdminAuthenticator(adminCredentials),
+      bindings,
+      clusters: new ClusterInventory({ directory, store, redis, keys, connections: sync }),
+      ...(this.#deps.adminExtensions === undefined
+        ? {}
+        : { extensions: this.#deps.adminExtensions }),
+      logger: this.#log,
+    });
+
+    const protoDir = this.#deps.protoDir ?? findProtoDir();
+    if (protoDir === undefined) {
+      this.#log.warn('proto files not found: server reflection is off');
+    }
+    this.#agentListener = await this.#listen({
+      name: 'agent',
+      address: o.agentAddress,
+      serverOptions: agentServerOptions(sync.options),
+      credentials: listenerCredentials(
+        {
+          insecure: o.insecure,
+          caFile: o.agentTlsCaFile,
+          certFile: o.agentTlsCertFile,
+          keyFile: o.agentTlsKeyFile,
+          clientCertificates: o.agentClientCertificates,
+        },
+        'agent',
+      ),
+      protoDir,
+      protoFile: 'tgfed/v1/agent.proto',
+      service: 'tgfed.v1.AgentService',
+      add: (server) => server.addService(AgentServiceService, sync.handlers),
+    });
+    const admin = this.#admin;
+    this.#adminListener = await this.#listen({
+      name: 'admin',
+      address: o.adminAddress,
+      serverOptions: {},
+      credentials: listenerCredentials(
+        {
+          insecure: o.insecure,
+          caFile: o.adminTlsCaFile,
+          certFile: o.adminTlsCertFile,
+          keyFile: o.adminTlsKeyFile,
+          clientCertificates: o.adminClientCertificates,
+        },
+        'admin',
+      ),
+      protoDir,
+      protoFile: 'tgfed/v1/admin.proto',
+      service: 'tgfed.v1.AdminService',
+      add: (server) => server.addService(AdminServiceService, admin.handlers),
+    });
+
+    this.#health = await startHealthServer({
+      address: o.healthAddress,
+      live: () => ({ ok: this.#state !== 'failed', detail: { state: this.#state } }),
+      ready: () => ({
+        ok: this.#state === 'running' && this.#redis?.status === 'ready',
+        detail: {
+          state: this.#state,
+          redis: this.#redis?.status ?? 'none',
+          admittedClusters: this.#sync?.admittedClusters().length ?? 0,
+        },
+      }),
+    });
+    this.#log.info(
+      {
+        agentPort: this.agentPort,
+        adminPort: this.adminPort,
+        healthPort: this.healthPort,
+        clusters: directory.list().length,
+        bindingsFromFile: fileBindings.length,
+      },
+      'hub listening',
+    );
+  }
+
+  async #listen(spec: {
+    name: string;
+    address: string;
+    serverOptions: grpc.ServerOptions;
+    credentials: grpc.ServerCredentials;
+    protoDir: string | undefined;
+    protoFile: string;
+    service: string;
+    add: (server: grpc.Server) => void;
+  }): Promise<Listener> {
+    const server = new grpc.Server(spec.serverOptions);
+    spec.add(server);
+    const { health } = addIntrospection(server, {
+      protoDir: spec.protoDir,
+      protoFiles: [spec.protoFile],
+      services: [spec.service],
+    });
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(spec.address, spec.credentials, (err, p) =>
+        err ? reject(new Error(`${spec.name}Address ${spec.address}: ${err.message}`)) : resolve(p),
+      ),
+    );
+    return {
+      server,
+      port,
+      setServing: (serving) => {
+        const status = serving ? 'SERVING' : 'NOT_SERVING';
+        health.setStatus('', status);
+        health.setStatus(spec.service, status);
+      },
+    };
+  }
+
+  /**
+   * Stops the hub: health turns NOT_SERVING, agent streams end (leases released, agents
+   * reconnect to another replica), both listeners drain within `graceMs` and are then cut,
+   * the bindings watch stops, and Redis closes last. Idempotent.
+   */
+  shutdown(graceMs = this.options.shutdownGraceMs): Promise<void> {
+    this.#closing ??= this.#shutdown(graceMs);
+    return this.#closing;
+  }
+
+  async #shutdown(graceMs: number): Promise<void> {
+    if (this.#state !== 'starting') this.#setState('stopping');
+    const deadline = Date.now() + graceMs;
+    const steps: [string, () => Promise<void> | void][] = [
+      [
+        'health: not serving',
+        () => {
+          this.#agentListener?.setServing(false);
+          this.#adminListener?.setServing(false);
+        },
+      ],
+      ['agent streams', () => this.#sync?.close()],
+      ['agent listener', () => drain(this.#agentListener?.server, deadline)],
+      ['admin listener', () => drain(this.#adminListener?.server, deadline)],
+      ['subscriptions', () => this.#stopFollowing?.()],
+      ['bindings watch', () => this.#bindings?.close()],
+      ['probes', () => this.#health?.close()],
+      ['redis', () => closeRedis(this.#redis)],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        // A step may wait on an unreachable Redis; none may hold the rest up for long.
+        const finished = await withinMs(step(), Math.max(deadline - Date.now(), 0) + stepSlackMs);
+        if (!finished) this.#log.warn({ step: name }, 'shutdown step timed out; going on');
+      } catch (err) {
+        this.#log.error({ err, step: name }, 'shutdown step failed');
+      }
+    }
+    if (this.#state !== 'starting') this.#setState('stopped');
+  }
+
+  #setState(state: HubState): void {
+    if (this.#state === state) return;
+    this.#log.info({ from: this.#state, to: state }, 'hub state');
+    this.#state = state;
+  }
+}
+
+/** grpc-js two-stage shutdown: let calls finish until the deadline, then cut them. */
+async function drain(server: grpc.Server | undefined, deadlineMs: number): Promise<void> {
+  if (server === undefined) return;
+  const remainingMs = Math.max(0, deadlineMs - Date.now());
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, remainingMs);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+// Time a shutdown step gets beyond the grace deadline (cleanup after a forced stop).
+const stepSlackMs = 2_000;
+// How long QUIT may take before the connection is simply dropped.
+const quitWaitMs = 1_000;
+
+/** True when `work` settled within `ms`; a rejection is rethrown. */
+async function withinMs(work: Promise<void> | void, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([Promise.resolve(work).then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** QUIT, or a hard disconnect when Redis does not answer (QUIT queues while reconnecting). */
+async function closeRedis(redis: RedisClient | undefined): Promise<void> {
+  if (redis === undefined) return;
+  try {
+    if (
+      !(await withinMs(
+        redis.quit().then(() => undefined),
+        quitWaitMs,
+      ))
+    )
+      redis.disconnect();
+  } catch {
+    redis.disconnect();
+  }
+}

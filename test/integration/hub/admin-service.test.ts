@@ -1,0 +1,458 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { service as healthService } from 'grpc-health-check';
+import { stringify as toYaml } from 'yaml';
+import { fieldViolationsOf, hashAdminToken } from '../../../hub/admin/index.js';
+import { hubOptionsSchema } from '../../../hub/config/index.js';
+import { Hub } from '../../../hub/hub.js';
+import { hashAgentToken } from '../../../hub/ingest/index.js';
+import {
+  AdminServiceClient,
+  ClusterState,
+  createLogger,
+  type ApplyBindingRequest,
+  type ApplyBindingResponse,
+  type Binding,
+  type Cluster,
+  type DeleteBindingRequest,
+  type DeleteBindingResponse,
+  type GetClusterRequest,
+  type GetClusterResponse,
+  type ListBindingsRequest,
+  type ListBindingsResponse,
+  type ListClustersRequest,
+  type ListClustersResponse,
+  type TriggerReconcileRequest,
+  type TriggerReconcileResponse,
+} from '../../../shared/index.js';
+import { createTestCertificateAuthority, type TestKeyPair } from '../../env/test-certificates.js';
+import { waitFor } from '../../env/wait-for.js';
+import { binding, targetGroup } from '../../support/binding-fixtures.js';
+import { endpointSlice } from '../../support/endpoint-slices.js';
+import { TestAgent } from '../../support/test-agent.js';
+
+const adminToken = 'admin-token-of-the-test';
+const readOnlyToken = 'read-only-token-of-the-test';
+const agentToken = 'agent-token-of-prod-eu-1';
+
+let dir: string;
+let hub: Hub;
+let caPem: string;
+let operatorCert: TestKeyPair;
+const clients: grpc.Client[] = [];
+
+function adminClient(cert?: TestKeyPair): AdminServiceClient {
+  const client = new AdminServiceClient(
+    `127.0.0.1:${hub.adminPort}`,
+    grpc.credentials.createSsl(
+      Buffer.from(caPem),
+      cert === undefined ? null : Buffer.from(cert.keyPem),
+      cert === undefined ? null : Buffer.from(cert.certPem),
+    ),
+  );
+  clients.push(client);
+  return client;
+}
+
+function bearer(token: string | undefined): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
+}
+
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  callback: (err: grpc.ServiceError | null, response: Res) => void,
+) => grpc.ClientUnaryCall;
+
+/** Request and response of each admin method. */
+interface AdminMethods {
+  listClusters: [ListClustersRequest, ListClustersResponse];
+  getCluster: [GetClusterRequest, GetClusterResponse];
+  listBindings: [ListBindingsRequest, ListBindingsResponse];
+  applyBinding: [ApplyBindingRequest, ApplyBindingResponse];
+  deleteBinding: [DeleteBindingRequest, DeleteBindingResponse];
+  triggerReconcile: [TriggerReconcileRequest, TriggerReconcileResponse];
+}
+
+/** Calls a unary admin method; resolves with the response or rejects with the ServiceError. */
+function call<K extends keyof AdminMethods>(
+  client: AdminServiceClient,
+  method: K,
+  request: AdminMethods[K][0],
+  token: string | undefined,
+): Promise<AdminMethods[K][1]> {
+  const unary = (client as unknown as Record<K, Unary<AdminMethods[K][0], AdminMethods[K][1]>>)[
+    method
+  ];
+  return new Promise((resolve, reject) => {
+    unary.call(client, request, bearer(token), (err, response) =>
+      err ? reject(err) : resolve(response),
+    );
+  });
+}
+
+async function refusal(promise: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as grpc.ServiceError;
+  }
+  throw new Error('the call succeeded, a refusal was expected');
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tgfed-admin-'));
+  const ca = await createTestCertificateAuthority();
+  caPem = ca.caPem;
+  const server = await ca.issue({
+    commonName: 'tgfed-hub',
+    dnsNames: ['localhost'],
+    ipAddresses: ['127.0.0.1'],
+  });
+  operatorCert = await ca.issue({ commonName: 'platform-team' });
+  const file = (name: string, content: string) => {
+    const path = join(dir, name);
+    writeFileSync(path, content);
+    return path;
+  };
+  const options = hubOptionsSchema.parse({
+    hubId: 'hub-admin-test',
+    agentAddress: '127.0.0.1:0',
+    adminAddress: '127.0.0.1:0',
+    healthAddress: '127.0.0.1:0',
+    agentTlsCaFile: file('ca.pem', ca.caPem),
+    agentTlsCertFile: file('server.pem', server.certPem),
+    agentTlsKeyFile: file('server-key.pem', server.keyPem),
+    agentClientCertificates: 'optional',
+    adminTlsCaFile: join(dir, 'ca.pem'),
+    adminTlsCertFile: join(dir, 'server.pem'),
+    adminTlsKeyFile: join(dir, 'server-key.pem'),
+    adminClientCertificates: 'optional',
+    redisUrl: inject('redisUrl'),
+    redisKeyPrefix: `admin-${randomBytes(4).toString('hex')}`,
+    heartbeatIntervalMs: 500,
+    leaseTtlMs: 3_000,
+    shutdownGraceMs: 2_000,
+    clustersFile: file(
+      'clusters.yaml',
+      toYaml({
+        clusters: [
+          {
+            id: 'prod-eu-1',
+            labels: { env: 'prod', region: 'eu' },
+            allowedCidrs: ['10.1.0.0/16'],
+            tokenSha256: [hashAgentToken(agentToken)],
+          },
+          { id: 'staging', labels: { env: 'staging' } },
+        ],
+      }),
+    ),
+    adminTokensFile: file(
+      'admin.yaml',
+      toYaml({
+        tokens: [
+          { name: 'ci', role: 'admin', tokenSha256: hashAdminToken(adminToken) },
+          { name: 'dashboards', role: 'read-only', tokenSha256: hashAdminToken(readOnlyToken) },
+        ],
+        certificates: [{ name: 'platform', role: 'admin', subject: 'platform-team' }],
+      }),
+    ),
+  });
+  hub = new Hub(options, {
+    ...(process.env.DEBUG_HUB_TEST
+      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
+      : {}),
+  });
+  await hub.start();
+});
+
+afterAll(async () => {
+  for (const client of clients) client.close();
+  await hub?.shutdown();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('AdminService', () => {
+  it('refuses a call without credentials with UNAUTHENTICATED', async () => {
+    const client = adminClient();
+    const err = await refusal(call(client, 'listBindings', {}, undefined));
+    expect(err.code).toBe(grpc.status.UNAUTHENTICATED);
+    const wrong = await refusal(call(client, 'listBindings', {}, 'not-a-token'));
+    expect(wrong.code).toBe(grpc.status.UNAUTHENTICATED);
+  });
+
+  it('lets a read-only caller list bindings but not apply one (PERMISSION_DENIED)', async () => {
+    const client = adminClient();
+    await expect(call(client, 'listBindings', {}, readOnlyToken)).resolves.toBeDefined();
+    const err = await refusal(
+      call(
+        client,
+        'applyBinding',
+        { binding: binding({ name: 'ro' }), dryRun: false },
+        readOnlyToken,
+      ),
+    );
+    expect(err.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(err.details).toContain('admin role');
+    const list = await call(client, 'listBindings', {}, readOnlyToken);
+    expect(list.bindings.map((b) => b.name)).not.toContain('ro');
+  });
+
+  it('applies a binding for an admin and lists it afterwards', async () => {
+    const client = adminClient();
+    const applied = await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'applied' }), dryRun: false },
+      adminToken,
+    );
+    expect(applied.changed).toBe(true);
+    expect(applied.binding?.version).toBeGreaterThan(0);
+    const again = await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'applied' }), dryRun: false },
+      adminToken,
+    );
+    expect(again.changed).toBe(false);
+    expect(again.binding?.version).toBe(applied.binding?.version);
+    const list = await call(client, 'listBindings', {}, readOnlyToken);
+    const listed = list.bindings.find((b) => b.name === 'applied');
+    expect(listed?.version).toBe(applied.binding?.version);
+    expect(listed?.services).toMatchObject({ namespace: 'shop', name: 'web' });
+  });
+
+  it('accepts an admin client certificate without a token', async () => {
+    const client = adminClient(operatorCert);
+    const applied = await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'by-cert' }), dryRun: false },
+      undefined,
+    );
+    expect(applied.changed).toBe(true);
+  });
+
+  it('rejects an invalid binding with field-level violations in the trailer and message', async () => {
+    const client = adminClient();
+    const invalid: Binding = binding({
+      name: 'Not_A_Label',
+      target: {
+        $case: 'pool',
+        pool: {
+          groups: [targetGroup(), targetGroup({ arn: 'arn:nope', roleArn: 'not-a-role' })],
+          listenerRuleArn: '',
+        },
+      },
+    });
+    const err = await refusal(
+      call(client, 'applyBinding', { binding: invalid, dryRun: false }, adminToken),
+    );
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    const violations = fieldViolationsOf(err.metadata);
+    const fields = violations.map((v) => v.field);
+    expect(fields).toContain('name');
+    expect(fields.some((f) => f.startsWith('pool.groups[1].'))).toBe(true);
+    for (const v of violations) expect(err.details).toContain(v.field);
+    const missing = await refusal(
+      call(client, 'applyBinding', { binding: undefined, dryRun: false }, adminToken),
+    );
+    expect(fieldViolationsOf(missing.metadata).map((v) => v.field)).toEqual(['binding']);
+  });
+
+  it('answers a stale version with ABORTED, for apply and delete', async () => {
+    const client = adminClient();
+    const first = await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'cas' }), dryRun: false },
+      adminToken,
+    );
+    const version = first.binding?.version ?? 0;
+    const second = await call(
+      client,
+      'applyBinding',
+      {
+        binding: binding({
+          name: 'cas',
+          version,
+          policy: { includeNotReady: true, keepTerminating: false },
+        }),
+        dryRun: false,
+      },
+      adminToken,
+    );
+    expect(second.binding?.version).toBeGreaterThan(version);
+    const stale = await refusal(
+      call(
+        client,
+        'applyBinding',
+        { binding: binding({ name: 'cas', version }), dryRun: false },
+        adminToken,
+      ),
+    );
+    expect(stale.code).toBe(grpc.status.ABORTED);
+    const staleDelete = await refusal(
+      call(client, 'deleteBinding', { name: 'cas', version }, adminToken),
+    );
+    expect(staleDelete.code).toBe(grpc.status.ABORTED);
+    await call(
+      client,
+      'deleteBinding',
+      { name: 'cas', version: second.binding?.version ?? 0 },
+      adminToken,
+    );
+    const gone = await refusal(
+      call(client, 'deleteBinding', { name: 'cas', version: 0 }, adminToken),
+    );
+    expect(gone.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  it('validates without storing on a dry run', async () => {
+    const client = adminClient();
+    const result = await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'dry' }), dryRun: true },
+      adminToken,
+    );
+    expect(result.changed).toBe(true);
+    const list = await call(client, 'listBindings', {}, adminToken);
+    expect(list.bindings.map((b) => b.name)).not.toContain('dry');
+  });
+
+  it('answers UNIMPLEMENTED for the parts no other component provides yet', async () => {
+    const client = adminClient();
+    const err = await refusal(
+      call(
+        client,
+        'triggerReconcile',
+        { targetGroupArn: targetGroup().arn, refresh: false },
+        adminToken,
+      ),
+    );
+    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(err.details).toContain('reconcile queue');
+    const readOnly = await refusal(
+      call(
+        client,
+        'triggerReconcile',
+        { targetGroupArn: targetGroup().arn, refresh: false },
+        readOnlyToken,
+      ),
+    );
+    expect(readOnly.code).toBe(grpc.status.PERMISSION_DENIED);
+  });
+
+  it('lists a cluster whose real agent synced through the hub, with its services', async () => {
+    const client = adminClient();
+    await call(
+      client,
+      'applyBinding',
+      { binding: binding({ name: 'web-prod' }), dryRun: false },
+      adminToken,
+    );
+    const agent = new TestAgent({
+      clusterId: 'prod-eu-1',
+      target: `127.0.0.1:${hub.agentPort}`,
+      credentials: grpc.credentials.createSsl(Buffer.from(caPem)),
+      metadata: () => bearer(agentToken),
+    });
+    try {
+      agent.upsert(
+        endpointSlice({
+          namespace: 'shop',
+          service: 'web',
+          name: 'web-abc',
+          endpoints: [{ ip: '10.1.0.5' }, { ip: '10.1.0.6' }],
+          ports: [{ name: 'http', port: 8080 }],
+        }),
+      );
+      agent.publisher.start();
+      const cluster = await waitFor(
+        async () => {
+          const list = await call(client, 'listClusters', {}, readOnlyToken);
+          const found = list.clusters.find((c: Cluster) => c.id === 'prod-eu-1');
+          return found !== undefined && found.endpointCount === 2 ? found : undefined;
+        },
+        { what: 'ListClusters to show the synced cluster', timeoutMs: 20_000 },
+      );
+      expect(cluster).toMatchObject({
+        state: ClusterState.CLUSTER_STATE_CONNECTED,
+        hubId: 'hub-admin-test',
+        serviceCount: 1,
+        labels: { env: 'prod', region: 'eu' },
+        allowedCidrs: ['10.1.0.0/16'],
+      });
+      const staging = (await call(client, 'listClusters', {}, readOnlyToken)).clusters.find(
+        (c) => c.id === 'staging',
+      );
+      expect(staging?.state).toBe(ClusterState.CLUSTER_STATE_DISCONNECTED);
+      const detail = await call(client, 'getCluster', { id: 'prod-eu-1' }, readOnlyToken);
+      expect(detail.services.map((s) => s.service)).toEqual([{ namespace: 'shop', name: 'web' }]);
+      const unknown = await refusal(call(client, 'getCluster', { id: 'nowhere' }, readOnlyToken));
+      expect(unknown.code).toBe(grpc.status.NOT_FOUND);
+    } finally {
+      await agent.publisher.close();
+    }
+  });
+
+  it('answers SERVING to gRPC health checks on both listeners, and serves reflection', async () => {
+    const Health = grpc.makeGenericClientConstructor(healthService, 'Health');
+    for (const port of [hub.agentPort, hub.adminPort]) {
+      const health = new Health(
+        `127.0.0.1:${port}`,
+        grpc.credentials.createSsl(Buffer.from(caPem)),
+      );
+      clients.push(health);
+      for (const service of [
+        '',
+        port === hub.agentPort ? 'tgfed.v1.AgentService' : 'tgfed.v1.AdminService',
+      ]) {
+        const response = await new Promise<{ status: string }>((resolve, reject) =>
+          (health as unknown as Record<string, Unary<unknown, { status: string }>>)['check']?.call(
+            health,
+            { service },
+            new grpc.Metadata(),
+            (err, res) => (err ? reject(err) : resolve(res)),
+          ),
+        );
+        expect(response.status).toBe('SERVING');
+      }
+    }
+    const reflectionDefinition = loadSync('grpc/reflection/v1/reflection.proto', {
+      includeDirs: [
+        join(import.meta.dirname, '../../../node_modules/@grpc/reflection/build/proto'),
+      ],
+    });
+    const Reflection = grpc.loadPackageDefinition(reflectionDefinition) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: typeof grpc.Client } } };
+    };
+    const reflection = new Reflection.grpc.reflection.v1.ServerReflection(
+      `127.0.0.1:${hub.adminPort}`,
+      grpc.credentials.createSsl(Buffer.from(caPem)),
+    );
+    clients.push(reflection);
+    const stream = (
+      reflection as unknown as { serverReflectionInfo(): grpc.ClientDuplexStream<unknown, unknown> }
+    ).serverReflectionInfo();
+    const reply = await new Promise<{ listServicesResponse?: { service: { name: string }[] } }>(
+      (resolve, reject) => {
+        stream.once('data', (r) => resolve(r as never));
+        stream.once('error', reject);
+        stream.write({ listServices: '*' });
+      },
+    );
+    stream.end();
+    expect(reply.listServicesResponse?.service.map((s) => s.name)).toContain(
+      'tgfed.v1.AdminService',
+    );
+  });
+});
