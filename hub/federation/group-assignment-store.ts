@@ -1,0 +1,77 @@
+import type { RedisClient } from '../state/index.js';
+
+/**
+ * The targets each target group was last given, persisted so that the next resolution of its
+ * pool keeps them in place (`assignToPool`'s `previous`).
+ *
+ * One hash per group under the group's own hash tag, `<prefix>:{tg:<arn>}:assignment`
+ * (`ip:port` → the binding that placed it): every write touches one slot, groups spread over
+ * the masters, and the key sits with the group's other state (owned and actual targets). A
+ * resolution of one group writes only that group's hash; the other groups of its pool are
+ * written when they are resolved. That stays consistent because the assignment is sticky: a
+ * group resolved later reads the earlier group's new placements and keeps them.
+ */
+export class GroupAssignmentStore {
+  readonly #redis: RedisClient;
+  readonly #prefix: string;
+
+  constructor(redis: RedisClient, prefix = 'tgfed') {
+    this.#redis = redis;
+    this.#prefix = prefix;
+  }
+
+  /** The key of a group's assignment. ARNs contain no braces, so the tag is exact. */
+  key(targetGroupArn: string): string {
+    return `${this.#prefix}:{tg:${targetGroupArn}}:assignment`;
+  }
+
+  /** `ip:port` → binding name, as last written for the group (empty when never written). */
+  async read(targetGroupArn: string): Promise<Map<string, string>> {
+    return new Map(Object.entries(await this.#redis.hgetall(this.key(targetGroupArn))));
+  }
+
+  /**
+   * The previous assignment of a pool: `ip:port` → group ARN, over every group given. A target
+   * found in two groups (possible between two resolutions of one pool) counts for the first
+   * group in `groupArns` order.
+   */
+  async readPool(groupArns: readonly string[]): Promise<Map<string, string>> {
+    const unique = [...new Set(groupArns)];
+    const stored = await Promise.all(unique.map((arn) => this.read(arn)));
+    const previous = new Map<string, string>();
+    unique.forEach((arn, i) => {
+      for (const target of stored[i]?.keys() ?? []) {
+        if (!previous.has(target)) previous.set(target, arn);
+      }
+    });
+    return previous;
+  }
+
+  /**
+   * Replaces a group's assignment; skipped when `before` (what {@link read} returned) is equal.
+   * Returns true when something was written.
+   */
+  async write(
+    targetGroupArn: string,
+    assignment: ReadonlyMap<string, string>,
+    before?: ReadonlyMap<string, string>,
+  ): Promise<boolean> {
+    if (before !== undefined && sameEntries(before, assignment)) return false;
+    const key = this.key(targetGroupArn);
+    const tx = this.#redis.multi().del(key);
+    // HSET with many fields in one command; chunked to keep each command's argument list small.
+    const entries = [...assignment];
+    for (let i = 0; i < entries.length; i += 1000) {
+      tx.hset(key, Object.fromEntries(entries.slice(i, i + 1000)));
+    }
+    const results = await tx.exec();
+    for (const [err] of results ?? []) if (err !== null) throw err;
+    return true;
+  }
+}
+
+function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}

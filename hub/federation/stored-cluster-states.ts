@@ -1,0 +1,90 @@
+import type { Cluster } from 'ioredis';
+import {
+  matchesServiceSelector,
+  parseServiceKey,
+  type ServiceSelector,
+} from '../../shared/index.js';
+import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
+import type { ClusterEndpointState, ClusterServiceState } from './desired-targets.js';
+
+/** SCAN page size: large enough to finish quickly, small enough not to block Redis. */
+const SCAN_COUNT = 1000;
+
+/**
+ * Reads the endpoint state of clusters as resolution needs it, through the public API of
+ * {@link ClusterEndpointStore} and its key schema (`StateKeys`).
+ *
+ * The hub state has no index of the clusters that hold endpoints, so {@link storedClusterIds}
+ * finds them with SCAN over every master for `<prefix>:{c:*}:services`: O(keys in Redis), fine
+ * for a reconcile per group and debounce window, and the clusters found this way include those
+ * not (or no longer) listed in the clusters file, whose endpoints must not vanish from the
+ * desired state just because the file changed.
+ */
+export class StoredClusterStates {
+  readonly #redis: RedisClient;
+  readonly #store: ClusterEndpointStore;
+
+  constructor(redis: RedisClient, store: ClusterEndpointStore) {
+    this.#redis = redis;
+    this.#store = store;
+  }
+
+  /** Ids of every cluster with a service index in Redis, sorted. */
+  async storedClusterIds(): Promise<string[]> {
+    const prefix = this.#store.keys.prefix;
+    const head = `${prefix}:{c:`;
+    const tail = '}:services';
+    const pattern = `${escapeGlob(prefix)}:{c:*${tail}`;
+    const ids = new Set<string>();
+    const nodes = isCluster(this.#redis) ? this.#redis.nodes('master') : [this.#redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+        cursor = next;
+        for (const key of keys) {
+          if (!key.startsWith(head) || !key.endsWith(tail)) continue;
+          const id = key.slice(head.length, key.length - tail.length);
+          // Cluster ids carry no braces, so the tag is exact (StateKeys.clusterTag).
+          if (id !== '' && !/[{}]/.test(id)) ids.add(id);
+        }
+      } while (cursor !== '0');
+    }
+    return [...ids].sort();
+  }
+
+  /**
+   * The services of one cluster that at least one selector matches, with their endpoints.
+   * Services no selector matches are not read (their endpoints can be many).
+   */
+  async load(
+    clusterId: string,
+    selectors: readonly ServiceSelector[],
+  ): Promise<ClusterEndpointState> {
+    const metas = await this.#store.serviceMetas(clusterId);
+    const wanted = [...metas].filter(([key, meta]) => {
+      const service = parseServiceKey(key);
+      return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
+    });
+    const stored = await Promise.all(
+      wanted.map(([key]) => this.#store.readService(clusterId, parseServiceKey(key))),
+    );
+    const services = new Map<string, ClusterServiceState>();
+    wanted.forEach(([key], i) => {
+      const s = stored[i];
+      // Removed between the index read and the service read: it is gone.
+      if (s !== undefined) {
+        services.set(key, { service: s.service, labels: s.labels, endpoints: s.endpoints });
+      }
+    });
+    return { clusterId, services };
+  }
+}
+
+function isCluster(redis: RedisClient): redis is Cluster {
+  return (redis as Cluster).isCluster === true;
+}
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}

@@ -1,0 +1,323 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import * as grpc from '@grpc/grpc-js';
+import { BindingStore } from '../../../hub/federation/binding-store.js';
+import type { ClusterStatus } from '../../../hub/federation/desired-targets.js';
+import {
+  TargetGroupDesiredState,
+  type GroupDesiredState,
+} from '../../../hub/federation/target-group-desired-state.js';
+import {
+  AddressPolicy,
+  AgentAuthenticator,
+  RecordingReconcileSink,
+  SyncService,
+  agentServerOptions,
+  hashAgentToken,
+} from '../../../hub/ingest/index.js';
+import {
+  ClusterEndpointStore,
+  ClusterLease,
+  StateKeys,
+  StorageEpoch,
+  createRedis,
+  type RedisClient,
+} from '../../../hub/state/index.js';
+import { AgentServiceService, type Binding, type Subscription } from '../../../shared/index.js';
+import { waitFor } from '../../env/wait-for.js';
+import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
+import { endpointSlice, type TestEndpoint } from '../../support/endpoint-slices.js';
+import { TestAgent } from '../../support/test-agent.js';
+
+const closers: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+const CLUSTER_LABELS: Record<string, Record<string, string>> = {
+  east: { env: 'prod' },
+  west: { env: 'prod' },
+  dev: { env: 'dev' },
+};
+const CONNECTED: ClusterStatus = { connection: 'connected', awaitingResync: false };
+const token = (clusterId: string): string => `token-of-${clusterId}`;
+
+function redis(): RedisClient {
+  const client = createRedis({ mode: 'standalone', url: inject('redisUrl') });
+  closers.push(() => client.quit());
+  return client;
+}
+
+/** A real hub (SyncService on loopback, state in Redis) and the resolution under test. */
+async function startHub(): Promise<{
+  address: string;
+  redis: RedisClient;
+  bindings: BindingStore;
+  desired: TargetGroupDesiredState;
+}> {
+  const prefix = `t-${randomBytes(4).toString('hex')}`;
+  const client = redis();
+  closers.push(async () => {
+    const keys = await client.keys(`${prefix}:*`);
+    if (keys.length > 0) await client.del(...keys);
+  });
+  const keys = new StateKeys(prefix);
+  const store = new ClusterEndpointStore(client, keys);
+  const everything: Subscription = { version: 1, selectors: [{ namespace: '', name: '' }] };
+  const service = new SyncService(
+    {
+      store,
+      lease: new ClusterLease(client, { keys, ttlMs: 1_500 }),
+      epoch: new StorageEpoch(client, keys),
+      authenticator: new AgentAuthenticator({
+        trustDomain: 'tgfed.test',
+        tokenSha256: Object.fromEntries(
+          Object.keys(CLUSTER_LABELS).map((id) => [id, hashAgentToken(token(id))]),
+        ),
+      }),
+      addressPolicy: new AddressPolicy({ defaultCidrs: ['0.0.0.0/0', '::/0'] }),
+      subscriptions: { subscriptionFor: () => everything, onChange: () => () => undefined },
+      reconcileSink: new RecordingReconcileSink(),
+    },
+    { hubId: 'hub-1', heartbeatIntervalMs: 500, standbyRetryMs: 100, epochCheckMs: 200 },
+  );
+  await service.start();
+  const server = new grpc.Server(agentServerOptions(service.options));
+  server.addService(AgentServiceService, service.handlers);
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
+  );
+  closers.push(async () => {
+    await service.close();
+    server.forceShutdown();
+  });
+  const bindings = new BindingStore(client, { keyPrefix: prefix, revisionPollMs: 0 });
+  closers.push(() => bindings.close());
+  const desired = new TargetGroupDesiredState(
+    { redis: client, store, bindings },
+    {
+      directory: { labels: (id) => CLUSTER_LABELS[id] },
+      status: { status: () => CONNECTED },
+    },
+  );
+  return { address: `127.0.0.1:${port}`, redis: client, bindings, desired };
+}
+
+/** The real agent publisher of one cluster, authenticating with its bearer token. */
+function agent(clusterId: string, target: string): TestAgent {
+  const a = new TestAgent({
+    clusterId,
+    target,
+    metadata: () => {
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${token(clusterId)}`);
+      return metadata;
+    },
+  });
+  closers.push(() => a.publisher.close());
+  a.publisher.start();
+  return a;
+}
+
+function web(name: string, endpoints: TestEndpoint[]) {
+  return endpointSlice({ namespace: 'shop', service: 'web', name, endpoints });
+}
+
+/** Endpoints `10.<block>.<i / 250>.<i % 250 + 1>` for i in [from, to), with pods. */
+function ips(block: number, from: number, to: number): TestEndpoint[] {
+  return Array.from({ length: to - from }, (_, k) => {
+    const i = from + k;
+    return { ip: `10.${block}.${Math.floor(i / 250)}.${(i % 250) + 1}`, pod: `web-${block}-${i}` };
+  });
+}
+
+/** A binding of shop/web port `http` in `env=prod` clusters. */
+function prodBinding(target: Binding['target']): Binding {
+  return binding({
+    clusters: { names: [], labels: { matchLabels: { env: 'prod' }, matchExpressions: [] } },
+    target,
+  });
+}
+
+async function resolvedTo(
+  desired: TargetGroupDesiredState,
+  arn: string,
+  done: (state: GroupDesiredState) => boolean,
+): Promise<GroupDesiredState> {
+  let last: GroupDesiredState | undefined;
+  return waitFor(
+    async () => {
+      last = await desired.resolve(arn);
+      return done(last) ? last : undefined;
+    },
+    { what: 'the desired state', timeoutMs: 20_000 },
+  ).catch((err: unknown) => {
+    throw new Error(`desired state: ${JSON.stringify([...(last?.targets.keys() ?? [])])}`, {
+      cause: err,
+    });
+  });
+}
+
+describe('TargetGroupDesiredState', () => {
+  it('unions the ready endpoints of two clusters on the bound port, with their sources', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(1);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    agent('east', hub.address).upsert(
+      web('web-e', [...ips(1, 0, 3), { ip: '10.1.9.9', ready: false, pod: 'starting' }]),
+      endpointSlice({ namespace: 'shop', service: 'cart', name: 'c', endpoints: ips(7, 0, 2) }),
+    );
+    agent('west', hub.address).upsert(web('web-w', ips(2, 0, 2)));
+
+    const state = await resolvedTo(hub.desired, arn, (s) => s.targets.size === 5);
+    expect([...state.targets.keys()]).toEqual([
+      '10.1.0.1:8080',
+      '10.1.0.2:8080',
+      '10.1.0.3:8080',
+      '10.2.0.1:8080',
+      '10.2.0.2:8080',
+    ]);
+    expect(state.targets.get('10.2.0.2:8080')?.sources).toEqual([
+      { clusterId: 'west', service: 'shop/web', podName: 'web-2-1' },
+    ]);
+    expect(state.bindings).toEqual(['web']);
+    expect(state.conflicts).toEqual([]);
+    expect(state.deregistrationsBlocked).toBe(false);
+    expect(state.overflow).toEqual([]);
+  });
+
+  it('leaves out the endpoints of a cluster the cluster selector does not select', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(2);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    agent('east', hub.address).upsert(web('web-e', ips(1, 0, 2)));
+    agent('west', hub.address).upsert(web('web-w', ips(2, 0, 2)));
+    const dev = agent('dev', hub.address);
+    dev.upsert(web('web-d', ips(3, 0, 2)));
+    await waitFor(() => dev.publisher.inFlight === 0 && dev.publisher.pendingServices === 0, {
+      what: 'the dev cluster to be stored',
+    });
+
+    const state = await resolvedTo(hub.desired, arn, (s) => s.targets.size === 4);
+    const clusters = [...state.targets.values()].map((t) => t.sources[0]?.clusterId);
+    expect(new Set(clusters)).toEqual(new Set(['east', 'west']));
+    expect([...state.targets.keys()].some((k) => k.startsWith('10.3.'))).toBe(false);
+  });
+
+  it('registers an ip:port announced by two clusters once and reports one conflict', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(3);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    agent('east', hub.address).upsert(web('web-e', [{ ip: '10.9.0.1', pod: 'east-pod' }]));
+    agent('west', hub.address).upsert(
+      web('web-w', [{ ip: '10.9.0.1', pod: 'west-pod' }, ...ips(2, 0, 1)]),
+    );
+
+    const state = await resolvedTo(hub.desired, arn, (s) => s.conflicts.length === 1);
+    expect([...state.targets.keys()]).toEqual(['10.2.0.1:8080', '10.9.0.1:8080']);
+    expect(state.targets.get('10.9.0.1:8080')?.sources).toEqual([
+      { clusterId: 'east', service: 'shop/web', podName: 'east-pod' },
+    ]);
+    expect(state.conflicts).toEqual([{ target: '10.9.0.1:8080', clusters: ['east', 'west'] }]);
+  });
+
+  it('merges two bindings of one group and reports their cross-binding conflict', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(5);
+    const target: Binding['target'] = { $case: 'targetGroup', targetGroup: targetGroup({ arn }) };
+    await hub.bindings.apply(binding({ name: 'web-east', clusters: { names: ['east'] }, target }));
+    await hub.bindings.apply(binding({ name: 'web-west', clusters: { names: ['west'] }, target }));
+    agent('east', hub.address).upsert(web('web-e', [{ ip: '10.9.0.1', pod: 'east-pod' }]));
+    agent('west', hub.address).upsert(
+      web('web-w', [{ ip: '10.9.0.1', pod: 'west-pod' }, ...ips(2, 0, 1)]),
+    );
+
+    const state = await resolvedTo(hub.desired, arn, (s) => s.conflicts.length === 1);
+    expect(state.bindings).toEqual(['web-east', 'web-west']);
+    expect([...state.targets.keys()]).toEqual(['10.2.0.1:8080', '10.9.0.1:8080']);
+    expect(state.targets.get('10.9.0.1:8080')?.sources[0]?.clusterId).toBe('east');
+    expect(state.conflicts).toEqual([{ target: '10.9.0.1:8080', clusters: ['east', 'west'] }]);
+  });
+
+  it('shards a pool within capacity and keeps targets in place through churn', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(11), targetGroupArn(12), targetGroupArn(13)];
+    await hub.bindings.apply(
+      prodBinding({
+        $case: 'pool',
+        pool: {
+          groups: arns.map((arn) => targetGroup({ arn, capacity: 40 })),
+          listenerRuleArn: '',
+        },
+      }),
+    );
+    const east = agent('east', hub.address);
+    east.upsert(web('web-a', ips(1, 0, 50)), web('web-b', ips(1, 50, 100)));
+
+    const placement = async (): Promise<Map<string, string>> => {
+      const byTarget = new Map<string, string>();
+      for (const arn of arns) {
+        const state = await hub.desired.resolve(arn);
+        expect(state.targets.size).toBeLessThanOrEqual(40);
+        expect(state.overflow).toEqual([]);
+        for (const key of state.targets.keys()) {
+          expect(byTarget.has(key)).toBe(false);
+          byTarget.set(key, arn);
+        }
+      }
+      return byTarget;
+    };
+    let before = new Map<string, string>();
+    await waitFor(async () => (before = await placement()).size === 100, {
+      what: 'all 100 endpoints placed',
+    });
+    expect(new Set(before.values())).toEqual(new Set(arns));
+    // Each group persisted its share: that is what the next resolution keeps in place.
+    const persisted = await Promise.all(
+      arns.map((arn) => hub.redis.hlen(hub.desired.assignmentKey(arn))),
+    );
+    expect(persisted).toEqual(
+      arns.map((arn) => [...before.values()].filter((a) => a === arn).length),
+    );
+
+    // One endpoint goes, one comes.
+    east.upsert(web('web-b', [...ips(1, 51, 100), ...ips(1, 100, 101)]));
+    let after = new Map<string, string>();
+    await waitFor(
+      async () => (after = await placement()).size === 100 && after.has('10.1.0.101:8080'),
+      { what: 'the churn resolved' },
+    );
+    expect(after.has('10.1.0.51:8080')).toBe(false);
+    const moved = [...after].filter(([key, arn]) => before.has(key) && before.get(key) !== arn);
+    expect(moved.length).toBeLessThanOrEqual(2);
+  });
+
+  it('drops an endpoint from the desired targets as soon as it turns terminating', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(4);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    const east = agent('east', hub.address);
+    east.upsert(web('web-e', ips(1, 0, 3)));
+    await resolvedTo(hub.desired, arn, (s) => s.targets.size === 3);
+
+    const [first, ...rest] = ips(1, 0, 3);
+    east.upsert(
+      web('web-e', [
+        { ...(first as TestEndpoint), ready: false, serving: true, terminating: true },
+        ...rest,
+      ]),
+    );
+    const state = await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
+    expect([...state.targets.keys()]).toEqual(['10.1.0.2:8080', '10.1.0.3:8080']);
+  });
+});
