@@ -6,7 +6,6 @@ import {
   startHealthServer,
   type HealthServer,
   type Logger,
-  type ServiceKey,
   type Subscription,
 } from '../shared/index.js';
 import {
@@ -28,6 +27,8 @@ import {
 } from './config/index.js';
 import { loadBindingFile } from './federation/binding-file.js';
 import { BindingStore } from './federation/binding-store.js';
+import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
+import type { ClusterStatusSource } from './federation/desired-targets.js';
 import { BindingSubscriptionResolver } from './federation/subscription-resolver.js';
 import {
   AddressPolicy,
@@ -36,9 +37,11 @@ import {
   type ReconcileSink,
   type SubscriptionSource,
 } from './ingest/index.js';
+import { BullMqReconcileSink } from './queue/index.js';
 import {
   ClusterEndpointStore,
   ClusterLease,
+  ClusterSessionRecords,
   StateKeys,
   StorageEpoch,
   createRedis,
@@ -52,30 +55,14 @@ export type HubState = 'idle' | 'starting' | 'running' | 'stopping' | 'stopped' 
 export interface HubDependencies {
   logger?: Logger;
   /**
-   * Where acked changes go (the reconcile queue, issue #5). Until one is wired, changes are
-   * written to Redis and acked, and nothing is enqueued (logged once at start).
+   * Where acked changes go. @default a `BullMqReconcileSink` on its own connection to the hub's
+   * Redis, following the stored bindings
    */
   reconcileSink?: ReconcileSink;
   /** Admin components from other areas (status, reconcile trigger, alerts, guard). */
   adminExtensions?: AdminExtensions;
   /** Where `tgfed/v1/*.proto` live, for server reflection. @default found from this module */
   protoDir?: string;
-}
-
-/** A sink that only logs: the hub runs before the reconcile queue exists. */
-class UnwiredReconcileSink implements ReconcileSink {
-  #warned = false;
-  constructor(private readonly log: Logger) {}
-  changed(clusterId: string, services: readonly ServiceKey[]): Promise<void> {
-    if (!this.#warned) {
-      this.#warned = true;
-      this.log.warn(
-        { cluster: clusterId, services: services.length },
-        'no reconcile queue wired: endpoint changes are stored but no reconcile is enqueued',
-      );
-    }
-    return Promise.resolve();
-  }
 }
 
 interface Listener {
@@ -86,6 +73,7 @@ interface Listener {
 
 /**
  * The hub process: Redis, the storage epoch, bindings (store, declarative file, subscriptions),
+ * cluster session records and statuses, the reconcile queues (BullMQ, on their own connection),
  * the agent listener (`SyncService`), the admin listener (`AdminService`), both with gRPC
  * health checking and reflection, and the HTTP probes. `start()` once; `shutdown()` is
  * idempotent, two-stage (graceful within `shutdownGraceMs`, then forced) and runs every step
@@ -97,6 +85,11 @@ export class Hub {
   readonly #deps: HubDependencies;
   #state: HubState = 'idle';
   #redis: RedisClient | undefined;
+  /** The reconcile queues' connection (BullMQ wants its own; closed after the queues). */
+  #queueRedis: RedisClient | undefined;
+  #reconcileQueues: BullMqReconcileSink | undefined;
+  #stopQueueBindings: (() => void) | undefined;
+  #clusterStatus: ClusterStatusTracker | undefined;
   #bindings: BindingStore | undefined;
   #stopFollowing: (() => void) | undefined;
   #sync: SyncService | undefined;
@@ -134,6 +127,11 @@ export class Hub {
   /** The agent ingest (counters, admitted clusters), once started. */
   get syncService(): SyncService | undefined {
     return this.#sync;
+  }
+
+  /** Connection status of every cluster for resolution (DESIGN.md, Safety), once started. */
+  get clusterStatus(): ClusterStatusSource | undefined {
+    return this.#clusterStatus;
   }
 
   /** The admin API (counters), once started. */
@@ -177,6 +175,7 @@ export class Hub {
     redis.on('error', (err: unknown) => this.#log.warn({ err }, 'Redis connection error'));
     const keys = new StateKeys(o.redisKeyPrefix);
     const store = new ClusterEndpointStore(redis, keys);
+    const sessions = new ClusterSessionRecords(redis, keys);
 
     const bindings = new BindingStore(redis, { keyPrefix: o.redisKeyPrefix, logger: this.#log });
     this.#bindings = bindings;
@@ -195,6 +194,16 @@ export class Hub {
       onChange: (listener) => resolver.onUpdate(() => listener()),
     };
 
+    const clusterStatus = new ClusterStatusTracker(redis, sessions, {
+      keys,
+      disconnectedGraceMs: o.disconnectedGraceMs,
+      resyncTimeoutMs: o.resyncTimeoutMs,
+      logger: this.#log,
+    });
+    this.#clusterStatus = clusterStatus;
+    clusterStatus.track(directory.list().map((c) => c.id));
+    await clusterStatus.start();
+
     const sync = new SyncService(
       {
         store,
@@ -206,7 +215,13 @@ export class Hub {
         }),
         addressPolicy: new AddressPolicy(directory.addressPolicyOptions()),
         subscriptions,
-        reconcileSink: this.#deps.reconcileSink ?? new UnwiredReconcileSink(this.#log),
+        reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
+        sessionRecords: sessions,
+        onStorageLost: () => {
+          clusterStatus
+            .refresh()
+            .catch((err: unknown) => this.#log.warn({ err }, 'cannot read cluster statuses'));
+        },
       },
       {
         hubId: o.hubId,
@@ -228,7 +243,15 @@ export class Hub {
     this.#admin = new AdminService({
       authenticator: new AdminAuthenticator(adminCredentials),
       bindings,
-      clusters: new ClusterInventory({ directory, store, redis, keys, connections: sync }),
+      clusters: new ClusterInventory({
+        directory,
+        store,
+        redis,
+        keys,
+        sessions,
+        disconnectedGraceMs: o.disconnectedGraceMs,
+        connections: sync,
+      }),
       ...(this.#deps.adminExtensions === undefined
         ? {}
         : { extensions: this.#deps.adminExtensions }),
@@ -303,6 +326,66 @@ export class Hub {
     );
   }
 
+  /**
+   * The default reconcile sink: BullMQ queues on their own connection, kept current with the
+   * stored bindings (every change reloads the snapshot; reloads are serialized and coalesced).
+   */
+  async #startReconcileQueues(directory: ClusterDirectory): Promise<ReconcileSink> {
+    const o = this.options;
+    const bindings = this.#bindings;
+    if (bindings === undefined) throw new Error('bindings are loaded before the reconcile queues');
+    const queueRedis = createRedis(redisSettingsOf(o));
+    this.#queueRedis = queueRedis;
+    queueRedis.on('error', (err: unknown) =>
+      this.#log.warn({ err }, 'Redis connection error (reconcile queues)'),
+    );
+    const sink = new BullMqReconcileSink(
+      queueRedis,
+      { labels: (clusterId) => directory.get(clusterId)?.labels },
+      {
+        keyPrefix: o.redisKeyPrefix,
+        shardCount: o.reconcileShardCount,
+        debounceMs: o.reconcileDebounceMs,
+        logger: this.#log,
+      },
+    );
+    this.#reconcileQueues = sink;
+    let running: Promise<void> | undefined;
+    let again = false;
+    const reload = (): void => {
+      if (running !== undefined) {
+        again = true;
+        return;
+      }
+      running = bindings
+        .snapshot()
+        .then((snapshot) => sink.updateBindings(snapshot))
+        .then(
+          (enqueued) => {
+            if (enqueued.length > 0) {
+              this.#log.info({ groups: enqueued.length }, 'bindings changed: reconciles enqueued');
+            }
+          },
+          (err: unknown) => this.#log.warn({ err }, 'cannot update the reconcile bindings'),
+        )
+        .finally(() => {
+          running = undefined;
+          if (again) {
+            again = false;
+            reload();
+          }
+        });
+    };
+    // Watch before the first load, so that no change falls between the two.
+    this.#stopQueueBindings = await bindings.watch(reload);
+    await sink.updateBindings(await bindings.snapshot());
+    this.#log.info(
+      { shards: sink.options.shardCount, debounceMs: sink.options.debounceMs },
+      'reconcile queues ready',
+    );
+    return sink;
+  }
+
   async #listen(spec: {
     name: string;
     address: string;
@@ -339,7 +422,8 @@ export class Hub {
   /**
    * Stops the hub: health turns NOT_SERVING, agent streams end (leases released, agents
    * reconnect to another replica), both listeners drain within `graceMs` and are then cut,
-   * the bindings watch stops, and Redis closes last. Idempotent.
+   * the bindings watch stops, the reconcile queues and their connection close, and Redis
+   * closes last. Idempotent.
    */
   shutdown(graceMs = this.options.shutdownGraceMs): Promise<void> {
     this.#closing ??= this.#shutdown(graceMs);
@@ -361,7 +445,11 @@ export class Hub {
       ['agent listener', () => drain(this.#agentListener?.server, deadline)],
       ['admin listener', () => drain(this.#adminListener?.server, deadline)],
       ['subscriptions', () => this.#stopFollowing?.()],
+      ['reconcile bindings', () => this.#stopQueueBindings?.()],
       ['bindings watch', () => this.#bindings?.close()],
+      ['cluster status', () => this.#clusterStatus?.close()],
+      ['reconcile queues', () => this.#reconcileQueues?.close()],
+      ['reconcile queue redis', () => closeRedis(this.#queueRedis)],
       ['probes', () => this.#health?.close()],
       ['redis', () => closeRedis(this.#redis)],
     ];

@@ -126,6 +126,32 @@ export const hubOptionsSchema = z
       .max(600_000)
       .default(15_000)
       .describe('Cluster lease TTL (a standby stream takes over within it)'),
+    disconnectedGraceMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(300_000)
+      .describe('How long a disconnected cluster keeps its endpoints as they were (fail-static)'),
+    resyncTimeoutMs: z
+      .number()
+      .int()
+      .min(0)
+      .default(600_000)
+      .describe('After a Redis loss or cold start, how long to wait for clusters to resync'),
+    reconcileShardCount: z
+      .number()
+      .int()
+      .min(1)
+      .max(1_024)
+      .default(16)
+      .describe('Number of reconcile queues; every hub and worker must use the same'),
+    reconcileDebounceMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(1_000)
+      .describe("A target group's changes within this window share one reconcile"),
     maxEndpointsPerService: limit('Endpoints one service may have', 20_000, 1_000_000),
     maxEndpointsPerCluster: limit('Endpoints one cluster may have', 200_000, 10_000_000),
     maxServicesPerCluster: limit('Services one cluster may have', 10_000, 1_000_000),

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import {
   EndpointDecoder,
@@ -21,6 +22,7 @@ import {
   ClusterEndpointCache,
   LeaseLostError,
   type ClusterEndpointStore,
+  type ClusterSessionRecords,
   type ClusterLease,
   type HeldLease,
   type ServiceWrite,
@@ -54,6 +56,10 @@ export interface ClusterSessionDeps {
   readonly reconcileSink: ReconcileSink;
   readonly counters: IngestCounters;
   readonly options: CompiledSyncServiceOptions;
+  /** Where the session is recorded for the admin API and the safety layer; none in some tests. */
+  readonly sessionRecords?: ClusterSessionRecords | undefined;
+  /** The storage epoch the hub knows (recorded with SYNCED). */
+  readonly storageEpoch?: (() => string | undefined) | undefined;
   readonly onClosed: (session: ClusterSession) => void;
 }
 
@@ -106,6 +112,11 @@ export class ClusterSession {
   #chain: Promise<void> = Promise.resolve();
   #queued = 0;
   #lastReceivedMs = Date.now();
+  #agentVersion = '';
+  #agentSessionEpoch = '';
+  /** Random id of this stream's admission, fencing its session record updates. */
+  #streamId: string | undefined;
+  #lastAckedSequence = 0;
   #heartbeatTimer: NodeJS.Timeout | undefined;
   #leaseTimer: NodeJS.Timeout | undefined;
   #standbyTimer: NodeJS.Timeout | undefined;
@@ -171,6 +182,11 @@ export class ClusterSession {
     const lease = this.#lease;
     this.#lease = undefined;
     this.#cache = undefined;
+    const streamId = this.#streamId;
+    if (lease !== undefined && streamId !== undefined) {
+      // Before the release, so that a successor's fresh record is never marked ended.
+      await this.#record('end', (records) => records.ended(this.#clusterId, streamId, Date.now()));
+    }
     if (lease !== undefined) {
       await this.#deps.lease
         .release(lease)
@@ -248,6 +264,8 @@ export class ClusterSession {
       throw new ProtocolOrderError(`cluster id ${JSON.stringify(hello.clusterId)} is not valid`);
     }
     this.#clusterId = hello.clusterId;
+    this.#agentVersion = hello.agentVersion;
+    this.#agentSessionEpoch = Buffer.from(hello.sessionEpoch).toString('hex');
     this.#log = this.#log.child({ cluster: this.#clusterId });
     this.#log.info(
       { agentVersion: hello.agentVersion, auth: identity.method },
@@ -292,6 +310,18 @@ export class ClusterSession {
     clearInterval(this.#standbyTimer);
     this.#leaseTimer = setInterval(() => void this.#renewLease(), this.#deps.lease.ttlMs / 3);
     this.#leaseTimer.unref();
+    const streamId = randomBytes(8).toString('hex');
+    this.#streamId = streamId;
+    await this.#record('admission', (records) =>
+      records.admitted(this.#clusterId, {
+        hubId: this.#deps.options.hubId,
+        agentVersion: this.#agentVersion,
+        sessionEpoch: this.#agentSessionEpoch,
+        streamId,
+        atMs: Date.now(),
+      }),
+    );
+    if (this.#state !== 'admitting') return;
     const stored = await this.#deps.store.loadCluster(this.#clusterId);
     if (this.#state !== 'admitting') return;
     this.#cache = ClusterEndpointCache.fromStored(stored);
@@ -329,7 +359,10 @@ export class ClusterSession {
     const lease = this.#lease;
     if (lease === undefined || this.#state === 'closed') return;
     try {
-      if (await this.#deps.lease.renew(lease)) return;
+      if (await this.#deps.lease.renew(lease)) {
+        await this.#recordProgress();
+        return;
+      }
       this.#fail(new LeaseLostError(this.#clusterId));
     } catch (err) {
       // Redis unreachable: keep the stream while the lease may still be ours.
@@ -592,6 +625,17 @@ export class ClusterSession {
         undefined,
       );
     }
+    const streamId = this.#streamId;
+    const storageEpoch = this.#deps.storageEpoch?.();
+    if (streamId !== undefined && storageEpoch !== undefined) {
+      await this.#record('sync', (records) =>
+        records.synced(this.#clusterId, streamId, {
+          atMs: Date.now(),
+          storageEpoch,
+          lastAckedSequence: sequence,
+        }),
+      );
+    }
     this.#state = 'streaming';
     this.#log.info({ leftoversRemoved: writes.length }, 'agent SYNCED');
     this.#write({ message: { $case: 'ack', ack: { sequence } } });
@@ -600,6 +644,32 @@ export class ClusterSession {
   }
 
   // --- plumbing ----------------------------------------------------------------------------
+
+  /** Last seen and last acked, piggy-backed on the lease renewal (one write per third of a TTL). */
+  async #recordProgress(): Promise<void> {
+    const streamId = this.#streamId;
+    if (streamId === undefined || this.#state === 'closed') return;
+    await this.#record('progress', (records) =>
+      records.seen(this.#clusterId, streamId, {
+        lastSeenMs: this.#lastReceivedMs,
+        lastAckedSequence: this.#lastAckedSequence,
+      }),
+    );
+  }
+
+  /** Session records are for readers: a failed write is logged, never fails the stream. */
+  async #record(
+    what: string,
+    write: (records: ClusterSessionRecords) => Promise<unknown>,
+  ): Promise<void> {
+    const records = this.#deps.sessionRecords;
+    if (records === undefined) return;
+    try {
+      await write(records);
+    } catch (err) {
+      this.#log.warn({ err, record: what }, 'cannot write the session record');
+    }
+  }
 
   #heartbeat(): void {
     if (this.#state === 'closed') return;
@@ -622,6 +692,7 @@ export class ClusterSession {
 
   #write(response: SyncResponse): void {
     if (this.#state === 'closed') return;
+    if (response.message?.$case === 'ack') this.#lastAckedSequence = response.message.ack.sequence;
     this.#call.write(response);
   }
 }

@@ -4,6 +4,7 @@ import {
   StorageLostError,
   type ClusterEndpointStore,
   type ClusterLease,
+  type ClusterSessionRecords,
   type StorageEpoch,
 } from '../state/index.js';
 import type { AddressPolicy } from './address-policy.js';
@@ -28,6 +29,8 @@ export interface SyncServiceDeps {
   readonly addressPolicy: AddressPolicy;
   readonly subscriptions: SubscriptionSource;
   readonly reconcileSink: ReconcileSink;
+  /** Where each admitted stream is recorded (admin API, safety layer). @default not recorded */
+  readonly sessionRecords?: ClusterSessionRecords;
   /** Called once per detected Redis loss (the safety layer holds deregistrations). */
   readonly onStorageLost?: (previousEpoch: string, epoch: string) => void;
 }
@@ -135,6 +138,8 @@ export class SyncService {
       addressPolicy: this.#deps.addressPolicy,
       subscriptions: this.#deps.subscriptions,
       reconcileSink: this.#deps.reconcileSink,
+      sessionRecords: this.#deps.sessionRecords,
+      storageEpoch: () => this.#deps.epoch.current,
       counters: this.counters,
       options: this.options,
       onClosed: (s) => this.#sessions.delete(s),

@@ -6,6 +6,14 @@ export {
   type StoredService,
 } from './cluster-endpoint-store.js';
 export { ClusterEndpointCache } from './cluster-endpoint-cache.js';
+export {
+  ClusterSessionRecords,
+  leaseHolderOf,
+  parseClusterSessionRecord,
+  sessionConnection,
+  type ClusterSessionRecord,
+  type SessionConnection,
+} from './cluster-session-records.js';
 export { ClusterLease, type HeldLease, type LeaseAttempt } from './cluster-lease.js';
 export {
   decodeEndpointRecord,

@@ -11,6 +11,7 @@
  * <prefix>:{c:<id>}:services        hash    service key → service meta (digest, count, labels)
  * <prefix>:{c:<id>}:totals          hash    endpoints, services
  * <prefix>:{c:<id>}:svc:<ns>/<name> hash    canonical address → encoded endpoint record
+ * <prefix>:{c:<id>}:session         hash    the latest admitted stream (ClusterSessionRecords)
  * <prefix>:epoch                    string  storage epoch (detects a Redis loss)
  * ```
  */
@@ -33,6 +34,11 @@ export class StateKeys {
 
   totals(clusterId: string): string {
     return `${this.prefix}:${this.clusterTag(clusterId)}:totals`;
+  }
+
+  /** The record of the cluster's latest admitted stream (hub, agent, synced, last seen). */
+  session(clusterId: string): string {
+    return `${this.prefix}:${this.clusterTag(clusterId)}:session`;
   }
 
   /** The endpoints of one service; `serviceKey` is `namespace/name`. */

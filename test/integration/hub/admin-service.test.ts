@@ -13,6 +13,7 @@ import { Hub } from '../../../hub/hub.js';
 import { hashAgentToken } from '../../../hub/ingest/index.js';
 import {
   AdminServiceClient,
+  AgentServiceClient,
   ClusterState,
   createLogger,
   type ApplyBindingRequest,
@@ -27,6 +28,7 @@ import {
   type ListBindingsResponse,
   type ListClustersRequest,
   type ListClustersResponse,
+  type SyncResponse,
   type TriggerReconcileRequest,
   type TriggerReconcileResponse,
 } from '../../../shared/index.js';
@@ -139,6 +141,7 @@ beforeAll(async () => {
     redisKeyPrefix: `admin-${randomBytes(4).toString('hex')}`,
     heartbeatIntervalMs: 500,
     leaseTtlMs: 3_000,
+    disconnectedGraceMs: 2_000,
     shutdownGraceMs: 2_000,
     clustersFile: file(
       'clusters.yaml',
@@ -351,6 +354,79 @@ describe('AdminService', () => {
     expect(readOnly.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
+  it('reports a stream as SYNCING until its SYNCED, then CONNECTED, DISCONNECTED and STALE', async () => {
+    const client = adminClient();
+    const clusterOf = async (): Promise<Cluster | undefined> =>
+      (await call(client, 'listClusters', {}, readOnlyToken)).clusters.find(
+        (c) => c.id === 'prod-eu-1',
+      );
+    const agent = new AgentServiceClient(
+      `127.0.0.1:${hub.agentPort}`,
+      grpc.credentials.createSsl(Buffer.from(caPem)),
+    );
+    clients.push(agent);
+    const stream = agent.sync(bearer(agentToken));
+    const responses: SyncResponse[] = [];
+    stream.on('data', (r: SyncResponse) => responses.push(r));
+    stream.on('error', () => undefined);
+    const sessionEpoch = randomBytes(16);
+    const before = Date.now();
+    try {
+      stream.write({
+        message: {
+          $case: 'hello',
+          hello: {
+            clusterId: 'prod-eu-1',
+            agentVersion: 'raw/0.1',
+            sessionEpoch,
+            capabilities: [],
+          },
+        },
+      });
+      await waitFor(() => responses.some((r) => r.message?.$case === 'welcome'), {
+        what: 'the welcome',
+      });
+      const syncing = await clusterOf();
+      expect(syncing).toMatchObject({
+        state: ClusterState.CLUSTER_STATE_SYNCING,
+        agentVersion: 'raw/0.1',
+        hubId: 'hub-admin-test',
+        lastAckedSequence: 0,
+      });
+      expect(Buffer.from(syncing?.sessionEpoch ?? []).equals(sessionEpoch)).toBe(true);
+      expect(syncing?.connectedSinceUnixMs).toBeGreaterThanOrEqual(before);
+      expect(syncing?.lastSeenUnixMs).toBeGreaterThanOrEqual(syncing?.connectedSinceUnixMs ?? 0);
+
+      stream.write({ message: { $case: 'synced', synced: { sequence: 1 } } });
+      await waitFor(() => responses.some((r) => r.message?.$case === 'ack'), { what: 'the ack' });
+      expect(await clusterOf()).toMatchObject({
+        state: ClusterState.CLUSTER_STATE_CONNECTED,
+        agentVersion: 'raw/0.1',
+        connectedSinceUnixMs: syncing?.connectedSinceUnixMs,
+        lastAckedSequence: 1,
+      });
+    } finally {
+      stream.cancel();
+    }
+    const disconnected = await waitFor(
+      async () => {
+        const c = await clusterOf();
+        return c?.state === ClusterState.CLUSTER_STATE_DISCONNECTED ? c : undefined;
+      },
+      { what: 'the cluster to show as disconnected' },
+    );
+    expect(disconnected).toMatchObject({
+      hubId: '',
+      agentVersion: 'raw/0.1',
+      lastAckedSequence: 1,
+    });
+    // disconnectedGraceMs is 2 s in this hub.
+    await waitFor(async () => (await clusterOf())?.state === ClusterState.CLUSTER_STATE_STALE, {
+      what: 'the cluster to turn stale after its grace period',
+      timeoutMs: 10_000,
+    });
+  });
+
   it('lists a cluster whose real agent synced through the hub, with its services', async () => {
     const client = adminClient();
     await call(
@@ -364,6 +440,7 @@ describe('AdminService', () => {
       target: `127.0.0.1:${hub.agentPort}`,
       credentials: grpc.credentials.createSsl(Buffer.from(caPem)),
       metadata: () => bearer(agentToken),
+      agentVersion: 'tgfed-agent/1.2.3',
     });
     try {
       agent.upsert(
@@ -380,7 +457,9 @@ describe('AdminService', () => {
         async () => {
           const list = await call(client, 'listClusters', {}, readOnlyToken);
           const found = list.clusters.find((c: Cluster) => c.id === 'prod-eu-1');
-          return found !== undefined && found.endpointCount === 2 ? found : undefined;
+          return found?.endpointCount === 2 && found.state === ClusterState.CLUSTER_STATE_CONNECTED
+            ? found
+            : undefined;
         },
         { what: 'ListClusters to show the synced cluster', timeoutMs: 20_000 },
       );
@@ -390,7 +469,12 @@ describe('AdminService', () => {
         serviceCount: 1,
         labels: { env: 'prod', region: 'eu' },
         allowedCidrs: ['10.1.0.0/16'],
+        agentVersion: 'tgfed-agent/1.2.3',
       });
+      expect(cluster.sessionEpoch).toHaveLength(16);
+      expect(cluster.connectedSinceUnixMs).toBeGreaterThan(0);
+      expect(cluster.lastSeenUnixMs).toBeGreaterThanOrEqual(cluster.connectedSinceUnixMs);
+      expect(cluster.lastAckedSequence).toBeGreaterThan(0);
       const staging = (await call(client, 'listClusters', {}, readOnlyToken)).clusters.find(
         (c) => c.id === 'staging',
       );
