@@ -72,6 +72,12 @@ export {
 } from './config/config-loader.js';
 export { addSettingsOptions } from './config/settings-options.js';
 export {
+  componentCommand,
+  componentExitCodes,
+  exitOnSignals,
+  loadComponentSettings,
+} from './cli/component-command.js';
+export {
   startHealthServer,
   type HealthServer,
   type HealthServerOptions,
