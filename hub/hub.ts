@@ -3,6 +3,7 @@ import {
   AdminServiceService,
   AgentServiceService,
   silentLogger,
+  type Binding,
   startHealthServer,
   type HealthServer,
   type Logger,
@@ -12,6 +13,8 @@ import {
   AdminAuthenticator,
   AdminService,
   ClusterInventory,
+  DesiredTargetGroupStatus,
+  QueueReconcileTrigger,
   addIntrospection,
   findProtoDir,
   type AdminExtensions,
@@ -30,6 +33,7 @@ import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
 import type { ClusterStatusSource } from './federation/desired-targets.js';
 import { BindingSubscriptionResolver } from './federation/subscription-resolver.js';
+import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import {
   AddressPolicy,
   SyncService,
@@ -59,7 +63,11 @@ export interface HubDependencies {
    * Redis, following the stored bindings
    */
   reconcileSink?: ReconcileSink;
-  /** Admin components from other areas (status, reconcile trigger, alerts, guard). */
+  /**
+   * Admin components from other areas (status, reconcile trigger, alerts, guard); each given one
+   * replaces the hub's own. @default target-group status from the desired state, and
+   * TriggerReconcile on the default reconcile queues (none when `reconcileSink` is given)
+   */
   adminExtensions?: AdminExtensions;
   /** Where `tgfed/v1/*.proto` live, for server reflection. @default found from this module */
   protoDir?: string;
@@ -90,6 +98,7 @@ export class Hub {
   #reconcileQueues: BullMqReconcileSink | undefined;
   #stopQueueBindings: (() => void) | undefined;
   #clusterStatus: ClusterStatusTracker | undefined;
+  #desiredState: TargetGroupDesiredState | undefined;
   #bindings: BindingStore | undefined;
   #stopFollowing: (() => void) | undefined;
   #sync: SyncService | undefined;
@@ -132,6 +141,14 @@ export class Hub {
   /** Connection status of every cluster for resolution (DESIGN.md, Safety), once started. */
   get clusterStatus(): ClusterStatusSource | undefined {
     return this.#clusterStatus;
+  }
+
+  /**
+   * Desired state per target group (targets, conflicts, `deregistrationsBlocked` after a Redis
+   * loss or a cold start), as workers resolve it, once started.
+   */
+  get desiredState(): TargetGroupDesiredState | undefined {
+    return this.#desiredState;
   }
 
   /** The admin API (counters), once started. */
@@ -203,6 +220,25 @@ export class Hub {
     this.#clusterStatus = clusterStatus;
     clusterStatus.track(directory.list().map((c) => c.id));
     await clusterStatus.start();
+    const refreshStatus = (): void => {
+      clusterStatus
+        .refresh()
+        .catch((err: unknown) => this.#log.warn({ err }, 'cannot read cluster statuses'));
+    };
+    const desiredState = new TargetGroupDesiredState(
+      { redis, store, bindings },
+      {
+        directory: { labels: (clusterId) => directory.get(clusterId)?.labels },
+        status: clusterStatus,
+        listedClusters: () => directory.list().map((c) => c.id),
+        storageEpoch: {
+          known: () => clusterStatus.storageEpoch,
+          stored: async () => (await redis.get(keys.epoch())) ?? '',
+          onMismatch: refreshStatus,
+        },
+      },
+    );
+    this.#desiredState = desiredState;
 
     const sync = new SyncService(
       {
@@ -218,9 +254,9 @@ export class Hub {
         reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
         sessionRecords: sessions,
         onStorageLost: () => {
-          clusterStatus
-            .refresh()
-            .catch((err: unknown) => this.#log.warn({ err }, 'cannot read cluster statuses'));
+          refreshStatus();
+          // The declarative file is the source of its bindings: write them again.
+          this.#reapplyBindings(bindings, fileBindings);
         },
       },
       {
@@ -240,6 +276,12 @@ export class Hub {
     this.#sync = sync;
     await sync.start();
 
+    const queues = this.#reconcileQueues;
+    const extensions: AdminExtensions = {
+      targetGroups: new DesiredTargetGroupStatus(desiredState),
+      ...(queues === undefined ? {} : { reconcile: new QueueReconcileTrigger(bindings, queues) }),
+      ...this.#deps.adminExtensions,
+    };
     this.#admin = new AdminService({
       authenticator: new AdminAuthenticator(adminCredentials),
       bindings,
@@ -252,9 +294,7 @@ export class Hub {
         disconnectedGraceMs: o.disconnectedGraceMs,
         connections: sync,
       }),
-      ...(this.#deps.adminExtensions === undefined
-        ? {}
-        : { extensions: this.#deps.adminExtensions }),
+      extensions,
       logger: this.#log,
     });
 
@@ -323,6 +363,20 @@ export class Hub {
         bindingsFromFile: fileBindings.length,
       },
       'hub listening',
+    );
+  }
+
+  /** Writes the bindings file's bindings again (after a Redis loss), logging a failure. */
+  #reapplyBindings(bindings: BindingStore, fileBindings: readonly Binding[]): void {
+    if (fileBindings.length === 0) return;
+    void (async () => {
+      for (const binding of fileBindings) await bindings.apply(binding);
+      this.#log.warn(
+        { bindings: fileBindings.length },
+        'bindings from the bindings file written again after a Redis loss',
+      );
+    })().catch((err: unknown) =>
+      this.#log.error({ err }, 'cannot write the bindings file again after a Redis loss'),
     );
   }
 

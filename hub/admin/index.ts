@@ -18,6 +18,13 @@ export {
   fieldViolationsMetadata,
   fieldViolationsOf,
 } from './admin-grpc-status.js';
+export {
+  DesiredTargetGroupStatus,
+  QueueReconcileTrigger,
+  type BindingSource,
+  type DesiredStateResolver,
+  type OperatorReconcileQueue,
+} from './desired-state-extensions.js';
 export { AdminCounters, AdminService, type AdminServiceDeps } from './admin-service.js';
 export {
   ClusterInventory,

@@ -6,6 +6,7 @@ import {
   resolveDesiredTargets,
   type ClusterDirectory,
   type ClusterEndpointState,
+  type ClusterStatus,
   type ClusterStatusSource,
   type DesiredTarget,
   type StaleClusterPolicy,
@@ -35,6 +36,28 @@ export interface TargetGroupDesiredStateOptions {
   readonly staleClusterPolicy?: StaleClusterPolicy;
   /** @default Date.now */
   readonly clock?: () => number;
+  /**
+   * Detects a Redis loss during a resolution (DESIGN.md, Safety). Without it, `status` alone
+   * decides, and a status read before a FLUSHALL could vouch for the empty state read after it.
+   * @default none
+   */
+  readonly storageEpoch?: StorageEpochGuard;
+}
+
+/**
+ * The storage epoch as {@link TargetGroupDesiredState} checks it: the epoch the status source
+ * answers for is taken before the cluster states are read and compared with the stored one
+ * afterwards. If they differ (or none is stored), Redis was lost in between: every selected
+ * cluster is treated as awaiting resync, whatever its cached status says. A group no binding
+ * targets (Redis may have lost the bindings) is blocked while any known cluster awaits resync.
+ */
+export interface StorageEpochGuard {
+  /** The epoch the status source last read; undefined before its first read. */
+  known(): string | undefined;
+  /** The epoch stored now ('' when Redis holds none). */
+  stored(): Promise<string>;
+  /** Called once per resolution that found a mismatch (e.g. to refresh the status source). */
+  onMismatch?: () => void;
 }
 
 /** Everything one target group should hold, as a worker needs it. */
@@ -123,6 +146,10 @@ export class TargetGroupDesiredState {
 
   /** Resolves the group's desired state and persists its share of its pools' assignment. */
   async resolve(targetGroupArn: string): Promise<GroupDesiredState> {
+    // The epoch first, then bindings, statuses and states, then the stored epoch: a status can
+    // only vouch for what was read after it if no Redis loss happened in between.
+    const guard = this.#options.storageEpoch;
+    const knownEpoch = guard?.known();
     const snapshot = await this.#bindings.snapshot();
     const feeding = snapshot.bindings.filter((b) =>
       targetGroupsOf(b).some((g) => g.arn === targetGroupArn),
@@ -137,9 +164,43 @@ export class TargetGroupDesiredState {
       overflow: [],
       resolvedAtMs: this.#clock(),
     };
-    if (feeding.length === 0) return { ...empty, targetGroup: undefined, bindings: [] };
-
-    const states = await this.#loadClusters(feeding);
+    const known = await this.#knownClusters();
+    const selected =
+      feeding.length === 0
+        ? known
+        : known.filter((id) => {
+            const labels = this.#options.directory.labels(id) ?? {};
+            return feeding.some((b) => selectsCluster(b.clusters, id, labels));
+          });
+    const statuses = new Map<string, ClusterStatus>();
+    for (const id of selected) statuses.set(id, this.#options.status.status(id));
+    const states = feeding.length === 0 ? [] : await this.#loadClusters(selected, feeding);
+    let storageLost = false;
+    if (guard !== undefined) {
+      const storedEpoch = await guard.stored();
+      storageLost = knownEpoch === undefined || storedEpoch === '' || storedEpoch !== knownEpoch;
+      if (storageLost) guard.onMismatch?.();
+    }
+    if (feeding.length === 0) {
+      // No binding targets the group, perhaps because Redis lost the bindings: while any cluster
+      // has not resynced, nothing may be withdrawn from it either.
+      const awaitingResyncClusters = selected.filter(
+        (id) => storageLost || statuses.get(id)?.awaitingResync === true,
+      );
+      return {
+        ...empty,
+        targetGroup: undefined,
+        bindings: [],
+        deregistrationsBlocked: awaitingResyncClusters.length > 0,
+        awaitingResyncClusters,
+      };
+    }
+    const status: ClusterStatusSource = {
+      status: (id) => {
+        const s = statuses.get(id) ?? this.#options.status.status(id);
+        return storageLost ? { ...s, awaitingResync: true } : s;
+      },
+    };
     const ownBefore = await this.#assignments.read(targetGroupArn);
     const poolReads = new Map<string, Promise<Map<string, string>>>();
     const readPool = (arns: string[]): Promise<Map<string, string>> => {
@@ -168,7 +229,7 @@ export class TargetGroupDesiredState {
       const previousAssignment = await readPool(groups.map((g) => g.arn));
       const resolved = resolveDesiredTargets(binding, states, {
         directory: this.#options.directory,
-        status: this.#options.status,
+        status,
         previousAssignment,
         ...(this.#options.staleClusterPolicy === undefined
           ? {}
@@ -256,17 +317,21 @@ export class TargetGroupDesiredState {
     };
   }
 
-  /** The stored state of every cluster at least one of the bindings selects. */
-  async #loadClusters(bindings: readonly NormalizedBinding[]): Promise<ClusterEndpointState[]> {
+  /** Every cluster listed or found in Redis, sorted. */
+  async #knownClusters(): Promise<string[]> {
     const ids = new Set<string>(this.#options.listedClusters?.() ?? []);
     if (this.#options.discoverStoredClusters ?? true) {
       for (const id of await this.#clusters.storedClusterIds()) ids.add(id);
     }
-    const selected = [...ids].sort(compareText).filter((id) => {
-      const labels = this.#options.directory.labels(id) ?? {};
-      return bindings.some((b) => selectsCluster(b.clusters, id, labels));
-    });
+    return [...ids].sort(compareText);
+  }
+
+  /** The stored state of the selected clusters. */
+  #loadClusters(
+    ids: readonly string[],
+    bindings: readonly NormalizedBinding[],
+  ): Promise<ClusterEndpointState[]> {
     const selectors = bindings.map((b) => b.services);
-    return Promise.all(selected.map((id) => this.#clusters.load(id, selectors)));
+    return Promise.all(ids.map((id) => this.#clusters.load(id, selectors)));
   }
 }

@@ -5,12 +5,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { service as healthService } from 'grpc-health-check';
 import { stringify as toYaml } from 'yaml';
 import { fieldViolationsOf, hashAdminToken } from '../../../hub/admin/index.js';
 import { hubOptionsSchema } from '../../../hub/config/index.js';
 import { Hub } from '../../../hub/hub.js';
 import { hashAgentToken } from '../../../hub/ingest/index.js';
+import {
+  compileReconcileQueueOptions,
+  reconcileQueueFor,
+  type ReconcileRequest,
+} from '../../../hub/queue/index.js';
 import {
   AdminServiceClient,
   AgentServiceClient,
@@ -24,28 +31,37 @@ import {
   type DeleteBindingResponse,
   type GetClusterRequest,
   type GetClusterResponse,
+  type GetTargetGroupStatusRequest,
+  type GetTargetGroupStatusResponse,
+  type ListAlertsRequest,
+  type ListAlertsResponse,
   type ListBindingsRequest,
   type ListBindingsResponse,
   type ListClustersRequest,
   type ListClustersResponse,
+  type ReleaseHeldOperationRequest,
+  type ReleaseHeldOperationResponse,
   type SyncResponse,
   type TriggerReconcileRequest,
   type TriggerReconcileResponse,
 } from '../../../shared/index.js';
 import { createTestCertificateAuthority, type TestKeyPair } from '../../env/test-certificates.js';
 import { waitFor } from '../../env/wait-for.js';
-import { binding, targetGroup } from '../../support/binding-fixtures.js';
+import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 const adminToken = 'admin-token-of-the-test';
 const readOnlyToken = 'read-only-token-of-the-test';
 const agentToken = 'agent-token-of-prod-eu-1';
+const secondAgentToken = 'agent-token-of-prod-eu-2';
 
 let dir: string;
 let hub: Hub;
 let caPem: string;
 let operatorCert: TestKeyPair;
+let keyPrefix: string;
+let redis: Redis;
 const clients: grpc.Client[] = [];
 
 function adminClient(cert?: TestKeyPair): AdminServiceClient {
@@ -81,6 +97,9 @@ interface AdminMethods {
   applyBinding: [ApplyBindingRequest, ApplyBindingResponse];
   deleteBinding: [DeleteBindingRequest, DeleteBindingResponse];
   triggerReconcile: [TriggerReconcileRequest, TriggerReconcileResponse];
+  getTargetGroupStatus: [GetTargetGroupStatusRequest, GetTargetGroupStatusResponse];
+  listAlerts: [ListAlertsRequest, ListAlertsResponse];
+  releaseHeldOperation: [ReleaseHeldOperationRequest, ReleaseHeldOperationResponse];
 }
 
 /** Calls a unary admin method; resolves with the response or rejects with the ServiceError. */
@@ -111,6 +130,9 @@ async function refusal(promise: Promise<unknown>): Promise<grpc.ServiceError> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tgfed-admin-'));
+  keyPrefix = `admin-${randomBytes(4).toString('hex')}`;
+  // BullMQ needs maxRetriesPerRequest null on the connection it is given.
+  redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
   const ca = await createTestCertificateAuthority();
   caPem = ca.caPem;
   const server = await ca.issue({
@@ -138,7 +160,7 @@ beforeAll(async () => {
     adminTlsKeyFile: join(dir, 'server-key.pem'),
     adminClientCertificates: 'optional',
     redisUrl: inject('redisUrl'),
-    redisKeyPrefix: `admin-${randomBytes(4).toString('hex')}`,
+    redisKeyPrefix: keyPrefix,
     heartbeatIntervalMs: 500,
     leaseTtlMs: 3_000,
     disconnectedGraceMs: 2_000,
@@ -152,6 +174,12 @@ beforeAll(async () => {
             labels: { env: 'prod', region: 'eu' },
             allowedCidrs: ['10.1.0.0/16'],
             tokenSha256: [hashAgentToken(agentToken)],
+          },
+          {
+            id: 'prod-eu-2',
+            labels: { env: 'prod', region: 'eu' },
+            allowedCidrs: ['10.1.0.0/16'],
+            tokenSha256: [hashAgentToken(secondAgentToken)],
           },
           { id: 'staging', labels: { env: 'staging' } },
         ],
@@ -179,6 +207,11 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const client of clients) client.close();
   await hub?.shutdown();
+  if (redis !== undefined) {
+    const keys = await redis.keys(`${keyPrefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await redis.quit();
+  }
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -333,25 +366,134 @@ describe('AdminService', () => {
 
   it('answers UNIMPLEMENTED for the parts no other component provides yet', async () => {
     const client = adminClient();
-    const err = await refusal(
+    const alerts = await refusal(call(client, 'listAlerts', {}, readOnlyToken));
+    expect(alerts.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(alerts.details).toContain('alert evaluation');
+    const release = await refusal(call(client, 'releaseHeldOperation', { id: 'op-1' }, adminToken));
+    expect(release.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(release.details).toContain('mass-deregistration guard');
+  });
+
+  it('triggers a reconcile for an admin into the group’s shard queue; read-only and unknown groups are refused', async () => {
+    const client = adminClient();
+    const arn = targetGroupArn(31);
+    await call(
+      client,
+      'applyBinding',
+      {
+        binding: binding({
+          name: 'web-triggered',
+          target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+        }),
+        dryRun: false,
+      },
+      adminToken,
+    );
+    const { jobId } = await call(
+      client,
+      'triggerReconcile',
+      { targetGroupArn: arn, refresh: false },
+      adminToken,
+    );
+    expect(jobId).not.toBe('');
+    // No worker runs here: the job waits in the group's shard (joined with the binding's own
+    // reconcile when that one is still pending).
+    const address = reconcileQueueFor(arn, compileReconcileQueueOptions({ keyPrefix }));
+    const queue = new Queue<ReconcileRequest>(address.name, {
+      connection: redis,
+      prefix: address.prefix,
+    });
+    try {
+      const job = await queue.getJob(jobId);
+      expect(job?.data.targetGroupArn).toBe(arn);
+      expect(['operator', 'binding']).toContain(job?.data.reason);
+    } finally {
+      await queue.close();
+    }
+
+    const readOnly = await refusal(
+      call(client, 'triggerReconcile', { targetGroupArn: arn, refresh: false }, readOnlyToken),
+    );
+    expect(readOnly.code).toBe(grpc.status.PERMISSION_DENIED);
+    const unknown = await refusal(
       call(
         client,
         'triggerReconcile',
-        { targetGroupArn: targetGroup().arn, refresh: false },
+        { targetGroupArn: targetGroupArn(32), refresh: false },
         adminToken,
       ),
     );
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err.details).toContain('reconcile queue');
-    const readOnly = await refusal(
-      call(
-        client,
-        'triggerReconcile',
-        { targetGroupArn: targetGroup().arn, refresh: false },
-        readOnlyToken,
-      ),
+    expect(unknown.code).toBe(grpc.status.NOT_FOUND);
+    const missing = await refusal(
+      call(client, 'getTargetGroupStatus', { arn: targetGroupArn(32) }, readOnlyToken),
     );
-    expect(readOnly.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(missing.code).toBe(grpc.status.NOT_FOUND);
+  });
+
+  it('reports a bound group’s desired targets and conflicts from two real agents', async () => {
+    const client = adminClient();
+    const arn = targetGroupArn(33);
+    await call(
+      client,
+      'applyBinding',
+      {
+        binding: binding({
+          name: 'api-both-eu',
+          services: { namespace: 'shop', name: 'api' },
+          clusters: { names: ['prod-eu-1', 'prod-eu-2'], labels: undefined },
+          target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+        }),
+        dryRun: false,
+      },
+      adminToken,
+    );
+    const agents = [
+      { id: 'prod-eu-1', token: agentToken, hosts: [5, 6] },
+      { id: 'prod-eu-2', token: secondAgentToken, hosts: [6, 7] },
+    ].map((a) => {
+      const agent = new TestAgent({
+        clusterId: a.id,
+        target: `127.0.0.1:${hub.agentPort}`,
+        credentials: grpc.credentials.createSsl(Buffer.from(caPem)),
+        metadata: () => bearer(a.token),
+      });
+      agent.upsert(
+        endpointSlice({
+          namespace: 'shop',
+          service: 'api',
+          name: `api-${a.id}`,
+          endpoints: a.hosts.map((h) => ({ ip: `10.1.0.${h}` })),
+          ports: [{ name: 'http', port: 8080 }],
+        }),
+      );
+      agent.publisher.start();
+      return agent;
+    });
+    try {
+      const status = await waitFor(
+        async () => {
+          const s = (await call(client, 'getTargetGroupStatus', { arn }, readOnlyToken)).status;
+          return s?.desiredTargets === 3 && s.conflicts.length === 1 ? s : undefined;
+        },
+        { what: 'the desired targets of both agents, with their conflict', timeoutMs: 20_000 },
+      );
+      expect(status.targetGroup?.arn).toBe(arn);
+      expect(status.bindings).toEqual(['api-both-eu']);
+      expect(status.conflicts).toEqual([
+        { target: '10.1.0.6:8080', clusters: ['prod-eu-1', 'prod-eu-2'] },
+      ]);
+      // The actual side is the workers' (#5): not reported yet.
+      expect(status).toMatchObject({
+        actualTargets: 0,
+        ownedTargets: 0,
+        inSync: false,
+        lastReconcileUnixMs: 0,
+        lastError: '',
+        heldOperations: [],
+      });
+    } finally {
+      for (const agent of agents) await agent.publisher.close();
+    }
   });
 
   it('reports a stream as SYNCING until its SYNCED, then CONNECTED, DISCONNECTED and STALE', async () => {
