@@ -21,7 +21,6 @@ import {
 } from './admin/index.js';
 import {
   ClusterDirectory,
-  ClusterTokenAuthenticator,
   listenerCredentials,
   loadAdminCredentials,
   redisSettingsOf,
@@ -36,6 +35,7 @@ import { BindingSubscriptionResolver } from './federation/subscription-resolver.
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import {
   AddressPolicy,
+  AgentAuthenticator,
   SyncService,
   agentServerOptions,
   type ReconcileSink,
@@ -245,9 +245,9 @@ export class Hub {
         store,
         lease: new ClusterLease(redis, { keys, ttlMs: o.leaseTtlMs }),
         epoch: new StorageEpoch(redis, keys),
-        authenticator: new ClusterTokenAuthenticator({
-          trustDomain: o.agentTrustDomain,
-          tokens: directory.tokenHashes(),
+        authenticator: new AgentAuthenticator({
+          ...(o.agentTrustDomain === undefined ? {} : { trustDomain: o.agentTrustDomain }),
+          tokenSha256: Object.fromEntries(directory.tokenHashes()),
         }),
         addressPolicy: new AddressPolicy(directory.addressPolicyOptions()),
         subscriptions,

@@ -6,7 +6,6 @@ export {
   type AdminRole,
 } from './admin-credentials.js';
 export { ClusterDirectory, clustersFileSchema, type ClusterEntry } from './cluster-directory.js';
-export { ClusterTokenAuthenticator } from './cluster-token-authenticator.js';
 export { ConfigFileError } from './config-file-error.js';
 export {
   hubOptionsSchema,

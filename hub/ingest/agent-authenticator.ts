@@ -23,8 +23,11 @@ export interface AgentAuthenticatorOptions {
   trustDomain?: string;
   /** Use the certificate's CN as the cluster id when no SPIFFE id matches. @default true */
   acceptCommonName?: boolean;
-  /** Cluster id → SHA-256 (hex) of its bearer token. Tokens themselves are never stored. */
-  tokenSha256?: Readonly<Record<string, string>>;
+  /**
+   * Cluster id → SHA-256 (hex) of its bearer token, or several (during a rotation every listed
+   * token is accepted). Tokens themselves are never stored.
+   */
+  tokenSha256?: Readonly<Record<string, string | readonly string[]>>;
 }
 
 /** SHA-256 hex of a bearer token, the form the hub stores. */
@@ -44,12 +47,14 @@ export class AgentAuthenticator {
   constructor(options: AgentAuthenticatorOptions = {}) {
     this.#trustDomain = options.trustDomain;
     this.#acceptCommonName = options.acceptCommonName ?? true;
-    this.#tokens = Object.entries(options.tokenSha256 ?? {}).map(([clusterId, hex]) => {
-      if (!/^[0-9a-f]{64}$/i.test(hex)) {
-        throw new Error(`token hash of cluster ${clusterId} is not 64 hex digits (SHA-256)`);
-      }
-      return { clusterId, hash: Buffer.from(hex, 'hex') };
-    });
+    this.#tokens = Object.entries(options.tokenSha256 ?? {}).flatMap(([clusterId, hashes]) =>
+      (typeof hashes === 'string' ? [hashes] : hashes).map((hex) => {
+        if (!/^[0-9a-f]{64}$/i.test(hex)) {
+          throw new Error(`token hash of cluster ${clusterId} is not 64 hex digits (SHA-256)`);
+        }
+        return { clusterId, hash: Buffer.from(hex, 'hex') };
+      }),
+    );
   }
 
   /** The identity of a call; throws `UnauthenticatedError` when there is none. */

@@ -5,11 +5,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import {
   ClusterDirectory,
-  ClusterTokenAuthenticator,
   ConfigFileError,
   loadAdminCredentials,
 } from '../../../hub/config/index.js';
-import { hashAgentToken } from '../../../hub/ingest/index.js';
+import { AgentAuthenticator, hashAgentToken } from '../../../hub/ingest/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tgfed-hub-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -108,7 +107,7 @@ describe('loadAdminCredentials', () => {
   });
 });
 
-describe('ClusterTokenAuthenticator', () => {
+describe('AgentAuthenticator with the clusters file', () => {
   const call = (token: string | undefined) => {
     const metadata = new grpc.Metadata();
     if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
@@ -116,11 +115,11 @@ describe('ClusterTokenAuthenticator', () => {
   };
 
   it('accepts every listed token of a cluster, so tokens rotate without refusals', () => {
-    const authenticator = new ClusterTokenAuthenticator({
-      tokens: new Map([
-        ['a', [hashAgentToken('old'), hashAgentToken('new')]],
-        ['b', [hashAgentToken('other')]],
-      ]),
+    const authenticator = new AgentAuthenticator({
+      tokenSha256: {
+        a: [hashAgentToken('old'), hashAgentToken('new')],
+        b: [hashAgentToken('other')],
+      },
     });
     expect(authenticator.authenticate(call('old'))).toEqual({ clusterId: 'a', method: 'token' });
     expect(authenticator.authenticate(call('new'))).toEqual({ clusterId: 'a', method: 'token' });
