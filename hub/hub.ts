@@ -3,7 +3,6 @@ import {
   AdminServiceService,
   AgentServiceService,
   silentLogger,
-  type Binding,
   startHealthServer,
   type HealthServer,
   type Logger,
@@ -28,6 +27,7 @@ import {
   type CompiledHubOptions,
 } from './config/index.js';
 import { loadBindingFile } from './federation/binding-file.js';
+import { BindingRecovery } from './federation/binding-recovery.js';
 import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
 import type { ClusterStatusSource } from './federation/desired-targets.js';
@@ -100,6 +100,7 @@ export class Hub {
   #clusterStatus: ClusterStatusTracker | undefined;
   #desiredState: TargetGroupDesiredState | undefined;
   #bindings: BindingStore | undefined;
+  #bindingRecovery: BindingRecovery | undefined;
   #stopFollowing: (() => void) | undefined;
   #sync: SyncService | undefined;
   #admin: AdminService | undefined;
@@ -149,6 +150,11 @@ export class Hub {
    */
   get desiredState(): TargetGroupDesiredState | undefined {
     return this.#desiredState;
+  }
+
+  /** What writes the bindings back after a Redis loss (counters), once started. */
+  get bindingRecovery(): BindingRecovery | undefined {
+    return this.#bindingRecovery;
   }
 
   /** The admin API (counters), once started. */
@@ -203,6 +209,10 @@ export class Hub {
         'binding from the bindings file applied',
       );
     }
+    // Every replica remembers the last bindings it saw, to write them back after a Redis loss.
+    const recovery = new BindingRecovery(bindings, { fileBindings, logger: this.#log });
+    this.#bindingRecovery = recovery;
+    await recovery.start();
     const resolver = new BindingSubscriptionResolver();
     this.#stopFollowing = await resolver.follow(bindings, this.#log);
     const subscriptions: SubscriptionSource = {
@@ -253,10 +263,10 @@ export class Hub {
         subscriptions,
         reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
         sessionRecords: sessions,
-        onStorageLost: () => {
+        onStorageLost: (_previous, epoch) => {
           refreshStatus();
-          // The declarative file is the source of its bindings: write them again.
-          this.#reapplyBindings(bindings, fileBindings);
+          // The bindings file and the last bindings seen (admin API ones too) are written back.
+          void recovery.restore(epoch);
         },
       },
       {
@@ -363,20 +373,6 @@ export class Hub {
         bindingsFromFile: fileBindings.length,
       },
       'hub listening',
-    );
-  }
-
-  /** Writes the bindings file's bindings again (after a Redis loss), logging a failure. */
-  #reapplyBindings(bindings: BindingStore, fileBindings: readonly Binding[]): void {
-    if (fileBindings.length === 0) return;
-    void (async () => {
-      for (const binding of fileBindings) await bindings.apply(binding);
-      this.#log.warn(
-        { bindings: fileBindings.length },
-        'bindings from the bindings file written again after a Redis loss',
-      );
-    })().catch((err: unknown) =>
-      this.#log.error({ err }, 'cannot write the bindings file again after a Redis loss'),
     );
   }
 
@@ -500,6 +496,7 @@ export class Hub {
       ['admin listener', () => drain(this.#adminListener?.server, deadline)],
       ['subscriptions', () => this.#stopFollowing?.()],
       ['reconcile bindings', () => this.#stopQueueBindings?.()],
+      ['bindings recovery', () => this.#bindingRecovery?.stop()],
       ['bindings watch', () => this.#bindings?.close()],
       ['cluster status', () => this.#clusterStatus?.close()],
       ['reconcile queues', () => this.#reconcileQueues?.close()],

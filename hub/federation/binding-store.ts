@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { Cluster, Redis } from 'ioredis';
 import type { FieldViolation, Logger } from '../../shared/index.js';
 import { Binding, silentLogger } from '../../shared/index.js';
@@ -64,6 +65,24 @@ export interface AppliedBinding {
 export interface BindingSnapshot {
   revision: number;
   bindings: NormalizedBinding[];
+  /**
+   * Which stored bindings these are: a random id the first write to an empty store sets. It only
+   * changes when Redis lost the bindings, so a different one means revisions may have restarted
+   * (and may compare lower); '' means nothing was written since the store was created or lost.
+   */
+  generation: string;
+}
+
+/** Outcome of {@link BindingStore.restore}. */
+export interface RestoredBindings {
+  /** False when another replica already restored the bindings after this storage epoch. */
+  performed: boolean;
+  /** Names written back (absent from the store), sorted. */
+  restored: string[];
+  /** Names left alone because the store already held them (written since the loss), sorted. */
+  present: string[];
+  /** The revision of the restored bindings; 0 when nothing was written. */
+  revision: number;
 }
 
 /** One change announced to watchers. `resync` means "changes may have been missed: reload". */
@@ -77,6 +96,7 @@ type WatchState = 'idle' | 'subscribing' | 'watching' | 'closed';
 // deleted and re-created binding never reuses a version a stale client might still hold.
 // A revision is max(previous + 1, now in ms), so it keeps increasing after a Redis loss resets
 // the counter, and agents' logs never show an older subscription version for newer bindings.
+// KEYS[5] is the generation: set by the first write to an empty store (see BindingSnapshot).
 const NEXT_REVISION = `
 local function next_revision(key, now_ms)
   local revision = redis.call('INCR', key)
@@ -97,6 +117,7 @@ if redis.call('HGET', KEYS[1], name) == content then
   return {'unchanged', version, tonumber(redis.call('HGET', KEYS[3], name) or '0')}
 end
 local revision = next_revision(KEYS[4], ARGV[4])
+redis.call('SET', KEYS[5], ARGV[6], 'NX')
 redis.call('HSET', KEYS[1], name, content)
 redis.call('HSET', KEYS[2], name, revision)
 redis.call('HSET', KEYS[3], name, ARGV[4])
@@ -114,12 +135,49 @@ if version == 0 then
   return {'absent', 0}
 end
 local revision = next_revision(KEYS[4], ARGV[3])
+redis.call('SET', KEYS[5], ARGV[5], 'NX')
 redis.call('HDEL', KEYS[1], name)
 redis.call('HDEL', KEYS[2], name)
 redis.call('HDEL', KEYS[3], name)
 redis.call('PUBLISH', ARGV[4], 'deleted ' .. string.format('%d', revision) .. ' ' .. name)
 return {'deleted', revision}
 `;
+
+// Writes back bindings Redis lost, once per storage epoch (KEYS[6] holds the epoch of the last
+// restore): a script runs alone, so replicas restoring at once take turns and only the first
+// writes. Only absent names are written: one present was written since the loss, so it is newer.
+// ARGV: epoch, now, revision floor, channel, generation, then name and content pairs.
+const RESTORE_SCRIPT = `${NEXT_REVISION}
+if redis.call('GET', KEYS[6]) == ARGV[1] then
+  return {'done', 0, {}, {}}
+end
+local revision = 0
+local restored, present = {}, {}
+for i = 6, #ARGV, 2 do
+  local name, content = ARGV[i], ARGV[i + 1]
+  if redis.call('HEXISTS', KEYS[1], name) == 1 then
+    present[#present + 1] = name
+  else
+    if revision == 0 then
+      revision = next_revision(KEYS[4], string.format('%d', math.max(tonumber(ARGV[2]), tonumber(ARGV[3]))))
+    end
+    redis.call('HSET', KEYS[1], name, content)
+    redis.call('HSET', KEYS[2], name, revision)
+    redis.call('HSET', KEYS[3], name, ARGV[2])
+    restored[#restored + 1] = name
+  end
+end
+redis.call('SET', KEYS[5], ARGV[5], 'NX')
+redis.call('SET', KEYS[6], ARGV[1])
+for _, name in ipairs(restored) do
+  redis.call('PUBLISH', ARGV[4], 'applied ' .. string.format('%d', revision) .. ' ' .. name)
+end
+return {'restored', revision, restored, present}
+`;
+
+function newGeneration(): string {
+  return randomBytes(8).toString('hex');
+}
 
 /** The content that makes two bindings equal: everything but the store's version and time. */
 function contentOf(binding: NormalizedBinding): string {
@@ -151,7 +209,14 @@ function parseChange(message: string): BindingChange | undefined {
  */
 export class BindingStore {
   readonly #redis: Redis | Cluster;
-  readonly #keys: { content: string; versions: string; updated: string; revision: string };
+  readonly #keys: {
+    content: string;
+    versions: string;
+    updated: string;
+    revision: string;
+    generation: string;
+    restoredEpoch: string;
+  };
   readonly #channel: string;
   readonly #revisionPollMs: number;
   readonly #clock: () => number;
@@ -170,6 +235,8 @@ export class BindingStore {
       versions: `${base}:versions`,
       updated: `${base}:updated`,
       revision: `${base}:revision`,
+      generation: `${base}:generation`,
+      restoredEpoch: `${base}:restored-epoch`,
     };
     this.#channel = `${base}:changes`;
     this.#revisionPollMs = options.revisionPollMs ?? 10_000;
@@ -188,16 +255,18 @@ export class BindingStore {
     const content = contentOf(result.binding);
     const reply = (await this.#redis.eval(
       APPLY_SCRIPT,
-      4,
+      5,
       this.#keys.content,
       this.#keys.versions,
       this.#keys.updated,
       this.#keys.revision,
+      this.#keys.generation,
       result.binding.name,
       content,
       options.expectedVersion === undefined ? '' : String(options.expectedVersion),
       String(this.#clock()),
       this.#channel,
+      newGeneration(),
     )) as [string, number, number];
     const [outcome, version, updatedUnixMs] = reply;
     if (outcome === 'conflict') {
@@ -220,21 +289,65 @@ export class BindingStore {
   async delete(name: string, options: BindingWriteOptions = {}): Promise<boolean> {
     const reply = (await this.#redis.eval(
       DELETE_SCRIPT,
-      4,
+      5,
       this.#keys.content,
       this.#keys.versions,
       this.#keys.updated,
       this.#keys.revision,
+      this.#keys.generation,
       name,
       options.expectedVersion === undefined ? '' : String(options.expectedVersion),
       String(this.#clock()),
       this.#channel,
+      newGeneration(),
     )) as [string, number];
     const [outcome, version] = reply;
     if (outcome === 'conflict') {
       throw new BindingVersionConflictError(name, options.expectedVersion ?? 0, version);
     }
     return outcome === 'deleted';
+  }
+
+  /**
+   * After a Redis loss detected at storage epoch `epoch`, writes back the bindings the store no
+   * longer holds, all at one revision of at least `revisionFloor` (versions restart), unless a
+   * replica already restored after this epoch. Bindings are validated first (throws
+   * {@link BindingValidationError}); names the store holds again are left alone.
+   */
+  async restore(
+    epoch: string,
+    bindings: readonly Binding[],
+    revisionFloor = 0,
+  ): Promise<RestoredBindings> {
+    const args: string[] = [];
+    for (const binding of bindings) {
+      const result = validateBinding(binding);
+      if (!result.ok) throw new BindingValidationError(result.violations);
+      args.push(result.binding.name, contentOf(result.binding));
+    }
+    const reply = (await this.#redis.eval(
+      RESTORE_SCRIPT,
+      6,
+      this.#keys.content,
+      this.#keys.versions,
+      this.#keys.updated,
+      this.#keys.revision,
+      this.#keys.generation,
+      this.#keys.restoredEpoch,
+      epoch,
+      String(this.#clock()),
+      String(revisionFloor),
+      this.#channel,
+      newGeneration(),
+      ...args,
+    )) as [string, number, string[], string[]];
+    const [outcome, revision, restored, present] = reply;
+    return {
+      performed: outcome === 'restored',
+      restored: [...restored].sort(),
+      present: [...present].sort(),
+      revision,
+    };
   }
 
   /** The binding of that name, or undefined. */
@@ -261,6 +374,7 @@ export class BindingStore {
       .hgetall(this.#keys.content)
       .hgetall(this.#keys.versions)
       .hgetall(this.#keys.updated)
+      .get(this.#keys.generation)
       .exec();
     const values = (results ?? []).map(([err, value]) => {
       if (err !== null) throw err;
@@ -275,7 +389,7 @@ export class BindingStore {
       .map((name) =>
         fromStored(contents[name] ?? '{}', Number(versions[name] ?? 0), Number(updated[name] ?? 0)),
       );
-    return { revision, bindings };
+    return { revision, bindings, generation: (values[4] as string | null) ?? '' };
   }
 
   /** Every binding, sorted by name. */

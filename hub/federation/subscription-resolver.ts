@@ -13,6 +13,8 @@ import type { BindingStore } from './binding-store.js';
 export interface BindingsAtRevision {
   revision: number;
   bindings: readonly Binding[];
+  /** The store's generation (see `BindingSnapshot`); absent for bindings from a file. */
+  generation?: string;
 }
 
 /** What a cluster's agent must watch, derived from the bindings. */
@@ -139,7 +141,16 @@ export class BindingSubscriptionResolver implements SubscriptionSource {
         .snapshot()
         .then(
           (snapshot) => {
-            if (snapshot.revision !== this.#snapshot.revision) this.update(snapshot);
+            // A store emptied by a Redis loss and not yet written again keeps the subscriptions
+            // (the hub writes the bindings back): agents must not be told to watch nothing.
+            const known = this.#snapshot.generation;
+            if (snapshot.generation === '' && known !== undefined && known !== '') return;
+            if (
+              snapshot.revision !== this.#snapshot.revision ||
+              snapshot.generation !== this.#snapshot.generation
+            ) {
+              this.update(snapshot);
+            }
           },
           (err: unknown) => logger.warn({ err }, 'cannot reload bindings'),
         )

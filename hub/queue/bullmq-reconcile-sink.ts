@@ -46,6 +46,8 @@ export interface EnqueuedReconcile {
 export interface BindingsSnapshot {
   readonly revision: number;
   readonly bindings: readonly Binding[];
+  /** The store's generation (see the binding store's snapshot); absent for bindings not stored. */
+  readonly generation?: string;
 }
 
 interface IndexedBinding {
@@ -129,6 +131,7 @@ export class BullMqReconcileSink implements ReconcileSink {
   readonly #queues = new Map<number, Queue<ReconcileRequest>>();
   #index = new BindingIndex([]);
   #revision: number | undefined;
+  #generation: string | undefined;
   #state: SinkState = 'open';
 
   /**
@@ -155,15 +158,25 @@ export class BullMqReconcileSink implements ReconcileSink {
   /**
    * Replaces the bindings. Every group of a binding that was added, changed or deleted is
    * enqueued with reason `binding` (old and new groups alike: a group a binding no longer feeds
-   * must lose its targets). The first snapshot only builds the index; older revisions are ignored.
+   * must lose its targets). The first snapshot only builds the index; older revisions are ignored
+   * within a generation. Another generation means Redis lost the bindings and revisions restarted:
+   * its snapshot is taken whatever its revision, except an empty store not written since the loss
+   * (generation ''), which keeps the last index until the bindings are written back.
    */
   async updateBindings(snapshot: BindingsSnapshot): Promise<EnqueuedReconcile[]> {
-    if (this.#revision !== undefined && snapshot.revision < this.#revision) return [];
+    const known = this.#generation;
+    const generation = snapshot.generation;
+    if (generation === '' && known !== undefined && known !== '') return [];
+    const newLineage = generation !== undefined && known !== undefined && generation !== known;
+    if (!newLineage && this.#revision !== undefined && snapshot.revision < this.#revision) {
+      return [];
+    }
     const first = this.#revision === undefined;
     const previous = this.#index;
     const next = new BindingIndex(snapshot.bindings);
     this.#index = next;
     this.#revision = snapshot.revision;
+    if (generation !== undefined) this.#generation = generation;
     if (first) return [];
     const affected = new Set<string>();
     for (const [name, entry] of next.byName) {

@@ -179,6 +179,29 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     expect(pending.has(B_GROUP)).toBe(false);
   });
 
+  it('takes the bindings written back after a Redis loss even at a lower revision', async () => {
+    const { sink } = newSink();
+    const [a, b] = BINDINGS;
+    if (a === undefined || b === undefined) throw new Error('fixtures');
+    await sink.updateBindings({ revision: 5_000, bindings: [a], generation: 'before' });
+    // Within a generation an older revision is stale; an emptied store keeps the last index.
+    expect(
+      await sink.updateBindings({ revision: 4_000, bindings: [], generation: 'before' }),
+    ).toEqual([]);
+    expect(await sink.updateBindings({ revision: 0, bindings: [], generation: '' })).toEqual([]);
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], undefined);
+    expect([...(await pendingJobs(sink)).keys()]).toEqual([A_GROUP]);
+    // Written back in a new generation, at a lower revision (a replica with a slower clock).
+    const changed = await sink.updateBindings({
+      revision: 10,
+      bindings: [a, b],
+      generation: 'after',
+    });
+    expect(changed.map((e) => e.targetGroupArn)).toEqual([B_GROUP]);
+    await sink.changed('prod-us', [{ namespace: 'shop', name: 'api' }], undefined);
+    expect([...(await pendingJobs(sink)).keys()].sort()).toEqual([A_GROUP, B_GROUP].sort());
+  });
+
   it('runs at most one reconcile of a group at a time and one more for changes made meanwhile', async () => {
     const { sink } = newSink({ debounceMs: 0, shardCount: 1 });
     await sink.updateBindings({ revision: 1, bindings: BINDINGS });
