@@ -73,6 +73,10 @@ export function createRedis(settings: RedisSettings): RedisClient {
         password: settings.password,
         sentinelPassword: settings.sentinelPassword,
         ...(settings.tls === true ? { tls: {}, enableTLSForSentinelMode: true } : {}),
+        // Reconnect on the sentinels' +switch-master at once. Without it the client stays on the
+        // deposed master, which keeps accepting writes until a sentinel demotes it (seconds
+        // later), and those writes are then dropped by its resync from the new master.
+        failoverDetector: true,
         maxRetriesPerRequest: null,
         commandTimeout,
       });
