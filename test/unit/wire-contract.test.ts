@@ -4,6 +4,8 @@ import {
   NackReason,
   SyncRequest,
   SyncResponse,
+  digestHex,
+  endpointDigest,
   traceContextFromHeaders,
   traceHeadersFromContext,
   type Endpoint,
@@ -160,5 +162,20 @@ describe('wire contract v1', () => {
       }),
     ).toBeUndefined();
     expect(traceContextFromHeaders({ traceparent: 'garbage', tracestate: '' })).toBeUndefined();
+  });
+
+  it('keeps the digest of a known endpoint set stable across versions (agents and hubs of different releases compare them)', () => {
+    const endpoint = {
+      address: '10.0.1.7',
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' as const, appProtocol: '' }],
+      ready: true,
+      serving: true,
+      terminating: false,
+      zone: 'eu-west-1a',
+      node: 'ip-10-0-1-7',
+      pod: { namespace: 'shop', name: 'web-7d4b9c8f6d-x2k9p' },
+    };
+    expect(digestHex(endpointDigest({ app: 'web' }, [endpoint]))).toBe('12c5f45ccf58233e');
+    expect(digestHex(endpointDigest({}, []))).toBe('acac86c0e609ca90');
   });
 });
