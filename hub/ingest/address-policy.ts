@@ -1,6 +1,10 @@
 import ipaddr from 'ipaddr.js';
 
-type Cidr = [ipaddr.IPv4 | ipaddr.IPv6, number];
+/** A range as network bytes (4 or 16) and prefix length, compared byte-wise. */
+interface Cidr {
+  readonly bytes: Uint8Array;
+  readonly bits: number;
+}
 
 /** Options for {@link AddressPolicy}. */
 export interface AddressPolicyOptions {
@@ -13,7 +17,8 @@ export interface AddressPolicyOptions {
 function parse(cidrs: readonly string[], where: string): Cidr[] {
   return cidrs.map((text) => {
     try {
-      return ipaddr.parseCIDR(text);
+      const [range, bits] = ipaddr.parseCIDR(text);
+      return { bytes: Uint8Array.from(range.toByteArray()), bits };
     } catch (err) {
       throw new Error(`${where}: not a CIDR: ${JSON.stringify(text)}`, { cause: err });
     }
@@ -39,9 +44,22 @@ export class AddressPolicy {
   allows(clusterId: string, address: string): boolean {
     const ranges = this.#clusters.get(clusterId) ?? this.#default;
     if (ranges.length === 0) return false;
-    const parsed = ipaddr.parse(address);
-    return ranges.some(
-      ([range, bits]) => parsed.kind() === range.kind() && parsed.match(range, bits),
-    );
+    // The hot path of every batch: dotted quads are split by hand (ipaddr.parse tries several
+    // notations first and showed in the hub's profile); IPv6 goes through ipaddr.js.
+    const bytes = address.includes(':')
+      ? Uint8Array.from(ipaddr.IPv6.parse(address).toByteArray())
+      : Uint8Array.from(address.split('.'), Number);
+    return ranges.some((range) => inRange(bytes, range));
   }
+}
+
+/** Same family and the first `bits` bits equal. */
+function inRange(address: Uint8Array, range: Cidr): boolean {
+  if (address.length !== range.bytes.length) return false;
+  const whole = range.bits >> 3;
+  for (let i = 0; i < whole; i++) if (address[i] !== range.bytes[i]) return false;
+  const rest = range.bits & 7;
+  if (rest === 0) return true;
+  const mask = (0xff << (8 - rest)) & 0xff;
+  return ((address[whole] ?? 0) & mask) === ((range.bytes[whole] ?? 0) & mask);
 }

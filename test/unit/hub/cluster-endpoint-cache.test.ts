@@ -1,3 +1,4 @@
+import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import {
@@ -118,5 +119,30 @@ describe('AddressPolicy', () => {
     expect(policy.allows('a', 'fd00:1::5')).toBe(true);
     expect(policy.allows('a', '::ffff:10.1.2.3')).toBe(false);
     expect(policy.allows('b', '10.1.2.3')).toBe(false);
+  });
+});
+
+describe('AddressPolicy against ipaddr.js', () => {
+  it('agrees with ipaddr.js on random addresses and prefixes of any length', () => {
+    const octets = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255));
+    const groups = fc.array(fc.nat(0xffff), { minLength: 8, maxLength: 8 });
+    const v4 = fc.tuple(octets, octets, fc.nat(32)).map(([a, r, bits]) => ({
+      address: a.join('.'),
+      cidr: `${r.join('.')}/${bits}`,
+    }));
+    const v6 = fc.tuple(groups, groups, fc.nat(128)).map(([a, r, bits]) => ({
+      address: ipaddr.parse(a.map((g) => g.toString(16)).join(':')).toString(),
+      cidr: `${r.map((g) => g.toString(16)).join(':')}/${bits}`,
+    }));
+    fc.assert(
+      fc.property(fc.oneof(v4, v6), ({ address, cidr }) => {
+        const policy = new AddressPolicy({ clusters: { c: [cidr] } });
+        const parsed = ipaddr.parse(address);
+        const range = ipaddr.parseCIDR(cidr);
+        const expected = parsed.kind() === range[0].kind() && parsed.match(range);
+        expect(policy.allows('c', address)).toBe(expected);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });
