@@ -180,6 +180,8 @@ class LoadProcess {
             : ['--cpu-prof', `--cpu-prof-dir=${args['load-profile-dir']}`]),
         ],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        // NODE_OPTIONS is for the hub (this process): the load keeps V8's defaults.
+        env: { ...process.env, NODE_OPTIONS: '' },
       },
     );
     // Never leave a load process behind, whatever happens to this process.
