@@ -22,7 +22,6 @@ import {
   AdminServiceClient,
   AgentServiceClient,
   ClusterState,
-  createLogger,
   type ApplyBindingRequest,
   type ApplyBindingResponse,
   type Binding,
@@ -196,11 +195,7 @@ beforeAll(async () => {
       }),
     ),
   });
-  hub = new Hub(options, {
-    ...(process.env.DEBUG_HUB_TEST
-      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-      : {}),
-  });
+  hub = new Hub(options);
   await hub.start();
 });
 

@@ -1,17 +1,13 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { stringify as toYaml } from 'yaml';
-import { hashAdminToken } from '../../../hub/admin/index.js';
-import { hubOptionsSchema } from '../../../hub/config/index.js';
 import { BindingStore } from '../../../hub/federation/binding-store.js';
 import { Hub } from '../../../hub/hub.js';
-import { hashAgentToken } from '../../../hub/ingest/index.js';
 import {
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
@@ -21,13 +17,13 @@ import {
 import {
   AdminServiceClient,
   ClusterState,
-  createLogger,
   type Cluster,
   type ListClustersResponse,
 } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
+import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 const adminToken = 'admin-token-of-the-reconcile-test';
@@ -94,11 +90,6 @@ beforeAll(async () => {
   keyPrefix = `hubrq-${randomBytes(4).toString('hex')}`;
   // BullMQ needs maxRetriesPerRequest null on the connection it is given.
   redis = new Redis(inject('redisUrl'), { maxRetriesPerRequest: null });
-  const file = (name: string, content: string) => {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    return path;
-  };
   // The binding is stored before the hub starts: its first snapshot carries it.
   const bindings = new BindingStore(redis, { keyPrefix });
   await bindings.apply(
@@ -109,43 +100,19 @@ beforeAll(async () => {
     }),
   );
   await bindings.close();
-  const options = hubOptionsSchema.parse({
+  const options = testHubSettings({
     hubId: 'hub-reconcile-test',
-    agentAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    healthAddress: '127.0.0.1:0',
-    insecure: true,
-    agentClientCertificates: 'optional',
-    adminClientCertificates: 'none',
-    redisUrl: inject('redisUrl'),
-    redisKeyPrefix: keyPrefix,
-    heartbeatIntervalMs: 500,
-    leaseTtlMs: 3_000,
-    shutdownGraceMs: 2_000,
-    reconcileShardCount: shardCount,
-    // Long enough that every job of the test is still pending when counted.
-    reconcileDebounceMs: 60_000,
-    clustersFile: file(
-      'clusters.yaml',
-      toYaml({
-        clusters: clusters.map((c) => ({
-          id: c.id,
-          labels: { env: 'prod' },
-          allowedCidrs: [`10.${c.block}.0.0/16`],
-          tokenSha256: [hashAgentToken(`token-of-${c.id}`)],
-        })),
-      }),
-    ),
-    adminTokensFile: file(
-      'admin.yaml',
-      toYaml({ tokens: [{ name: 'ci', role: 'admin', tokenSha256: hashAdminToken(adminToken) }] }),
-    ),
+    dir,
+    clusters,
+    adminToken,
+    settings: {
+      redisUrl: inject('redisUrl'),
+      redisKeyPrefix: keyPrefix,
+      reconcileShardCount: shardCount,
+      reconcileDebounceMs: 60_000,
+    },
   });
-  hub = new Hub(options, {
-    ...(process.env.DEBUG_HUB_TEST
-      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-      : {}),
-  });
+  hub = new Hub(options);
   await hub.start();
   admin = new AdminServiceClient(`127.0.0.1:${hub.adminPort}`, grpc.credentials.createInsecure());
 });
@@ -168,7 +135,7 @@ describe('Hub with its default reconcile queues', () => {
       const agent = new TestAgent({
         clusterId: c.id,
         target: `127.0.0.1:${hub.agentPort}`,
-        metadata: () => bearer(`token-of-${c.id}`),
+        metadata: () => bearer(agentTokenOf(c.id)),
         agentVersion: c.version,
       });
       agents.set(c.id, agent);

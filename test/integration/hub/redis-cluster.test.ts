@@ -1,16 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import { Cluster as RedisClusterClient, Redis } from 'ioredis';
-import { stringify as toYaml } from 'yaml';
-import { hashAdminToken } from '../../../hub/admin/index.js';
-import { hubOptionsSchema } from '../../../hub/config/index.js';
 import { BindingStore } from '../../../hub/federation/binding-store.js';
 import { Hub } from '../../../hub/hub.js';
-import { hashAgentToken } from '../../../hub/ingest/index.js';
 import {
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
@@ -26,7 +22,6 @@ import {
 import {
   AdminServiceClient,
   ClusterState,
-  createLogger,
   type ApplyBindingResponse,
   type Binding,
   type Cluster,
@@ -38,6 +33,7 @@ import { startRedisCluster, type RedisCluster } from '../../env/redis-cluster.js
 import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
+import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 const adminToken = 'admin-token-of-the-redis-cluster-test';
@@ -157,49 +153,20 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tgfed-hub-redis-cluster-'));
   // BullMQ needs maxRetriesPerRequest null on the connection it is given (createRedis sets it).
   redis = createRedis({ mode: 'cluster', nodes: redisCluster.addresses });
-  const file = (name: string, content: string) => {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    return path;
-  };
-  const options = hubOptionsSchema.parse({
+  const options = testHubSettings({
     hubId: 'hub-redis-cluster-test',
-    agentAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    healthAddress: '127.0.0.1:0',
-    insecure: true,
-    agentClientCertificates: 'optional',
-    adminClientCertificates: 'none',
-    // One seed only: the client must discover the other masters itself.
-    redisClusterNodes: [redisCluster.addresses[1]],
-    redisKeyPrefix: keyPrefix,
-    heartbeatIntervalMs: 500,
-    leaseTtlMs: 3_000,
-    shutdownGraceMs: 2_000,
-    reconcileShardCount: shardCount,
-    // Long enough that every job of the test is still pending when counted.
-    reconcileDebounceMs: 60_000,
-    clustersFile: file(
-      'clusters.yaml',
-      toYaml({
-        clusters: clusters.map((c) => ({
-          id: c.id,
-          labels: { env: 'prod' },
-          allowedCidrs: [`10.${c.block}.0.0/16`],
-          tokenSha256: [hashAgentToken(`token-of-${c.id}`)],
-        })),
-      }),
-    ),
-    adminTokensFile: file(
-      'admin.yaml',
-      toYaml({ tokens: [{ name: 'ci', role: 'admin', tokenSha256: hashAdminToken(adminToken) }] }),
-    ),
+    dir,
+    clusters,
+    adminToken,
+    settings: {
+      // One seed only: the client must discover the other masters itself.
+      redisClusterNodes: [redisCluster.addresses[1]],
+      redisKeyPrefix: keyPrefix,
+      reconcileShardCount: shardCount,
+      reconcileDebounceMs: 60_000,
+    },
   });
-  hub = new Hub(options, {
-    ...(process.env.DEBUG_HUB_TEST
-      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-      : {}),
-  });
+  hub = new Hub(options);
   await hub.start();
   admin = new AdminServiceClient(`127.0.0.1:${hub.adminPort}`, grpc.credentials.createInsecure());
 }, 60_000);
@@ -253,7 +220,7 @@ describe('Hub on a 3-master Redis Cluster', () => {
       const agent = new TestAgent({
         clusterId: c.id,
         target: `127.0.0.1:${hub.agentPort}`,
-        metadata: () => bearer(`token-of-${c.id}`),
+        metadata: () => bearer(agentTokenOf(c.id)),
       });
       agents.set(c.id, agent);
       agent.upsert(webSlice(c.block, [5, 6]));

@@ -1,15 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { stringify as toYaml } from 'yaml';
-import { hubOptionsSchema } from '../../../hub/config/index.js';
 import type { GroupDesiredState } from '../../../hub/federation/target-group-desired-state.js';
 import { Hub } from '../../../hub/hub.js';
-import { hashAgentToken } from '../../../hub/ingest/index.js';
 import {
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
@@ -20,12 +17,13 @@ import {
   ClusterSessionRecords,
   StateKeys,
 } from '../../../hub/state/index.js';
-import { createLogger, serviceKeyString } from '../../../shared/index.js';
+import { serviceKeyString } from '../../../shared/index.js';
 import { startRedisServer, type RedisServer } from '../../env/redis-server.js';
 import { waitFor } from '../../env/wait-for.js';
 import { targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { HoldableRelay } from '../../support/holdable-relay.js';
+import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 // A private redis-server: this file FLUSHALLs it, which the shared one must never see.
@@ -114,59 +112,29 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'tgfed-redis-loss-'));
   redisServer = await startRedisServer(inject('testenv').redisServer);
   redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
-  const file = (name: string, content: string) => {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    return path;
-  };
-  const options = hubOptionsSchema.parse({
+  const options = testHubSettings({
     hubId: 'hub-redis-loss-test',
-    agentAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    healthAddress: '127.0.0.1:0',
-    insecure: true,
-    agentClientCertificates: 'optional',
-    adminClientCertificates: 'none',
-    redisUrl: redisServer.url,
-    redisKeyPrefix: keyPrefix,
-    heartbeatIntervalMs: 500,
-    leaseTtlMs: 3_000,
-    shutdownGraceMs: 2_000,
-    reconcileShardCount: shardCount,
-    // Long enough that every job of the test is still pending when counted.
-    reconcileDebounceMs: 60_000,
-    clustersFile: file(
-      'clusters.yaml',
-      toYaml({
-        clusters: clusters.map((c) => ({
-          id: c.id,
-          labels: { env: 'prod' },
-          allowedCidrs: [`10.${c.block}.0.0/16`],
-          tokenSha256: [hashAgentToken(`token-of-${c.id}`)],
-        })),
-      }),
-    ),
-    // From the declarative file: the hub writes it again after the loss.
-    bindingsFile: file(
-      'bindings.yaml',
-      toYaml({
-        bindings: [
-          {
-            name: 'web-everywhere',
-            services: { namespace: 'shop', name: 'web' },
-            port: { name: 'http' },
-            clusters: { names: clusters.map((c) => c.id) },
-            targetGroup: { arn: GROUP, roleArn: 'arn:aws:iam::111111111111:role/tgfed' },
-          },
-        ],
-      }),
-    ),
+    dir,
+    clusters,
+    bindingsFile: {
+      bindings: [
+        {
+          name: 'web-everywhere',
+          services: { namespace: 'shop', name: 'web' },
+          port: { name: 'http' },
+          clusters: { names: clusters.map((c) => c.id) },
+          targetGroup: { arn: GROUP, roleArn: 'arn:aws:iam::111111111111:role/tgfed' },
+        },
+      ],
+    },
+    settings: {
+      redisUrl: redisServer.url,
+      redisKeyPrefix: keyPrefix,
+      reconcileShardCount: shardCount,
+      reconcileDebounceMs: 60_000,
+    },
   });
-  hub = new Hub(options, {
-    ...(process.env.DEBUG_HUB_TEST
-      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-      : {}),
-  });
+  hub = new Hub(options);
   await hub.start();
   for (const c of clusters) {
     const relay = new HoldableRelay(hub.agentPort);
@@ -175,7 +143,7 @@ beforeAll(async () => {
     const agent = new TestAgent({
       clusterId: c.id,
       target: `127.0.0.1:${port}`,
-      metadata: () => bearer(`token-of-${c.id}`),
+      metadata: () => bearer(agentTokenOf(c.id)),
     });
     agents.set(c.id, agent);
     agent.upsert(webSlice(c.block, [5, 6]));

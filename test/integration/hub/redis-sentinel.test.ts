@@ -1,19 +1,14 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
-import { stringify as toYaml } from 'yaml';
-import { hashAdminToken } from '../../../hub/admin/index.js';
-import { hubOptionsSchema } from '../../../hub/config/index.js';
 import { Hub } from '../../../hub/hub.js';
-import { hashAgentToken } from '../../../hub/ingest/index.js';
 import { ClusterEndpointStore, StateKeys } from '../../../hub/state/index.js';
 import {
   AdminServiceClient,
   ClusterState,
-  createLogger,
   type ApplyBindingResponse,
   type Binding,
   type Cluster,
@@ -24,6 +19,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { sortedEntries, TestAgent } from '../../support/test-agent.js';
+import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
 
 const adminToken = 'admin-token-of-the-redis-sentinel-test';
 const clusters = [
@@ -114,47 +110,19 @@ beforeAll(async () => {
     `redis sentinel (3 sentinels, master ${sentinel.master.port}, replica ${sentinel.replica.port}) ready after ${sentinel.startupMs} ms`,
   );
   dir = mkdtempSync(join(tmpdir(), 'tgfed-hub-redis-sentinel-'));
-  const file = (name: string, content: string) => {
-    const path = join(dir, name);
-    writeFileSync(path, content);
-    return path;
-  };
-  const options = hubOptionsSchema.parse({
+  const options = testHubSettings({
     hubId: 'hub-redis-sentinel-test',
-    agentAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    healthAddress: '127.0.0.1:0',
-    insecure: true,
-    agentClientCertificates: 'optional',
-    adminClientCertificates: 'none',
-    redisSentinels: sentinel.sentinelAddresses,
-    redisSentinelName: sentinel.masterName,
-    redisKeyPrefix: keyPrefix,
-    heartbeatIntervalMs: 500,
-    leaseTtlMs: 3_000,
-    shutdownGraceMs: 2_000,
-    reconcileShardCount: 2,
-    clustersFile: file(
-      'clusters.yaml',
-      toYaml({
-        clusters: clusters.map((c) => ({
-          id: c.id,
-          labels: { env: 'prod' },
-          allowedCidrs: [`10.${c.block}.0.0/16`],
-          tokenSha256: [hashAgentToken(`token-of-${c.id}`)],
-        })),
-      }),
-    ),
-    adminTokensFile: file(
-      'admin.yaml',
-      toYaml({ tokens: [{ name: 'ci', role: 'admin', tokenSha256: hashAdminToken(adminToken) }] }),
-    ),
+    dir,
+    clusters,
+    adminToken,
+    settings: {
+      redisSentinels: sentinel.sentinelAddresses,
+      redisSentinelName: sentinel.masterName,
+      redisKeyPrefix: keyPrefix,
+      reconcileShardCount: 2,
+    },
   });
-  hub = new Hub(options, {
-    ...(process.env.DEBUG_HUB_TEST
-      ? { logger: createLogger({ name: 'hub', level: 'debug' }) }
-      : {}),
-  });
+  hub = new Hub(options);
   await hub.start();
   admin = new AdminServiceClient(`127.0.0.1:${hub.adminPort}`, grpc.credentials.createInsecure());
 }, 90_000);
@@ -181,7 +149,7 @@ describe('Hub on Redis Sentinel (master, replica, 3 sentinels)', () => {
       const agent = new TestAgent({
         clusterId: c.id,
         target: `127.0.0.1:${hub.agentPort}`,
-        metadata: () => bearer(`token-of-${c.id}`),
+        metadata: () => bearer(agentTokenOf(c.id)),
       });
       agents.set(c.id, agent);
       agent.upsert(webSlice(c.block, [5, 6]));
