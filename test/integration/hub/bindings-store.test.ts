@@ -9,6 +9,7 @@ import {
   type BindingStoreOptions,
 } from '../../../hub/federation/binding-store.js';
 import { BindingSubscriptionResolver } from '../../../hub/federation/subscription-resolver.js';
+import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 
 /** Things to close after each test, newest first. */
@@ -43,18 +44,6 @@ function one(): BindingStore {
   const [store] = stores(1);
   if (store === undefined) throw new Error('no store');
   return store;
-}
-
-/** Polls until `condition` holds or the deadline passes. */
-async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 5_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error('condition not met before the deadline');
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 describe('BindingStore on the real Redis', () => {
@@ -198,7 +187,7 @@ describe('BindingStore on the real Redis', () => {
     const applied = await writer.apply(binding());
     await writer.apply(binding()); // unchanged: no message
     await writer.delete('web');
-    await eventually(() => seen.length >= 2);
+    await waitFor(() => seen.length >= 2, { what: 'both changes to be seen' });
     const revision = await writer.revision();
     expect(seen).toEqual([
       { kind: 'applied', name: 'web', revision: applied.binding.version },
@@ -216,7 +205,7 @@ describe('BindingStore on the real Redis', () => {
     // A Redis loss: bindings and revision gone, and nobody published anything.
     const redis = connection();
     await redis.del(...(await redis.keys(`${keyPrefix}:*`)));
-    await eventually(() => seen.length > 0);
+    await waitFor(() => seen.length > 0, { what: 'a change to be seen' });
     expect(seen).toEqual([{ kind: 'resync', revision: 0 }]);
     expect(await reader.list()).toEqual([]);
   });
@@ -237,7 +226,9 @@ describe('BindingStore on the real Redis', () => {
         clusters: { names: ['us-1'] },
       }),
     );
-    await eventually(() => resolver.revision === api.binding.version);
+    await waitFor(() => resolver.revision === api.binding.version, {
+      what: 'the resolver to reach the applied revision',
+    });
     expect(resolver.subscriptionFor('us-1', {})).toEqual({
       version: api.binding.version,
       selectors: [{ namespace: 'shop', name: 'api', labels: undefined }],

@@ -206,7 +206,8 @@ describe('Hub after a Redis FLUSHALL under load', () => {
     };
 
     try {
-      await new Promise((r) => setTimeout(r, 300));
+      // Flush in the middle of the churn, not before it started.
+      await waitFor(() => round >= 10, { what: 'churn to be under way' });
       await redis.flushall();
 
       // Right after the flush, before the hub noticed: already blocked, both clusters awaited.

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
+import { waitFor } from '../../env/wait-for.js';
 import {
   BullMqReconcileSink,
   type BullMqReconcileSinkOptions,
@@ -234,16 +235,18 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
       await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], undefined);
     }
     release();
-    const deadline = Date.now() + 20_000;
-    while (runs.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    // Give a wrongly duplicated third job the chance to show up before asserting.
+    await waitFor(() => runs.length >= 2, { what: 'the follow-up run', timeoutMs: 20_000 });
+    // Give a wrongly duplicated third job the chance to show up before asserting: wait until
+    // the queue is empty.
     const queue = new Queue(address.name, { connection: connection(), prefix: address.prefix });
     closers.push(() => queue.close());
-    while (Date.now() < deadline) {
-      const counts = await queue.getJobCounts('active', 'wait', 'delayed');
-      if ((counts.active ?? 0) + (counts.wait ?? 0) + (counts.delayed ?? 0) === 0) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(
+      async () => {
+        const counts = await queue.getJobCounts('active', 'wait', 'delayed');
+        return (counts.active ?? 0) + (counts.wait ?? 0) + (counts.delayed ?? 0) === 0;
+      },
+      { what: 'the queue to drain', timeoutMs: 20_000 },
+    );
     expect(runs).toHaveLength(2);
     expect(maxRunning).toBe(1);
   });
