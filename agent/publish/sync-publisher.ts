@@ -4,6 +4,7 @@ import {
   AgentServiceService,
   BatchPhase,
   EndpointEncoder,
+  addressToBytes,
   JitteredBackoff,
   NackReason,
   clampOffset,
@@ -827,7 +828,7 @@ export class SyncPublisher {
         for (const { address, observedAtMs, record } of records) {
           if (record === undefined) {
             removals.push({
-              address: Buffer.from(this.#addressBytes(address)),
+              address: addressToBytes(address),
               observedOffsetMs: clampOffset(observedAtMs - base),
             });
           } else {
@@ -855,26 +856,6 @@ export class SyncPublisher {
       cost: now.length,
       observedAtMs: entry.observedAtMs,
     };
-  }
-
-  #addressBytes(address: string): Uint8Array {
-    // Removed endpoints are no longer in the source; encode the address alone.
-    return this.#encoder.encode(
-      '',
-      '',
-      {
-        address,
-        ports: [],
-        ready: false,
-        serving: false,
-        terminating: false,
-        zone: '',
-        node: '',
-        pod: undefined,
-      },
-      0,
-      [],
-    ).address;
   }
 
   // --- plumbing --------------------------------------------------------------------------
