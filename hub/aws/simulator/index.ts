@@ -1,0 +1,32 @@
+/** tgfed's own ELBv2 (+ STS) simulator: a model of target groups and its awsQuery HTTP server. */
+export {
+  AWS_ELBV2_RATE_LIMITS,
+  Elbv2Simulator,
+  Elbv2SimulatorError,
+  compileElbv2SimulatorOptions,
+  type CallFilter,
+  type CompiledElbv2SimulatorOptions,
+  type Elbv2Action,
+  type Elbv2Caller,
+  type Elbv2Request,
+  type Elbv2Requests,
+  type Elbv2Responses,
+  type Elbv2SimulatorOptions,
+  type FaultSpec,
+  type OperationClass,
+  type RateLimit,
+  type SimulatedCall,
+  type SimulatedCredentials,
+  type SimulatedIdentity,
+  type SimulatedTargetDescription,
+  type SimulatedTargetGroup,
+  type SimulatedTargetHealth,
+  type SimulatedTargetState,
+  type TargetGroupSpec,
+} from './elbv2-simulator.js';
+export {
+  Elbv2SimulatorServer,
+  startElbv2Simulator,
+  type Elbv2SimulatorServerOptions,
+  type Elbv2SimulatorServerState,
+} from './query-protocol-server.js';
