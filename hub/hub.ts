@@ -241,6 +241,7 @@ export class Hub {
         directory: { labels: (clusterId) => directory.get(clusterId)?.labels },
         status: clusterStatus,
         listedClusters: () => directory.list().map((c) => c.id),
+        staleClusterPolicy: o.staleClusterPolicy,
         storageEpoch: {
           known: () => clusterStatus.storageEpoch,
           stored: async () => (await redis.get(keys.epoch())) ?? '',

@@ -7,11 +7,17 @@ export {
 } from './admin-credentials.js';
 export { ClusterDirectory, clustersFileSchema, type ClusterEntry } from './cluster-directory.js';
 export { ConfigFileError } from './config-file-error.js';
-export {
-  hubOptionsSchema,
-  redisSettingsOf,
-  type CompiledHubOptions,
-  type HubOptions,
-} from './hub-options.js';
+export { hubOptionsSchema, type CompiledHubOptions, type HubOptions } from './hub-options.js';
 export { listenerCredentials, type ListenerTls } from './listener-credentials.js';
 export { readYamlFile } from './read-yaml-file.js';
+export {
+  workerOptionsSchema,
+  type CompiledWorkerOptions,
+  type WorkerOptions,
+} from './worker-options.js';
+export {
+  checkRedisMode,
+  redisSettingsOf,
+  stateOptionFields,
+  type RedisOptionFields,
+} from './state-options.js';

@@ -8,6 +8,7 @@ export {
 } from './bullmq-reconcile-sink.js';
 export {
   MAX_TRACE_LINKS,
+  RECONCILE_JOB_ATTEMPTS,
   RECONCILE_JOB_NAME,
   RECONCILE_QUEUE_NAME,
   ReconcileQueueOptionsError,

@@ -37,6 +37,8 @@ export interface ReconcileRequest {
 export const RECONCILE_JOB_NAME = 'reconcile';
 /** The BullMQ queue name of every shard (the shard is in the prefix). */
 export const RECONCILE_QUEUE_NAME = 'reconcile';
+/** Runs of a reconcile job before it fails (retried only when Redis failed during it). */
+export const RECONCILE_JOB_ATTEMPTS = 5;
 /** Most trace links kept per pending reconcile (OpenTelemetry's default span link limit). */
 export const MAX_TRACE_LINKS = 128;
 
@@ -196,6 +198,9 @@ export function traceLinksKey(address: ReconcileQueueAddress, targetGroupArn: st
  * - `operator` requests use `delay: 0` and `replace: true`: a job still delayed is replaced by
  *   one that runs now (`replace` removes only a *delayed* job; a waiting one already runs soon).
  * - `jobId` is unique per request, so the returned job's id tells whether it was coalesced.
+ * - `attempts` / `backoff`: a reconcile throws only when Redis fails (AWS errors are recorded
+ *   and rescheduled by the worker itself), so a few quick retries cover a failover; the group
+ *   keeps its deduplication slot meanwhile and changes join the retry.
  */
 export function reconcileJobOptions(
   request: ReconcileRequest,
@@ -211,6 +216,8 @@ export function reconcileJobOptions(
       keepLastIfActive: true,
       ...(now ? { replace: true } : {}),
     },
+    attempts: RECONCILE_JOB_ATTEMPTS,
+    backoff: { type: 'exponential', delay: 1000 },
     removeOnComplete: { count: options.keepFinishedJobs },
     removeOnFail: { count: options.keepFinishedJobs },
   };

@@ -1,0 +1,289 @@
+import type { Logger } from '../shared/index.js';
+import { silentLogger, startHealthServer, type HealthServer } from '../shared/index.js';
+import {
+  AwsRateLimiter,
+  Elbv2TargetGroupClients,
+  type Elbv2TargetGroupClientsOptions,
+  type TargetGroupApiFactory,
+} from './aws/index.js';
+import { ClusterDirectory, redisSettingsOf, type CompiledWorkerOptions } from './config/index.js';
+import { BindingStore } from './federation/binding-store.js';
+import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
+import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
+import { BullMqReconcileSink } from './queue/index.js';
+import {
+  ReconcileConsumer,
+  ReconcileScheduler,
+  TargetGroupReconciler,
+  TargetGroupRecords,
+  type ReconcileResult,
+} from './reconcile/index.js';
+import {
+  ClusterEndpointStore,
+  ClusterSessionRecords,
+  StateKeys,
+  createRedis,
+  type RedisClient,
+} from './state/index.js';
+
+/** Lifecycle of a worker process. */
+export type ReconcileWorkerState =
+  'idle' | 'starting' | 'running' | 'stopping' | 'stopped' | 'failed';
+
+/** What a worker is given rather than creates (tests, the demo and the benchmark pass their own). */
+export interface ReconcileWorkerDependencies {
+  logger?: Logger;
+  /**
+   * The ELBv2 API per target group. @default `Elbv2TargetGroupClients` with `awsClients`
+   * (endpoints and credentials otherwise from the SDK's standard settings)
+   */
+  aws?: TargetGroupApiFactory;
+  /** Settings of the default ELBv2 / STS clients, e.g. `endpoint` of a simulator. */
+  awsClients?: Elbv2TargetGroupClientsOptions;
+  /** Called after every reconcile (metrics, tests). */
+  onReconciled?: (result: ReconcileResult) => void;
+  /** @default Date.now */
+  clock?: () => number;
+}
+
+/**
+ * A worker process (`tgfed worker`): consumes the reconcile queues and keeps target groups in
+ * sync, any number of them side by side. It reads the same Redis as the hub: bindings, cluster
+ * states and statuses (to resolve desired targets, with the same safety rules), and keeps the
+ * groups' actual and owned targets and reconcile records. `start()` once; `shutdown()` is
+ * idempotent and two-stage: running reconciles get `graceMs`, then the queues close forcibly.
+ */
+export class ReconcileWorker {
+  readonly options: CompiledWorkerOptions;
+  readonly #deps: ReconcileWorkerDependencies;
+  readonly #log: Logger;
+  #state: ReconcileWorkerState = 'idle';
+  #redis: RedisClient | undefined;
+  #queueRedis: RedisClient | undefined;
+  #clusterStatus: ClusterStatusTracker | undefined;
+  #sink: BullMqReconcileSink | undefined;
+  #consumer: ReconcileConsumer | undefined;
+  #scheduler: ReconcileScheduler | undefined;
+  #clients: Elbv2TargetGroupClients | undefined;
+  #records: TargetGroupRecords | undefined;
+  #reconciler: TargetGroupReconciler | undefined;
+  #health: HealthServer | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor(options: CompiledWorkerOptions, deps: ReconcileWorkerDependencies = {}) {
+    this.options = options;
+    this.#deps = deps;
+    this.#log = (deps.logger ?? silentLogger()).child({ component: 'worker' });
+  }
+
+  get state(): ReconcileWorkerState {
+    return this.#state;
+  }
+
+  /** Port of the HTTP probes, once started. */
+  get healthPort(): number {
+    return this.#health?.port ?? 0;
+  }
+
+  /** The groups' records (actual, owned, last reconcile, held operations), once started. */
+  get records(): TargetGroupRecords | undefined {
+    return this.#records;
+  }
+
+  /** The reconciler, once started (tests reconcile directly). */
+  get reconciler(): TargetGroupReconciler | undefined {
+    return this.#reconciler;
+  }
+
+  /** The drift / retry scheduler, once started. */
+  get scheduler(): ReconcileScheduler | undefined {
+    return this.#scheduler;
+  }
+
+  /** Starts every part; on a failure, stops what was started and rethrows. */
+  async start(): Promise<void> {
+    if (this.#state !== 'idle') throw new Error(`worker cannot start in state ${this.#state}`);
+    this.#setState('starting');
+    try {
+      await this.#start();
+    } catch (err) {
+      this.#log.error({ err }, 'worker failed to start');
+      await this.shutdown(0);
+      this.#setState('failed');
+      throw err;
+    }
+    this.#setState('running');
+  }
+
+  async #start(): Promise<void> {
+    const o = this.options;
+    const clock = this.#deps.clock ?? Date.now;
+    const directory =
+      o.clustersFile === undefined ? new ClusterDirectory() : ClusterDirectory.load(o.clustersFile);
+
+    const redis = createRedis(redisSettingsOf(o));
+    this.#redis = redis;
+    redis.on('error', (err: unknown) => this.#log.warn({ err }, 'Redis connection error'));
+    // BullMQ workers block on Redis for jobs: their connection has no command timeout.
+    const queueRedis = createRedis({ ...redisSettingsOf(o), commandTimeoutMs: 0 });
+    this.#queueRedis = queueRedis;
+    queueRedis.on('error', (err: unknown) =>
+      this.#log.warn({ err }, 'Redis connection error (reconcile queues)'),
+    );
+
+    const keys = new StateKeys(o.redisKeyPrefix);
+    const store = new ClusterEndpointStore(redis, keys);
+    const sessions = new ClusterSessionRecords(redis, keys);
+    const bindings = new BindingStore(redis, { keyPrefix: o.redisKeyPrefix, logger: this.#log });
+    const clusterStatus = new ClusterStatusTracker(redis, sessions, {
+      keys,
+      disconnectedGraceMs: o.disconnectedGraceMs,
+      resyncTimeoutMs: o.resyncTimeoutMs,
+      logger: this.#log,
+      clock,
+    });
+    this.#clusterStatus = clusterStatus;
+    clusterStatus.track(directory.list().map((c) => c.id));
+    await clusterStatus.start();
+    const desired = new TargetGroupDesiredState(
+      { redis, store, bindings },
+      {
+        directory: { labels: (clusterId) => directory.get(clusterId)?.labels },
+        status: clusterStatus,
+        listedClusters: () => directory.list().map((c) => c.id),
+        staleClusterPolicy: o.staleClusterPolicy,
+        clock,
+        storageEpoch: {
+          known: () => clusterStatus.storageEpoch,
+          stored: async () => (await redis.get(keys.epoch())) ?? '',
+          onMismatch: () => {
+            clusterStatus
+              .refresh()
+              .catch((err: unknown) => this.#log.warn({ err }, 'cannot read cluster statuses'));
+          },
+        },
+      },
+    );
+
+    const records = new TargetGroupRecords(redis, o.redisKeyPrefix);
+    this.#records = records;
+    const limiter = new AwsRateLimiter(redis, {
+      keyPrefix: o.redisKeyPrefix,
+      limits: {
+        mutate: { ratePerSecond: o.awsMutateRatePerSecond, burst: o.awsMutateBurst },
+        describe: { ratePerSecond: o.awsDescribeRatePerSecond, burst: o.awsDescribeBurst },
+        modify: { ratePerSecond: o.awsModifyRatePerSecond, burst: o.awsModifyBurst },
+      },
+    });
+    let aws = this.#deps.aws;
+    if (aws === undefined) {
+      this.#clients = new Elbv2TargetGroupClients({
+        roleSessionName: o.awsRoleSessionName,
+        ...this.#deps.awsClients,
+      });
+      aws = this.#clients;
+    }
+    const reconciler = new TargetGroupReconciler(
+      { desired, records, aws, limiter },
+      {
+        chunkSize: o.reconcileChunkSize,
+        guardMaxShare: o.guardMaxShare,
+        guardMinTargets: o.guardMinTargets,
+        driftIntervalMs: o.driftIntervalMs,
+        drainingCountsTowardCapacity: o.drainingCountsTowardCapacity,
+        clock,
+        logger: this.#log,
+      },
+    );
+    this.#reconciler = reconciler;
+
+    const queueOptions = {
+      keyPrefix: o.redisKeyPrefix,
+      shardCount: o.reconcileShardCount,
+      debounceMs: o.reconcileDebounceMs,
+    };
+    const sink = new BullMqReconcileSink(
+      queueRedis,
+      { labels: () => undefined },
+      { ...queueOptions, logger: this.#log, clock },
+    );
+    this.#sink = sink;
+    const onReconciled = this.#deps.onReconciled;
+    const consumer = new ReconcileConsumer(queueRedis, reconciler, {
+      ...queueOptions,
+      shards: o.workerShards,
+      concurrency: o.workerConcurrency,
+      lockDurationMs: o.lockDurationMs,
+      logger: this.#log,
+      ...(onReconciled === undefined ? {} : { onReconciled: (result) => onReconciled(result) }),
+    });
+    this.#consumer = consumer;
+    await consumer.start();
+    const scheduler = new ReconcileScheduler(records, sink, { clock, logger: this.#log });
+    this.#scheduler = scheduler;
+    scheduler.start();
+
+    this.#health = await startHealthServer({
+      address: o.healthAddress,
+      live: () => ({ ok: this.#state !== 'failed', detail: { state: this.#state } }),
+      ready: () => ({
+        ok: this.#state === 'running' && redis.status === 'ready' && queueRedis.status === 'ready',
+        detail: { state: this.#state, redis: redis.status, queues: queueRedis.status },
+      }),
+    });
+    this.#log.info(
+      {
+        shards: consumer.shards.length,
+        concurrency: o.workerConcurrency,
+        healthPort: this.healthPort,
+      },
+      'worker consuming reconcile queues',
+    );
+  }
+
+  /**
+   * Stops taking work, lets running reconciles finish within `graceMs` (default the
+   * `shutdownGraceMs` setting), then closes queues and connections. Every step runs even when
+   * one fails. Idempotent.
+   */
+  shutdown(graceMs = this.options.shutdownGraceMs): Promise<void> {
+    this.#closing ??= this.#shutdown(graceMs);
+    return this.#closing;
+  }
+
+  async #shutdown(graceMs: number): Promise<void> {
+    if (this.#state === 'running' || this.#state === 'starting') this.#setState('stopping');
+    const steps: [string, () => Promise<unknown> | undefined][] = [
+      ['scheduler', () => this.#scheduler?.close()],
+      ['consumer', () => this.#consumer?.close(graceMs)],
+      ['queues', () => this.#sink?.close()],
+      ['cluster status', () => this.#clusterStatus?.close()],
+      ['health', () => this.#health?.close()],
+      ['aws clients', () => Promise.resolve(this.#clients?.close())],
+      ['queue connection', () => quit(this.#queueRedis)],
+      ['redis', () => quit(this.#redis)],
+    ];
+    for (const [name, step] of steps) {
+      try {
+        await step();
+      } catch (err) {
+        this.#log.warn({ err, step: name }, 'worker shutdown step failed');
+      }
+    }
+    if (this.#state !== 'failed' && this.#state !== 'idle') this.#setState('stopped');
+  }
+
+  #setState(state: ReconcileWorkerState): void {
+    this.#log.info({ from: this.#state, to: state }, 'worker state');
+    this.#state = state;
+  }
+}
+
+async function quit(redis: RedisClient | undefined): Promise<void> {
+  if (redis === undefined || redis.status === 'end') return;
+  try {
+    await redis.quit();
+  } catch {
+    redis.disconnect();
+  }
+}

@@ -1,0 +1,611 @@
+import type { Logger, TargetGroup } from '../../shared/index.js';
+import { jitteredBackoff, silentLogger } from '../../shared/index.js';
+import { AwsCallError, PERSISTENT_AWS_ERRORS } from '../aws/aws-errors.js';
+import type { AwsOperationClass } from '../aws/aws-rate-limiter.js';
+import {
+  isPresent,
+  type TargetGroupApi,
+  type TargetGroupApiFactory,
+  type TargetHealthState,
+} from '../aws/target-group-api.js';
+import { targetKey } from '../federation/desired-targets.js';
+import type { GroupDesiredState } from '../federation/target-group-desired-state.js';
+import { chunk, planReconcile, type GuardBypass, type PlannedTarget } from './reconcile-plan.js';
+import {
+  newHeldOperationId,
+  type HeldDeregistration,
+  type ReconcileCalls,
+  type ReconcileOutcomeKind,
+  type ReconcileRecord,
+  type TargetGroupRecords,
+} from './target-group-records.js';
+
+/** The operation classes of AWS's ELBv2 throttling buckets. */
+export type AwsCallClass = AwsOperationClass;
+
+/** The shared AWS rate limit as the reconcile uses it (an `AwsRateLimiter`). */
+export interface AwsCallLimiter {
+  /** Waits for a token of the account's and region's bucket of this class. */
+  acquire(
+    account: string,
+    region: string,
+    cls: AwsCallClass,
+    options?: { signal?: AbortSignal },
+  ): Promise<unknown>;
+  /** Empties the bucket for `ms` after AWS throttled a call anyway. */
+  penalize(account: string, region: string, cls: AwsCallClass, ms: number): Promise<unknown>;
+}
+
+/** Resolves a group's desired state (a `TargetGroupDesiredState`). */
+export interface DesiredGroupSource {
+  resolve(targetGroupArn: string): Promise<GroupDesiredState>;
+}
+
+/** Options of {@link TargetGroupReconciler}. */
+export interface TargetGroupReconcilerOptions {
+  /**
+   * Targets per RegisterTargets / DeregisterTargets call. ELBv2 documents no maximum. Calls are
+   * the scarce resource (~4 mutating calls/s per account and region, shared by every group), so
+   * chunks are large: a 1,000-target group (the default quota) takes two calls. 500 targets
+   * keep a request near 50 KB of query string, and a refused target costs a bisection of at
+   * most 9 extra calls.
+   * @default 500
+   */
+  chunkSize?: number;
+  /**
+   * The mass-deregistration guard: a reconcile that would remove more than this share of
+   * tgfed's targets in a group is held until an operator releases it or its binding is deleted.
+   * @default 0.5
+   */
+  guardMaxShare?: number;
+  /**
+   * Removals of fewer targets than this are never held (scaling a small service down is
+   * normal); 1 holds every removal above the share.
+   * @default 5
+   */
+  guardMinTargets?: number;
+  /**
+   * How often each group is described to find and repair drift (changes made outside tgfed,
+   * lost calls). The only Describe calls in steady state.
+   * @default 300000
+   */
+  driftIntervalMs?: number;
+  /**
+   * Random spread of drift checks, as a share of the interval, so groups do not describe in
+   * lockstep.
+   * @default 0.2
+   */
+  driftJitter?: number;
+  /**
+   * Whether draining targets count toward the group's capacity. AWS does not document it, so
+   * tgfed assumes they do: a full group takes new targets only as old ones finish draining.
+   * @default true
+   */
+  drainingCountsTowardCapacity?: boolean;
+  /**
+   * How soon a group comes back while something waits on time rather than on a change: targets
+   * waiting for room, deregistrations blocked until clusters resync, or a stale cluster's targets
+   * whose health decides whether they stay.
+   * @default 15000
+   */
+  followUpMs?: number;
+  /** First retry delay after a failed reconcile (full jitter, doubling). @default 1000 */
+  retryInitialMs?: number;
+  /** Longest retry delay; also the delay after a persistent error (not found, denied, full). @default 300000 */
+  retryMaxMs?: number;
+  /** How long the account's bucket stays empty after AWS throttled a call. @default 1000 */
+  throttlePenaltyMs?: number;
+  /** @default Date.now */
+  clock?: () => number;
+  /** @default Math.random */
+  random?: () => number;
+  /** @default silentLogger() */
+  logger?: Logger;
+}
+
+/** {@link TargetGroupReconcilerOptions} with every value present and checked. */
+export type CompiledTargetGroupReconcilerOptions = Required<
+  Omit<TargetGroupReconcilerOptions, 'logger'>
+> & { logger: Logger };
+
+/** A reconciler option is out of range. */
+export class ReconcilerOptionsError extends Error {
+  override readonly name = 'ReconcilerOptionsError';
+}
+
+function inRange(name: string, value: number, min: number, max: number): number {
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new ReconcilerOptionsError(`${name} must be from ${min} to ${max}, got ${value}`);
+  }
+  return value;
+}
+
+/** Fills defaults and checks ranges; throws {@link ReconcilerOptionsError} naming the setting. */
+export function compileTargetGroupReconcilerOptions(
+  o: TargetGroupReconcilerOptions = {},
+): CompiledTargetGroupReconcilerOptions {
+  const retryInitialMs = inRange('retryInitialMs', o.retryInitialMs ?? 1000, 1, 3_600_000);
+  return {
+    chunkSize: Math.floor(inRange('chunkSize', o.chunkSize ?? 500, 1, 1000)),
+    guardMaxShare: inRange('guardMaxShare', o.guardMaxShare ?? 0.5, 0, 1),
+    guardMinTargets: Math.floor(inRange('guardMinTargets', o.guardMinTargets ?? 5, 1, 1e9)),
+    driftIntervalMs: inRange('driftIntervalMs', o.driftIntervalMs ?? 300_000, 1000, 86_400_000),
+    driftJitter: inRange('driftJitter', o.driftJitter ?? 0.2, 0, 1),
+    drainingCountsTowardCapacity: o.drainingCountsTowardCapacity ?? true,
+    followUpMs: inRange('followUpMs', o.followUpMs ?? 15_000, 100, 3_600_000),
+    retryInitialMs,
+    retryMaxMs: inRange('retryMaxMs', o.retryMaxMs ?? 300_000, retryInitialMs, 86_400_000),
+    throttlePenaltyMs: inRange('throttlePenaltyMs', o.throttlePenaltyMs ?? 1000, 0, 600_000),
+    clock: o.clock ?? Date.now,
+    random: o.random ?? Math.random,
+    logger: o.logger ?? silentLogger(),
+  };
+}
+
+/** What started a reconcile. */
+export interface ReconcileContext {
+  readonly reason: string;
+  /** W3C `traceparent`s of the batches this reconcile applies (for span links). */
+  readonly traceLinks?: readonly string[];
+  readonly signal?: AbortSignal;
+}
+
+/** The result of one reconcile: its record, and the held operation if any. */
+export interface ReconcileResult {
+  readonly targetGroupArn: string;
+  readonly record: ReconcileRecord;
+  readonly held: HeldDeregistration | undefined;
+  /** Targets found different from the cache by this reconcile's describe (drift). */
+  readonly driftFound: number;
+  /** When the group is next due without a change. */
+  readonly nextDueAtMs: number;
+}
+
+/** Stops a reconcile at the first AWS call that failed for a reason other than a bad target. */
+class StopReconcile extends Error {
+  override readonly name = 'StopReconcile';
+  constructor(readonly failure: AwsCallError) {
+    super(failure.message, { cause: failure });
+  }
+}
+
+interface Progress {
+  readonly calls: ReconcileCalls;
+  registered: number;
+  deregistered: number;
+  readonly invalid: string[];
+}
+
+const MAX_LISTED_INVALID = 20;
+
+/**
+ * One reconcile of one target group (DESIGN.md, Reconcile and Safety): resolve the desired
+ * targets, take the actual ones from the cache (or describe the group when the cache is not
+ * trusted, a drift check is due, an operator asked, or a stale cluster's health matters), plan
+ * with {@link planReconcile}, record ownership, register, deregister, and record the outcome.
+ *
+ * Every AWS call waits for a token of the account's shared bucket. A throttled call empties
+ * the bucket for everyone and ends the reconcile (`throttled`); a persistent error (not found,
+ * access denied, quota) ends it as `failed` and brings the group back only after `retryMaxMs`;
+ * a refused target is isolated by bisecting its chunk and reported, and the rest is applied.
+ * The reconcile itself throws only when Redis fails, so the queue retries it.
+ */
+export class TargetGroupReconciler {
+  readonly options: CompiledTargetGroupReconcilerOptions;
+  readonly #desired: DesiredGroupSource;
+  readonly #records: TargetGroupRecords;
+  readonly #aws: TargetGroupApiFactory;
+  readonly #limiter: AwsCallLimiter;
+  readonly #log: Logger;
+
+  constructor(
+    deps: {
+      desired: DesiredGroupSource;
+      records: TargetGroupRecords;
+      aws: TargetGroupApiFactory;
+      limiter: AwsCallLimiter;
+    },
+    options: TargetGroupReconcilerOptions = {},
+  ) {
+    this.options = compileTargetGroupReconcilerOptions(options);
+    this.#desired = deps.desired;
+    this.#records = deps.records;
+    this.#aws = deps.aws;
+    this.#limiter = deps.limiter;
+    this.#log = this.options.logger.child({ component: 'reconciler' });
+  }
+
+  async reconcile(arn: string, context: ReconcileContext): Promise<ReconcileResult> {
+    const o = this.options;
+    const startedAtMs = o.clock();
+    const desired = await this.#desired.resolve(arn);
+    const stored = await this.#records.read(arn);
+    const definition = desired.targetGroup ?? stored.definition;
+    const progress: Progress = {
+      calls: { describe: 0, register: 0, deregister: 0 },
+      registered: 0,
+      deregistered: 0,
+      invalid: [],
+    };
+    if (definition === undefined) {
+      // Never targeted by a binding that a worker saw: nothing is known to be ours.
+      const record = this.#record('in-sync', context, startedAtMs, progress, {
+        desired: 0,
+        actual: 0,
+        owned: stored.owned.size,
+      });
+      const nextDueAtMs = startedAtMs + this.#driftDelay();
+      await this.#records.finish(arn, { record, actualValid: false, held: undefined, nextDueAtMs });
+      return { targetGroupArn: arn, record, held: undefined, driftFound: 0, nextDueAtMs };
+    }
+
+    await this.#records.begin(arn, desired.targetGroup);
+    const api = this.#aws.forGroup({
+      arn,
+      accountId: definition.accountId,
+      region: definition.region,
+      roleArn: definition.roleArn,
+      externalId: definition.externalId,
+    });
+    const watchesHealth = [...desired.targets.values()].some((t) => t.withdrawIfUnhealthy);
+    let actual = stored.actual;
+    let nextDriftAtMs = stored.nextDriftAtMs;
+    let driftFound = 0;
+    let failure: AwsCallError | undefined;
+    let held: HeldDeregistration | undefined;
+    let plan: ReturnType<typeof planReconcile> | undefined;
+    const owned = new Set(stored.owned);
+
+    try {
+      if (
+        !stored.actualValid ||
+        stored.refreshRequested ||
+        watchesHealth ||
+        startedAtMs >= stored.nextDriftAtMs
+      ) {
+        const described = await this.#describe(api, definition, progress, context.signal);
+        if (stored.actualValid) driftFound = countDifferences(stored.actual, described);
+        actual = described;
+        nextDriftAtMs = o.clock() + this.#driftDelay();
+        await this.#records.described(arn, described, o.clock(), nextDriftAtMs);
+      }
+
+      const released = stored.held?.releasedBy !== undefined;
+      const bindingDeleted = desired.bindings.length === 0 && !desired.deregistrationsBlocked;
+      const bypass: GuardBypass | undefined = bindingDeleted
+        ? 'binding-deleted'
+        : released
+          ? 'released'
+          : undefined;
+      plan = planReconcile({
+        desired: desired.targets,
+        actual,
+        owned,
+        capacity: definition.capacity > 0 ? definition.capacity : 1000,
+        availabilityZone: definition.availabilityZone,
+        deregistrationsBlocked: desired.deregistrationsBlocked,
+        drainingCountsTowardCapacity: o.drainingCountsTowardCapacity,
+        guard: { maxShare: o.guardMaxShare, minTargets: o.guardMinTargets },
+        bypass,
+      });
+      if (plan.held !== undefined) {
+        held =
+          stored.held !== undefined && stored.held.releasedBy === undefined
+            ? {
+                ...stored.held,
+                deregistrations: plan.held.deregistrations,
+                targetsBefore: plan.held.targetsBefore,
+              }
+            : {
+                id: newHeldOperationId(),
+                targetGroupArn: arn,
+                deregistrations: plan.held.deregistrations,
+                targetsBefore: plan.held.targetsBefore,
+                reason: `would remove ${plan.held.deregistrations} of ${plan.held.targetsBefore} targets (more than ${Math.round(o.guardMaxShare * 100)}%)`,
+                heldSinceMs: o.clock(),
+              };
+        this.#log.warn(
+          { targetGroupArn: arn, held: held.id, deregistrations: held.deregistrations },
+          'mass deregistration held by the guard',
+        );
+      }
+
+      const live = new Map(actual);
+      await this.#register(
+        arn,
+        api,
+        definition,
+        plan.registerFirst,
+        live,
+        owned,
+        progress,
+        context,
+      );
+      await this.#deregister(arn, api, definition, plan.deregister, live, owned, progress, context);
+      await this.#register(
+        arn,
+        api,
+        definition,
+        plan.registerAfter,
+        live,
+        owned,
+        progress,
+        context,
+      );
+      if (plan.disown.length > 0) {
+        await this.#records.disown(arn, plan.disown);
+        for (const key of plan.disown) owned.delete(key);
+      }
+      actual = live;
+    } catch (err) {
+      if (!(err instanceof StopReconcile)) throw err;
+      failure = err.failure;
+    }
+
+    const consecutiveFailures =
+      failure === undefined ? 0 : (stored.last?.consecutiveFailures ?? 0) + 1;
+    const mutated = progress.calls.register + progress.calls.deregister > 0;
+    const outcome: ReconcileOutcomeKind =
+      failure !== undefined
+        ? failure.errorClass === 'throttling'
+          ? 'throttled'
+          : 'failed'
+        : held !== undefined
+          ? 'held'
+          : mutated
+            ? 'applied'
+            : 'in-sync';
+    const record = this.#record(
+      outcome,
+      context,
+      startedAtMs,
+      progress,
+      { desired: desired.targets.size, actual: countPresent(actual), owned: owned.size },
+      {
+        waitingForCapacity: plan?.waitingForCapacity ?? 0,
+        deregistrationsBlocked: plan?.blockedDeregistrations ?? 0,
+        consecutiveFailures,
+        ...(failure === undefined
+          ? {}
+          : { errorClass: failure.errorClass, error: failure.message }),
+      },
+    );
+
+    const now = o.clock();
+    let nextDueAtMs = Math.max(nextDriftAtMs, now);
+    if (failure !== undefined) {
+      nextDueAtMs = now + this.#retryDelay(failure, consecutiveFailures);
+    } else if (
+      plan !== undefined &&
+      (plan.waitingForCapacity > 0 || plan.blockedDeregistrations > 0 || plan.watchedForHealth > 0)
+    ) {
+      nextDueAtMs = Math.min(nextDueAtMs, now + o.followUpMs);
+    }
+    await this.#records.finish(arn, {
+      record,
+      // A persistent error or an unknown one may mean the group changed: describe next time.
+      actualValid: failure === undefined || failure.errorClass === 'throttling',
+      held,
+      nextDueAtMs,
+    });
+    const log =
+      failure === undefined ? this.#log.debug.bind(this.#log) : this.#log.warn.bind(this.#log);
+    log(
+      {
+        targetGroupArn: arn,
+        outcome,
+        reason: context.reason,
+        registered: progress.registered,
+        deregistered: progress.deregistered,
+        calls: progress.calls,
+        ...(failure === undefined ? {} : { err: failure }),
+      },
+      'target group reconciled',
+    );
+    return { targetGroupArn: arn, record, held, driftFound, nextDueAtMs };
+  }
+
+  #record(
+    outcome: ReconcileOutcomeKind,
+    context: ReconcileContext,
+    startedAtMs: number,
+    progress: Progress,
+    counts: { desired: number; actual: number; owned: number },
+    extra: Partial<ReconcileRecord> = {},
+  ): ReconcileRecord {
+    return {
+      outcome,
+      reason: context.reason,
+      startedAtMs,
+      durationMs: this.options.clock() - startedAtMs,
+      calls: progress.calls,
+      registered: progress.registered,
+      deregistered: progress.deregistered,
+      ...counts,
+      waitingForCapacity: 0,
+      deregistrationsBlocked: 0,
+      invalidTargets: progress.invalid.slice(0, MAX_LISTED_INVALID),
+      consecutiveFailures: 0,
+      ...extra,
+    };
+  }
+
+  #driftDelay(): number {
+    const o = this.options;
+    return Math.round(o.driftIntervalMs * (1 - o.driftJitter * o.random()));
+  }
+
+  #retryDelay(failure: AwsCallError, consecutiveFailures: number): number {
+    const o = this.options;
+    if (PERSISTENT_AWS_ERRORS.has(failure.errorClass)) return o.retryMaxMs;
+    return Math.max(
+      100,
+      jitteredBackoff(Math.max(0, consecutiveFailures - 1), {
+        initialMs: o.retryInitialMs,
+        maxMs: o.retryMaxMs,
+        random: o.random,
+      }),
+    );
+  }
+
+  async #call<T>(
+    definition: TargetGroup,
+    cls: AwsCallClass,
+    operation: string,
+    signal: AbortSignal | undefined,
+    call: () => Promise<T>,
+  ): Promise<T> {
+    await this.#limiter.acquire(definition.accountId, definition.region, cls, { signal });
+    try {
+      return await call();
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      const failure = new AwsCallError(operation, err);
+      if (failure.errorClass === 'throttling') {
+        await this.#limiter.penalize(
+          definition.accountId,
+          definition.region,
+          cls,
+          this.options.throttlePenaltyMs,
+        );
+      }
+      throw failure;
+    }
+  }
+
+  async #describe(
+    api: TargetGroupApi,
+    definition: TargetGroup,
+    progress: Progress,
+    signal: AbortSignal | undefined,
+  ): Promise<Map<string, TargetHealthState>> {
+    progress.calls.describe++;
+    let observed;
+    try {
+      observed = await this.#call(definition, 'describe', 'DescribeTargetHealth', signal, () =>
+        api.describeTargetHealth(signal),
+      );
+    } catch (err) {
+      if (err instanceof AwsCallError) throw new StopReconcile(err);
+      throw err;
+    }
+    return new Map(observed.map((t) => [targetKey(t.id, t.port), t.state]));
+  }
+
+  async #register(
+    arn: string,
+    api: TargetGroupApi,
+    definition: TargetGroup,
+    targets: readonly PlannedTarget[],
+    live: Map<string, TargetHealthState>,
+    owned: Set<string>,
+    progress: Progress,
+    context: ReconcileContext,
+  ): Promise<void> {
+    for (const part of chunk(targets, this.options.chunkSize)) {
+      const keys = part.map((t) => t.key);
+      // Ownership first: a worker killed after the call still knows the targets are its own.
+      await this.#records.claim(arn, keys);
+      for (const key of keys) owned.add(key);
+      const applied = await this.#apply(part, progress, context, 'RegisterTargets', (targets) => {
+        progress.calls.register++;
+        return this.#call(definition, 'mutate', 'RegisterTargets', context.signal, () =>
+          api.registerTargets(targets, context.signal),
+        );
+      });
+      const appliedKeys = applied.map((t) => t.key);
+      await this.#records.registered(arn, appliedKeys);
+      for (const key of appliedKeys) live.set(key, 'initial');
+      progress.registered += applied.length;
+      const appliedSet = new Set(appliedKeys);
+      const refused = keys.filter((k) => !appliedSet.has(k));
+      if (refused.length > 0) {
+        // Refused targets were never registered: they are not tgfed's.
+        await this.#records.disown(arn, refused);
+        for (const key of refused) owned.delete(key);
+      }
+    }
+  }
+
+  async #deregister(
+    arn: string,
+    api: TargetGroupApi,
+    definition: TargetGroup,
+    targets: readonly PlannedTarget[],
+    live: Map<string, TargetHealthState>,
+    owned: Set<string>,
+    progress: Progress,
+    context: ReconcileContext,
+  ): Promise<void> {
+    for (const part of chunk(targets, this.options.chunkSize)) {
+      const applied = await this.#apply(part, progress, context, 'DeregisterTargets', (targets) => {
+        progress.calls.deregister++;
+        return this.#call(definition, 'mutate', 'DeregisterTargets', context.signal, () =>
+          api.deregisterTargets(targets, context.signal),
+        );
+      });
+      const keys = applied.map((t) => t.key);
+      await this.#records.deregistered(arn, keys);
+      for (const key of keys) {
+        live.set(key, 'draining');
+        owned.delete(key);
+      }
+      progress.deregistered += applied.length;
+    }
+  }
+
+  /**
+   * Makes one call for `targets`; when ELB refuses a target (the whole call fails), bisects to
+   * apply every other target and reports the refused ones. Returns the targets applied; any
+   * other failure stops the reconcile.
+   */
+  async #apply(
+    targets: readonly PlannedTarget[],
+    progress: Progress,
+    context: ReconcileContext,
+    operation: string,
+    call: (targets: readonly PlannedTarget[]) => Promise<void>,
+  ): Promise<PlannedTarget[]> {
+    try {
+      await call(targets);
+      return [...targets];
+    } catch (err) {
+      if (!(err instanceof AwsCallError)) throw err;
+      if (err.errorClass !== 'invalid-target') throw new StopReconcile(err);
+      if (targets.length === 1) {
+        const key = (targets[0] as PlannedTarget).key;
+        progress.invalid.push(key);
+        this.#log.warn({ target: key, operation, err }, 'ELB refused a target');
+        return [];
+      }
+      const half = Math.ceil(targets.length / 2);
+      const left = await this.#apply(targets.slice(0, half), progress, context, operation, call);
+      const right = await this.#apply(targets.slice(half), progress, context, operation, call);
+      return [...left, ...right];
+    }
+  }
+}
+
+function countPresent(actual: ReadonlyMap<string, TargetHealthState>): number {
+  let n = 0;
+  for (const state of actual.values()) if (isPresent(state)) n++;
+  return n;
+}
+
+/** Targets whose presence differs between the cache and a fresh describe. */
+function countDifferences(
+  cached: ReadonlyMap<string, TargetHealthState>,
+  described: ReadonlyMap<string, TargetHealthState>,
+): number {
+  let n = 0;
+  for (const [key, state] of cached) {
+    if (!isPresent(state)) continue;
+    const now = described.get(key);
+    if (now === undefined || !isPresent(now)) n++;
+  }
+  for (const [key, state] of described) {
+    const before = cached.get(key);
+    if (isPresent(state) && (before === undefined || !isPresent(before))) n++;
+  }
+  return n;
+}

@@ -1,0 +1,291 @@
+import { randomBytes } from 'node:crypto';
+import type { TargetGroup } from '../../shared/index.js';
+import { StoredValueError, type RedisClient } from '../state/index.js';
+import type { TargetHealthState } from '../aws/target-group-api.js';
+import { targetHealthState } from '../aws/target-group-api.js';
+import type { AwsErrorClass } from '../aws/aws-errors.js';
+
+/** How a reconcile ended. */
+export type ReconcileOutcomeKind = 'in-sync' | 'applied' | 'held' | 'throttled' | 'failed';
+
+/** AWS calls one reconcile made, by operation. */
+export interface ReconcileCalls {
+  describe: number;
+  register: number;
+  deregister: number;
+}
+
+/** What one reconcile did, for the admin API and metrics. */
+export interface ReconcileRecord {
+  readonly outcome: ReconcileOutcomeKind;
+  readonly reason: string;
+  readonly startedAtMs: number;
+  readonly durationMs: number;
+  readonly calls: ReconcileCalls;
+  readonly registered: number;
+  readonly deregistered: number;
+  readonly desired: number;
+  readonly actual: number;
+  readonly owned: number;
+  /** Desired targets not registered because the group is full (they wait for room). */
+  readonly waitingForCapacity: number;
+  /** Deregistrations not made because a feeding cluster has not resynced (DESIGN.md, Safety). */
+  readonly deregistrationsBlocked: number;
+  /** Targets ELB refused (`InvalidTarget`), `ip:port`; at most 20 listed. */
+  readonly invalidTargets: string[];
+  readonly errorClass?: AwsErrorClass;
+  readonly error?: string;
+  /** Consecutive reconciles that ended in an AWS error (0 after a success). */
+  readonly consecutiveFailures: number;
+}
+
+/** A reconcile step held by the mass-deregistration guard. */
+export interface HeldDeregistration {
+  readonly id: string;
+  readonly targetGroupArn: string;
+  readonly deregistrations: number;
+  readonly targetsBefore: number;
+  readonly reason: string;
+  readonly heldSinceMs: number;
+  /** Who released it, once released (the next reconcile applies it, then it is gone). */
+  readonly releasedBy?: string;
+}
+
+/** Everything stored of one target group. */
+export interface TargetGroupRecord {
+  /** The group's definition when a binding last targeted it (a group without binding keeps it). */
+  readonly definition: TargetGroup | undefined;
+  /** `ip:port` → state, as last described plus what was applied since. */
+  readonly actual: Map<string, TargetHealthState>;
+  /** False when the cache cannot be trusted: never described, an error, an interrupted reconcile. */
+  readonly actualValid: boolean;
+  readonly describedAtMs: number;
+  /** When the next drift check (a describe) is due. */
+  readonly nextDriftAtMs: number;
+  /** An operator asked for a describe before the next reconcile. */
+  readonly refreshRequested: boolean;
+  /** `ip:port` of every target tgfed registered and has not deregistered. */
+  readonly owned: Set<string>;
+  readonly last: ReconcileRecord | undefined;
+  readonly held: HeldDeregistration | undefined;
+}
+
+function parseJson<T>(key: string, text: string | undefined): T | undefined {
+  if (text === undefined || text === '') return undefined;
+  try {
+    return JSON.parse(text) as T;
+  } catch (err) {
+    throw new StoredValueError(`${key} holds invalid JSON`, { cause: err });
+  }
+}
+
+function number(text: string | undefined): number {
+  const n = Number(text);
+  return Number.isFinite(n) ? n : 0;
+}
+
+/**
+ * The workers' state of each target group in Redis (DESIGN.md, State): the actual targets, the
+ * targets tgfed owns, the last reconcile and held operations. Every key of a group carries its
+ * hash tag, like its pool assignment, so each write is one slot:
+ *
+ * ```
+ * <prefix>:{tg:<arn>}:meta    hash  definition, describedAtMs, actualValid, nextDriftAtMs,
+ *                                   refresh, last (JSON), held (JSON)
+ * <prefix>:{tg:<arn>}:actual  hash  ip:port → ELB health state
+ * <prefix>:{tg:<arn>}:owned   set   ip:port tgfed registered (written *before* RegisterTargets)
+ * <prefix>:tg-schedule        zset  arn → when the group next needs a reconcile without a change
+ *                                   (drift check, retry, follow-up); also the index of groups
+ * <prefix>:tg-held            hash  held operation id → arn
+ * ```
+ *
+ * The two index keys are small (one entry per group) and are never in a multi-key operation
+ * with the per-group keys.
+ */
+export class TargetGroupRecords {
+  readonly #redis: RedisClient;
+  readonly prefix: string;
+
+  constructor(redis: RedisClient, prefix = 'tgfed') {
+    this.#redis = redis;
+    this.prefix = prefix;
+  }
+
+  metaKey(arn: string): string {
+    return `${this.prefix}:{tg:${arn}}:meta`;
+  }
+
+  actualKey(arn: string): string {
+    return `${this.prefix}:{tg:${arn}}:actual`;
+  }
+
+  ownedKey(arn: string): string {
+    return `${this.prefix}:{tg:${arn}}:owned`;
+  }
+
+  scheduleKey(): string {
+    return `${this.prefix}:tg-schedule`;
+  }
+
+  heldKey(): string {
+    return `${this.prefix}:tg-held`;
+  }
+
+  /** Reads everything stored of a group (empty values for a group never reconciled). */
+  async read(arn: string): Promise<TargetGroupRecord> {
+    const [meta, actual, owned] = await Promise.all([
+      this.#redis.hgetall(this.metaKey(arn)),
+      this.#redis.hgetall(this.actualKey(arn)),
+      this.#redis.smembers(this.ownedKey(arn)),
+    ]);
+    return {
+      definition: parseJson<TargetGroup>(this.metaKey(arn), meta.definition),
+      actual: new Map(Object.entries(actual).map(([k, v]) => [k, targetHealthState(v)])),
+      actualValid: meta.actualValid === '1',
+      describedAtMs: number(meta.describedAtMs),
+      nextDriftAtMs: number(meta.nextDriftAtMs),
+      refreshRequested: meta.refresh === '1',
+      owned: new Set(owned),
+      last: parseJson<ReconcileRecord>(this.metaKey(arn), meta.last),
+      held: parseJson<HeldDeregistration>(this.metaKey(arn), meta.held),
+    };
+  }
+
+  /** Every group ever reconciled or scheduled, sorted. */
+  async groups(): Promise<string[]> {
+    return (await this.#redis.zrange(this.scheduleKey(), 0, -1)).sort();
+  }
+
+  /**
+   * Starts a reconcile: the definition is kept and the actual cache is marked untrusted until
+   * {@link finish}, so a worker killed in between leaves the next one a describe to do.
+   */
+  async begin(arn: string, definition: TargetGroup | undefined): Promise<void> {
+    const fields: Record<string, string> = { actualValid: '0' };
+    if (definition !== undefined) fields.definition = JSON.stringify(definition);
+    await this.#redis.hset(this.metaKey(arn), fields);
+  }
+
+  /** Replaces the actual cache with what DescribeTargetHealth returned. */
+  async described(
+    arn: string,
+    actual: ReadonlyMap<string, TargetHealthState>,
+    atMs: number,
+    nextDriftAtMs: number,
+  ): Promise<void> {
+    const multi = this.#redis.multi().del(this.actualKey(arn));
+    if (actual.size > 0) multi.hset(this.actualKey(arn), Object.fromEntries(actual));
+    multi.hset(this.metaKey(arn), {
+      describedAtMs: String(atMs),
+      nextDriftAtMs: String(nextDriftAtMs),
+      refresh: '0',
+    });
+    execOrThrow(await multi.exec());
+  }
+
+  /** Records ownership of targets about to be registered (before RegisterTargets). */
+  async claim(arn: string, keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.#redis.sadd(this.ownedKey(arn), ...keys);
+  }
+
+  /** Records targets just registered: `initial` until the next describe. */
+  async registered(arn: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    await this.#redis.hset(
+      this.actualKey(arn),
+      Object.fromEntries(keys.map((k) => [k, 'initial'])),
+    );
+  }
+
+  /** Records targets just deregistered: draining, and no longer owned. */
+  async deregistered(arn: string, keys: readonly string[]): Promise<void> {
+    if (keys.length === 0) return;
+    const multi = this.#redis
+      .multi()
+      .hset(this.actualKey(arn), Object.fromEntries(keys.map((k) => [k, 'draining'])))
+      .srem(this.ownedKey(arn), ...keys);
+    execOrThrow(await multi.exec());
+  }
+
+  /** Forgets owned targets that are neither registered nor desired (gone behind tgfed's back). */
+  async disown(arn: string, keys: readonly string[]): Promise<void> {
+    if (keys.length > 0) await this.#redis.srem(this.ownedKey(arn), ...keys);
+  }
+
+  /** Ends a reconcile: its record, the held operation, and when the group is next due. */
+  async finish(
+    arn: string,
+    result: {
+      record: ReconcileRecord;
+      actualValid: boolean;
+      held: HeldDeregistration | undefined;
+      nextDueAtMs: number;
+    },
+  ): Promise<void> {
+    const before = await this.#redis.hget(this.metaKey(arn), 'held');
+    const previous = parseJson<HeldDeregistration>(this.metaKey(arn), before ?? undefined);
+    const meta = this.#redis.multi();
+    meta.hset(this.metaKey(arn), {
+      last: JSON.stringify(result.record),
+      actualValid: result.actualValid ? '1' : '0',
+    });
+    if (result.held === undefined) meta.hdel(this.metaKey(arn), 'held');
+    else meta.hset(this.metaKey(arn), 'held', JSON.stringify(result.held));
+    execOrThrow(await meta.exec());
+    if (previous !== undefined && previous.id !== result.held?.id) {
+      await this.#redis.hdel(this.heldKey(), previous.id);
+    }
+    if (result.held !== undefined) await this.#redis.hset(this.heldKey(), result.held.id, arn);
+    await this.schedule(arn, result.nextDueAtMs);
+  }
+
+  /** Sets when the group next needs a reconcile without a change (drift check, retry). */
+  async schedule(arn: string, dueAtMs: number): Promise<void> {
+    await this.#redis.zadd(this.scheduleKey(), dueAtMs, arn);
+  }
+
+  /** Groups due by `nowMs`, oldest first, at most `limit`. */
+  async due(nowMs: number, limit: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(this.scheduleKey(), '-inf', nowMs, 'LIMIT', 0, limit);
+  }
+
+  /** Asks the next reconcile to describe the group first (TriggerReconcile `refresh`). */
+  async requestRefresh(arn: string): Promise<void> {
+    await this.#redis.hset(this.metaKey(arn), 'refresh', '1');
+  }
+
+  /** Every held operation, by id. */
+  async heldOperations(): Promise<HeldDeregistration[]> {
+    const index = await this.#redis.hgetall(this.heldKey());
+    const held: HeldDeregistration[] = [];
+    for (const arn of new Set(Object.values(index))) {
+      const record = await this.read(arn);
+      if (record.held !== undefined) held.push(record.held);
+    }
+    return held.sort((a, b) => a.heldSinceMs - b.heldSinceMs || (a.id < b.id ? -1 : 1));
+  }
+
+  /**
+   * Marks a held operation released (the operator override); the group's next reconcile applies
+   * it once. Undefined when no operation with that id is held.
+   */
+  async release(id: string, releasedBy: string): Promise<HeldDeregistration | undefined> {
+    const arn = await this.#redis.hget(this.heldKey(), id);
+    if (arn === null) return undefined;
+    const key = this.metaKey(arn);
+    const held = parseJson<HeldDeregistration>(key, (await this.#redis.hget(key, 'held')) ?? '');
+    if (held?.id !== id) return undefined;
+    const released: HeldDeregistration = { ...held, releasedBy };
+    await this.#redis.hset(key, 'held', JSON.stringify(released));
+    return released;
+  }
+}
+
+/** A new held-operation id (short, unique, safe in URLs and CLIs). */
+export function newHeldOperationId(): string {
+  return `held-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`;
+}
+
+function execOrThrow(results: [Error | null, unknown][] | null): void {
+  for (const [err] of results ?? []) if (err !== null) throw err;
+}
