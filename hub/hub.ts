@@ -13,6 +13,7 @@ import {
   AdminService,
   ClusterInventory,
   DesiredTargetGroupStatus,
+  QueueHeldOperationReleaser,
   QueueReconcileTrigger,
   addIntrospection,
   findProtoDir,
@@ -42,6 +43,7 @@ import {
   type SubscriptionSource,
 } from './ingest/index.js';
 import { BullMqReconcileSink } from './queue/index.js';
+import { TargetGroupRecords } from './reconcile/index.js';
 import {
   ClusterEndpointStore,
   ClusterLease,
@@ -288,9 +290,15 @@ export class Hub {
     await sync.start();
 
     const queues = this.#reconcileQueues;
+    const records = new TargetGroupRecords(redis, o.redisKeyPrefix);
     const extensions: AdminExtensions = {
-      targetGroups: new DesiredTargetGroupStatus(desiredState),
-      ...(queues === undefined ? {} : { reconcile: new QueueReconcileTrigger(bindings, queues) }),
+      targetGroups: new DesiredTargetGroupStatus(desiredState, records),
+      ...(queues === undefined
+        ? {}
+        : {
+            reconcile: new QueueReconcileTrigger(bindings, queues, records),
+            heldOperations: new QueueHeldOperationReleaser(records, queues),
+          }),
       ...this.#deps.adminExtensions,
     };
     this.#admin = new AdminService({

@@ -9,6 +9,7 @@ import {
 import { ClusterDirectory, redisSettingsOf, type CompiledWorkerOptions } from './config/index.js';
 import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
+import { selectsCluster } from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import { BullMqReconcileSink } from './queue/index.js';
 import {
@@ -141,6 +142,14 @@ export class ReconcileWorker {
       resyncTimeoutMs: o.resyncTimeoutMs,
       logger: this.#log,
       clock,
+      // A cluster that disconnects, goes stale or resyncs changes its groups' desired state
+      // without any endpoint change: those groups are reconciled now.
+      onStatusChange: (clusterId, status) => {
+        this.#reconcileGroupsOf(bindings, directory, clusterId).catch((err: unknown) =>
+          this.#log.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles of a cluster'),
+        );
+        this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
+      },
     });
     this.#clusterStatus = clusterStatus;
     clusterStatus.track(directory.list().map((c) => c.id));
@@ -191,6 +200,7 @@ export class ReconcileWorker {
         guardMinTargets: o.guardMinTargets,
         driftIntervalMs: o.driftIntervalMs,
         drainingCountsTowardCapacity: o.drainingCountsTowardCapacity,
+        followUpMs: o.followUpMs,
         clock,
         logger: this.#log,
       },
@@ -239,6 +249,24 @@ export class ReconcileWorker {
       },
       'worker consuming reconcile queues',
     );
+  }
+
+  /** Enqueues a reconcile of every group a binding selecting the cluster targets. */
+  async #reconcileGroupsOf(
+    bindings: BindingStore,
+    directory: ClusterDirectory,
+    clusterId: string,
+  ): Promise<void> {
+    const sink = this.#sink;
+    if (sink === undefined) return;
+    const labels = directory.get(clusterId)?.labels ?? {};
+    const groups = new Set<string>();
+    for (const binding of (await bindings.snapshot()).bindings) {
+      if (!selectsCluster(binding.clusters, clusterId, labels)) continue;
+      if (binding.target.$case === 'targetGroup') groups.add(binding.target.targetGroup.arn);
+      else for (const g of binding.target.pool.groups) groups.add(g.arn);
+    }
+    for (const arn of groups) await sink.request(arn, 'cluster-status');
   }
 
   /**

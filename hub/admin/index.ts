@@ -20,10 +20,13 @@ export {
 } from './admin-grpc-status.js';
 export {
   DesiredTargetGroupStatus,
+  QueueHeldOperationReleaser,
   QueueReconcileTrigger,
+  heldOperationMessage,
   type BindingSource,
   type DesiredStateResolver,
   type OperatorReconcileQueue,
+  type TargetGroupRecordSource,
 } from './desired-state-extensions.js';
 export { AdminCounters, AdminService, type AdminServiceDeps } from './admin-service.js';
 export {

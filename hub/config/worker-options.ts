@@ -66,6 +66,14 @@ export const workerOptionsSchema = z
       .boolean()
       .default(true)
       .describe("Count draining targets toward a group's capacity (AWS does not document it)"),
+    followUpMs: z
+      .number()
+      .int()
+      .min(100)
+      .default(15_000)
+      .describe(
+        'How soon a group is reconciled again while targets wait for room or health decides',
+      ),
     awsMutateRatePerSecond: rate('Register/DeregisterTargets calls per second per account', 4),
     awsMutateBurst: burst('Register/DeregisterTargets burst per account and region', 20),
     awsDescribeRatePerSecond: rate('Describe* calls per second per account and region', 50),

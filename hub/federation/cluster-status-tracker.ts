@@ -25,6 +25,12 @@ export interface ClusterStatusTrackerOptions {
   resyncTimeoutMs?: number;
   /** How often {@link ClusterStatusTracker.start} re-reads Redis. @default 1000 */
   refreshIntervalMs?: number;
+  /**
+   * Called after a refresh for each tracked cluster whose status changed since the previous
+   * refresh, including changes that come with time (its grace period or resync timeout ran
+   * out): groups it feeds need a reconcile although no endpoint changed.
+   */
+  onStatusChange?: (clusterId: string, status: ClusterStatus, previous: ClusterStatus) => void;
   /** Called once per cluster and storage epoch when the resync timeout passes without SYNCED. */
   onResyncTimeout?: (clusterId: string, storageEpoch: string) => void;
   /** @default Date.now */
@@ -57,6 +63,8 @@ export class ClusterStatusTracker implements ClusterStatusSource {
   readonly #resyncTimeoutMs: number;
   readonly #refreshIntervalMs: number;
   readonly #onResyncTimeout: ((clusterId: string, storageEpoch: string) => void) | undefined;
+  readonly #onStatusChange: ClusterStatusTrackerOptions['onStatusChange'];
+  readonly #reported = new Map<string, ClusterStatus>();
   readonly #clock: () => number;
   readonly #log: Logger;
   readonly #tracked = new Set<string>();
@@ -81,6 +89,7 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     this.#resyncTimeoutMs = nonNegative('resyncTimeoutMs', options.resyncTimeoutMs ?? 600_000);
     this.#refreshIntervalMs = nonNegative('refreshIntervalMs', options.refreshIntervalMs ?? 1_000);
     this.#onResyncTimeout = options.onResyncTimeout;
+    this.#onStatusChange = options.onStatusChange;
     this.#clock = options.clock ?? Date.now;
     this.#log = (options.logger ?? silentLogger()).child({ component: 'cluster-status' });
     // A cold start: the hub learns now what it did not see before.
@@ -154,6 +163,29 @@ export class ClusterStatusTracker implements ClusterStatusSource {
       const o = observed[i];
       if (o !== undefined) this.#observed.set(id, o);
     });
+    if (this.#onStatusChange !== undefined) this.#reportChanges(this.#onStatusChange, ids);
+  }
+
+  #reportChanges(
+    listener: NonNullable<ClusterStatusTrackerOptions['onStatusChange']>,
+    ids: readonly string[],
+  ): void {
+    for (const id of ids) {
+      const status = this.status(id);
+      const previous = this.#reported.get(id);
+      this.#reported.set(id, status);
+      if (
+        previous !== undefined &&
+        (previous.connection !== status.connection ||
+          previous.awaitingResync !== status.awaitingResync)
+      ) {
+        try {
+          listener(id, status, previous);
+        } catch (err) {
+          this.#log.warn({ err, cluster: id }, 'cluster status listener failed');
+        }
+      }
+    }
   }
 
   status(clusterId: string): ClusterStatus {

@@ -19,7 +19,7 @@ import type { RedisClient } from '../state/index.js';
  */
 
 /** Why a reconcile was requested. A hint for logs and metrics: coalescing keeps the first one. */
-export type ReconcileReason = 'endpoints' | 'binding' | 'drift' | 'operator';
+export type ReconcileReason = 'endpoints' | 'binding' | 'cluster-status' | 'drift' | 'operator';
 
 /** The data of one reconcile job. */
 export interface ReconcileRequest {

@@ -85,7 +85,8 @@ function compareText(a: string, b: string): number {
  * - Only owned targets are ever deregistered, so foreign targets in a shared group stay.
  * - Make before break: registrations that fit come first; if the group is full, the rest go in
  *   after the deregistrations, into the room they free — never over `capacity`.
- * - A stale cluster's target (`withdrawIfUnhealthy`) goes only when ELB reports it unhealthy.
+ * - A stale cluster's target (`withdrawIfUnhealthy`) goes only when ELB reports it unhealthy,
+ *   and is not registered again.
  * - The guard holds every deregistration of a reconcile that would remove more than
  *   `guard.maxShare` of tgfed's present targets (and at least `guard.minTargets`), unless the
  *   removal follows a binding deletion or an operator released it.
@@ -96,9 +97,13 @@ export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
   const az = input.availabilityZone;
 
   const toRegister: string[] = [];
-  for (const key of desired.keys()) {
+  for (const [key, target] of desired) {
     const state = actual.get(key);
-    if (state === undefined || !isPresent(state)) toRegister.push(key);
+    // A stale cluster's target is kept while present, never added back: once withdrawn for
+    // being unhealthy it would otherwise flap in and out.
+    if ((state === undefined || !isPresent(state)) && !target.withdrawIfUnhealthy) {
+      toRegister.push(key);
+    }
   }
 
   const remove: string[] = [];

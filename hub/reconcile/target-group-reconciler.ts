@@ -261,6 +261,8 @@ export class TargetGroupReconciler {
         !stored.actualValid ||
         stored.refreshRequested ||
         watchesHealth ||
+        // Targets waiting for room: only a describe tells whether the draining ones are gone.
+        (stored.last?.waitingForCapacity ?? 0) > 0 ||
         startedAtMs >= stored.nextDriftAtMs
       ) {
         const described = await this.#describe(api, definition, progress, context.signal);

@@ -39,7 +39,8 @@ export type RedisSettings = (
 export interface CommonRedisSettings {
   /**
    * A command that gets no reply within this time fails (instead of waiting for a reconnect
-   * forever), so a lease holder notices an unreachable Redis before its lease runs out.
+   * forever), so a lease holder notices an unreachable Redis before its lease runs out. 0 sets
+   * no timeout: for connections that block on purpose (BullMQ workers).
    * @default 5000
    */
   readonly commandTimeoutMs?: number;
@@ -62,7 +63,9 @@ function hostPort(address: string): { host: string; port: number } {
  * Redis restart stalls writes instead of failing them) up to `commandTimeoutMs`.
  */
 export function createRedis(settings: RedisSettings): RedisClient {
-  const commandTimeout = settings.commandTimeoutMs ?? 5_000;
+  // ioredis arms a timer for any number, 0 included.
+  const timeoutMs = settings.commandTimeoutMs ?? 5_000;
+  const commandTimeout = timeoutMs > 0 ? timeoutMs : undefined;
   switch (settings.mode) {
     case 'standalone':
       return new Redis(settings.url, { maxRetriesPerRequest: null, commandTimeout });

@@ -186,6 +186,18 @@ describe('planReconcile', () => {
     expect(plan.watchedForHealth).toBe(3);
   });
 
+  it('does not register a stale cluster target again once it is gone', () => {
+    const plan = planReconcile(
+      input({
+        desired: desired(['10.0.0.1:80', '10.0.0.2:80'], { withdrawIfUnhealthy: true }),
+        actual: actual({ '10.0.0.1:80': 'healthy', '10.0.0.2:80': 'draining' }),
+        owned: new Set(['10.0.0.1:80']),
+      }),
+    );
+    expect(plan.registerFirst).toEqual([]);
+    expect(plan.deregister).toEqual([]);
+  });
+
   it('never plans a group over its capacity: a full group waits for room', () => {
     const present = ips(0, 8);
     const plan = planReconcile(

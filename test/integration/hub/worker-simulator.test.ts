@@ -1,0 +1,210 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  startElbv2Simulator,
+  type Elbv2SimulatorServer,
+} from '../../../hub/aws/simulator/index.js';
+import { ReconcileOutcome } from '../../../shared/index.js';
+import { waitFor } from '../../env/wait-for.js';
+import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
+import { TestFederation, webIp } from '../../support/test-federation.js';
+
+// The workers against tgfed's own ELBv2 simulator, which models what moto does not: the
+// target quota, health states, draining, and throttling. Every test has its own group(s).
+
+const clusters = [
+  { id: 'east', block: 1 },
+  { id: 'west', block: 2 },
+];
+
+let sim: Elbv2SimulatorServer;
+let fed: TestFederation;
+let groupCount = 0;
+
+function newGroup(options: { capacity?: number } = {}): string {
+  groupCount++;
+  return sim.simulator.createTargetGroup({
+    account: ACCOUNT,
+    region: REGION,
+    name: `sim-web-${groupCount}`,
+    port: 8080,
+    ...(options.capacity === undefined ? {} : { capacity: options.capacity }),
+  });
+}
+
+/** `ip:port` of the group's registered (not draining) targets, sorted. */
+function registered(arn: string): string[] {
+  return sim.simulator
+    .targets(arn)
+    .filter((t) => t.state !== 'draining')
+    .map((t) => `${t.id}:${t.port}`)
+    .sort();
+}
+
+function expected(block: number, hosts: readonly number[]): string[] {
+  return hosts.map((h) => `${webIp(block, h)}:8080`).sort();
+}
+
+async function converged(arn: string, want: string[], what: string): Promise<void> {
+  await waitFor(() => JSON.stringify(registered(arn)) === JSON.stringify(want), {
+    what,
+    timeoutMs: 20_000,
+  });
+}
+
+function range(from: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => from + i);
+}
+
+beforeAll(async () => {
+  sim = await startElbv2Simulator({ rateLimits: false, deregistrationDelayMs: 300 });
+  fed = new TestFederation({
+    name: 'wsim',
+    redisUrl: inject('redisUrl'),
+    clusters,
+    hubSettings: { disconnectedGraceMs: 1_500 },
+    workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5 },
+  });
+  await fed.start();
+  await fed.startWorker({
+    awsClients: {
+      elbv2: {
+        endpoint: sim.url,
+        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
+      },
+      sts: { endpoint: sim.url },
+    },
+  });
+});
+
+afterAll(async () => {
+  await fed?.close();
+  await sim?.close();
+});
+
+describe('ReconcileWorker against the ELBv2 simulator', () => {
+  it('coalesces many changes within a debounce window into one RegisterTargets call per chunk', async () => {
+    const arn = newGroup();
+    await fed.applyBinding(
+      binding({
+        name: 'coalesce',
+        clusters: { names: ['east'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    fed.setEndpoints('east', range(1, 3));
+    await converged(arn, expected(1, range(1, 3)), 'the first three targets');
+    sim.simulator.resetCalls();
+
+    // 30 changes, each its own batch, well within the 200 ms debounce window.
+    for (let n = 4; n <= 33; n++) fed.setEndpoints('east', range(1, n));
+    await converged(arn, expected(1, range(1, 33)), 'all 33 targets');
+    const registers = sim.simulator.calls({ targetGroupArn: arn, action: 'RegisterTargets' });
+    expect(registers.length).toBeLessThanOrEqual(2);
+    expect(registers.reduce((n, c) => n + c.targets, 0)).toBe(30);
+    expect(sim.simulator.calls({ targetGroupArn: arn, action: 'DescribeTargetHealth' })).toEqual(
+      [],
+    );
+    const status = await fed.status(arn);
+    expect(status).toMatchObject({ desiredTargets: 33, actualTargets: 33, ownedTargets: 33 });
+    expect(status?.inSync).toBe(true);
+  });
+
+  it('never exceeds a full group’s quota: new targets wait for the old ones to drain', async () => {
+    const arn = newGroup({ capacity: 4 });
+    await fed.applyBinding(
+      binding({
+        name: 'quota',
+        services: { namespace: 'shop', name: 'web' },
+        clusters: { names: ['west'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn, capacity: 4 }) },
+      }),
+    );
+    fed.setEndpoints('west', range(1, 4));
+    await converged(arn, expected(2, range(1, 4)), 'a full group');
+    // A rolling restart of two pods: two new addresses, two old ones gone.
+    fed.setEndpoints('west', [1, 2, 11, 12]);
+    await converged(arn, expected(2, [1, 2, 11, 12]), 'the replaced targets');
+    const refused = sim.simulator.calls({ targetGroupArn: arn }).filter((c) => c.errorCode);
+    expect(refused).toEqual([]);
+  });
+
+  it('backs off through a throttling storm and still converges', async () => {
+    const arn = newGroup();
+    sim.simulator.injectFault({
+      targetGroupArn: arn,
+      action: 'RegisterTargets',
+      code: 'Throttling',
+      times: 4,
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'storm',
+        clusters: { names: ['east'], labels: undefined },
+        port: { port: { $case: 'number', number: 8080 } },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    await converged(arn, expected(1, range(1, 33)), 'the group after the storm');
+    const throttled = sim.simulator.calls({ targetGroupArn: arn, errorCode: 'Throttling' });
+    expect(throttled).toHaveLength(4);
+    const status = await fed.status(arn);
+    expect(status?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
+  });
+
+  it('holds a mass deregistration until an operator releases it', async () => {
+    const arn = newGroup();
+    await fed.applyBinding(
+      binding({
+        name: 'guarded',
+        clusters: { names: ['west'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    fed.setEndpoints('west', range(1, 10));
+    await converged(arn, expected(2, range(1, 10)), 'ten targets');
+    fed.setEndpoints('west', [1, 2]);
+    const held = await waitFor(async () => (await fed.status(arn))?.heldOperations[0], {
+      what: 'the guard to hold the removal',
+      timeoutMs: 20_000,
+    });
+    expect(held).toMatchObject({ deregistrations: 8, targetsBefore: 10, targetGroupArn: arn });
+    expect(registered(arn)).toEqual(expected(2, range(1, 10)));
+    expect((await fed.status(arn))?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_HELD);
+
+    await fed.release(held.id);
+    await converged(arn, expected(2, [1, 2]), 'the released removal');
+    expect((await fed.status(arn))?.heldOperations).toEqual([]);
+  });
+
+  it('after the grace period withdraws only the targets ELB reports unhealthy', async () => {
+    const arn = newGroup();
+    await fed.applyBinding(
+      binding({
+        name: 'stale',
+        clusters: { names: ['east'], labels: undefined },
+        port: { port: { $case: 'number', number: 8080 } },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    await converged(arn, expected(1, range(1, 33)), 'the east targets');
+    sim.simulator.setTargetHealth(arn, webIp(1, 5), 8080, 'unhealthy');
+    sim.simulator.setTargetHealth(arn, webIp(1, 6), 8080, 'unhealthy');
+    await fed.agent('east').publisher.close();
+    fed.agents.delete('east');
+    await converged(
+      arn,
+      expected(
+        1,
+        range(1, 33).filter((h) => h !== 5 && h !== 6),
+      ),
+      'the unhealthy stale targets to be withdrawn',
+    );
+    // The healthy ones stay for good (the default policy), checked again after a follow-up.
+    const reconciles = (await fed.records.read(arn)).last?.startedAtMs ?? 0;
+    await waitFor(async () => ((await fed.records.read(arn)).last?.startedAtMs ?? 0) > reconciles, {
+      what: 'another reconcile of the stale group',
+      timeoutMs: 30_000,
+    });
+    expect(registered(arn)).toHaveLength(31);
+  });
+});
