@@ -175,7 +175,7 @@ export class TestFederation {
   }
 
   applyBinding(binding: Binding): Promise<ApplyBindingResponse> {
-    return unary(
+    return unary<ApplyBindingRequest, ApplyBindingResponse>(
       this.admin.applyBinding.bind(this.admin),
       { binding, dryRun: false },
       this.adminToken,
