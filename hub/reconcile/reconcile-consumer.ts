@@ -56,6 +56,21 @@ export interface ReconcileJobResult {
   readonly calls: number;
 }
 
+/** How long a close waits for cancelled reconciles before it gives up on them. */
+const CANCEL_WAIT_MS = 2_000;
+
+async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = await Promise.race([
+    promise.then(() => true),
+    new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  return settled;
+}
+
 function requestOf(job: Job<ReconcileRequest>): ReconcileRequest {
   const data = job.data as Partial<ReconcileRequest> | undefined;
   if (typeof data?.targetGroupArn !== 'string' || data.targetGroupArn === '') {
@@ -145,25 +160,22 @@ export class ReconcileConsumer {
   }
 
   /**
-   * Stops taking jobs and lets running reconciles finish within `graceMs`; then closes
-   * forcibly (an interrupted reconcile is taken over by another worker when its lock expires;
-   * its group's cache is marked untrusted, so the next one describes first). Idempotent.
+   * Stops taking jobs and lets running reconciles finish within `graceMs`; then cancels them
+   * (their AWS calls are aborted) and stops waiting after `CANCEL_WAIT_MS` more. A reconcile cut
+   * short is taken over by another worker when its lock expires, and its group's cache is marked
+   * untrusted, so the next reconcile describes first. Idempotent.
    */
   async close(graceMs = 20_000): Promise<void> {
     if (this.#state === 'closing' || this.#state === 'closed') return;
     this.#setState('closing');
-    const graceful = Promise.allSettled(this.#workers.map((w) => w.close()));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      graceful.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), graceMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      this.#log.warn({ graceMs }, 'reconciles did not finish in time: closing forcibly');
-      await Promise.allSettled(this.#workers.map((w) => w.close(true)));
+    // BullMQ memoizes close(): a forced close after a graceful one would wait just the same.
+    const closed = Promise.allSettled(this.#workers.map((w) => w.close()));
+    if (!(await settlesWithin(closed, graceMs))) {
+      this.#log.warn({ graceMs }, 'reconciles did not finish in time: cancelling them');
+      for (const worker of this.#workers) worker.cancelAllJobs('worker shutting down');
+      if (!(await settlesWithin(closed, CANCEL_WAIT_MS))) {
+        this.#log.warn('reconciles ignored cancellation: leaving them to expire their locks');
+      }
     }
     this.#setState('closed');
   }
