@@ -176,6 +176,18 @@ interface Progress {
   readonly invalid: string[];
 }
 
+/** What the steps of one reconcile share. */
+interface ReconcileRun {
+  readonly arn: string;
+  readonly api: TargetGroupApi;
+  readonly definition: TargetGroup;
+  /** The group's targets as they are now, updated after every call. */
+  readonly live: Map<string, TargetHealthState>;
+  readonly owned: Set<string>;
+  readonly progress: Progress;
+  readonly context: ReconcileContext;
+}
+
 const MAX_LISTED_INVALID = 20;
 
 /**
@@ -313,27 +325,10 @@ export class TargetGroupReconciler {
       }
 
       const live = new Map(actual);
-      await this.#register(
-        arn,
-        api,
-        definition,
-        plan.registerFirst,
-        live,
-        owned,
-        progress,
-        context,
-      );
-      await this.#deregister(arn, api, definition, plan.deregister, live, owned, progress, context);
-      await this.#register(
-        arn,
-        api,
-        definition,
-        plan.registerAfter,
-        live,
-        owned,
-        progress,
-        context,
-      );
+      const run: ReconcileRun = { arn, api, definition, live, owned, progress, context };
+      await this.#register(run, plan.registerFirst);
+      await this.#deregister(run, plan.deregister);
+      await this.#register(run, plan.registerAfter);
       if (plan.disown.length > 0) {
         await this.#records.disown(arn, plan.disown);
         for (const key of plan.disown) owned.delete(key);
@@ -494,16 +489,8 @@ export class TargetGroupReconciler {
     return new Map(observed.map((t) => [targetKey(t.id, t.port), t.state]));
   }
 
-  async #register(
-    arn: string,
-    api: TargetGroupApi,
-    definition: TargetGroup,
-    targets: readonly PlannedTarget[],
-    live: Map<string, TargetHealthState>,
-    owned: Set<string>,
-    progress: Progress,
-    context: ReconcileContext,
-  ): Promise<void> {
+  async #register(run: ReconcileRun, targets: readonly PlannedTarget[]): Promise<void> {
+    const { arn, api, definition, live, owned, progress, context } = run;
     for (const part of chunk(targets, this.options.chunkSize)) {
       const keys = part.map((t) => t.key);
       // Ownership first: a worker killed after the call still knows the targets are its own.
@@ -529,16 +516,8 @@ export class TargetGroupReconciler {
     }
   }
 
-  async #deregister(
-    arn: string,
-    api: TargetGroupApi,
-    definition: TargetGroup,
-    targets: readonly PlannedTarget[],
-    live: Map<string, TargetHealthState>,
-    owned: Set<string>,
-    progress: Progress,
-    context: ReconcileContext,
-  ): Promise<void> {
+  async #deregister(run: ReconcileRun, targets: readonly PlannedTarget[]): Promise<void> {
+    const { arn, api, definition, live, owned, progress, context } = run;
     for (const part of chunk(targets, this.options.chunkSize)) {
       const applied = await this.#apply(part, progress, context, 'DeregisterTargets', (targets) => {
         progress.calls.deregister++;

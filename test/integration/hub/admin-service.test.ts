@@ -364,9 +364,17 @@ describe('AdminService', () => {
     const alerts = await refusal(call(client, 'listAlerts', {}, readOnlyToken));
     expect(alerts.code).toBe(grpc.status.UNIMPLEMENTED);
     expect(alerts.details).toContain('alert evaluation');
+  });
+
+  it('answers NOT_FOUND for releasing a held operation that does not exist, and refuses read-only callers', async () => {
+    const client = adminClient();
     const release = await refusal(call(client, 'releaseHeldOperation', { id: 'op-1' }, adminToken));
-    expect(release.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(release.details).toContain('mass-deregistration guard');
+    expect(release.code).toBe(grpc.status.NOT_FOUND);
+    expect(release.details).toContain('op-1');
+    const readOnly = await refusal(
+      call(client, 'releaseHeldOperation', { id: 'op-1' }, readOnlyToken),
+    );
+    expect(readOnly.code).toBe(grpc.status.PERMISSION_DENIED);
   });
 
   it('triggers a reconcile for an admin into the group’s shard queue; read-only and unknown groups are refused', async () => {
