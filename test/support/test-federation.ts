@@ -26,7 +26,7 @@ import {
 } from '../../shared/index.js';
 import { endpointSlice } from './endpoint-slices.js';
 import { TestAgent } from './test-agent.js';
-import { agentTokenOf, testHubSettings, type TestHubCluster } from './test-hub-settings.js';
+import { agentTokenOf, testHubSettings, type TestHubCluster, bearer } from './test-hub-settings.js';
 
 /** What a federation test sets up. */
 export interface TestFederationSpec {
@@ -37,12 +37,6 @@ export interface TestFederationSpec {
   hubSettings?: Record<string, unknown>;
   /** Worker settings besides the test defaults (short lock and drift interval). */
   workerSettings?: Record<string, unknown>;
-}
-
-function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
 }
 
 function unary<Req, Res>(

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { hashAdminToken } from '../../hub/admin/index.js';
@@ -15,6 +16,13 @@ export interface TestHubCluster {
 /** The bearer token a test agent of `clusterId` presents. */
 export function agentTokenOf(clusterId: string): string {
   return `token-of-${clusterId}`;
+}
+
+/** Call metadata carrying a bearer token (none when `token` is undefined). */
+export function bearer(token: string | undefined): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
+  return metadata;
 }
 
 /** What differs between the hub tests; everything else is shared. */

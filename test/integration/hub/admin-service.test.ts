@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
+import { bearer } from '../../support/test-hub-settings.js';
 import { loadSync } from '@grpc/proto-loader';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -74,12 +75,6 @@ function adminClient(cert?: TestKeyPair): AdminServiceClient {
   );
   clients.push(client);
   return client;
-}
-
-function bearer(token: string | undefined): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  if (token !== undefined) metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
 }
 
 type Unary<Req, Res> = (

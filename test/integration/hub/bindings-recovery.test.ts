@@ -18,7 +18,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { HoldableRelay } from '../../support/holdable-relay.js';
-import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
+import { agentTokenOf, testHubSettings, bearer } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 // A private redis-server: this file FLUSHALLs it, which the shared one must never see.
@@ -41,12 +41,6 @@ let admin: AdminServiceClient;
 const keys = new StateKeys(keyPrefix);
 const relays = new Map<string, HoldableRelay>();
 const agents = new Map<string, TestAgent>();
-
-function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
 
 function applyBinding(b: Binding): Promise<ApplyBindingResponse> {
   return new Promise((resolve, reject) =>

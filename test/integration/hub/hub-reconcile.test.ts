@@ -23,7 +23,7 @@ import {
 import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
-import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
+import { agentTokenOf, testHubSettings, bearer } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 const adminToken = 'admin-token-of-the-reconcile-test';
@@ -40,12 +40,6 @@ let redis: Redis;
 let keyPrefix: string;
 let admin: AdminServiceClient;
 const agents = new Map<string, TestAgent>();
-
-function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
 
 function listClusters(): Promise<Cluster[]> {
   return new Promise((resolve, reject) =>

@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import * as grpc from '@grpc/grpc-js';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { GroupDesiredState } from '../../../hub/federation/target-group-desired-state.js';
@@ -23,7 +22,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { HoldableRelay } from '../../support/holdable-relay.js';
-import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
+import { agentTokenOf, testHubSettings, bearer } from '../../support/test-hub-settings.js';
 import { TestAgent } from '../../support/test-agent.js';
 
 // A private redis-server: this file FLUSHALLs it, which the shared one must never see.
@@ -43,12 +42,6 @@ let hub: Hub;
 const keys = new StateKeys(keyPrefix);
 const relays = new Map<string, HoldableRelay>();
 const agents = new Map<string, TestAgent>();
-
-function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
 
 function webSlice(block: number, hosts: readonly number[]) {
   return endpointSlice({

@@ -19,7 +19,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice } from '../../support/endpoint-slices.js';
 import { sortedEntries, TestAgent } from '../../support/test-agent.js';
-import { agentTokenOf, testHubSettings } from '../../support/test-hub-settings.js';
+import { agentTokenOf, testHubSettings, bearer } from '../../support/test-hub-settings.js';
 
 const adminToken = 'admin-token-of-the-redis-sentinel-test';
 const clusters = [
@@ -35,12 +35,6 @@ let sentinel: RedisSentinelSetup;
 let hub: Hub;
 let admin: AdminServiceClient;
 const agents = new Map<string, TestAgent>();
-
-function bearer(token: string): grpc.Metadata {
-  const metadata = new grpc.Metadata();
-  metadata.set('authorization', `Bearer ${token}`);
-  return metadata;
-}
 
 function listClusters(): Promise<Cluster[]> {
   return new Promise((resolve, reject) =>
