@@ -87,9 +87,12 @@ function compareText(a: string, b: string): number {
  *   after the deregistrations, into the room they free — never over `capacity`.
  * - A stale cluster's target (`withdrawIfUnhealthy`) goes only when ELB reports it unhealthy,
  *   and is not registered again.
- * - The guard holds every deregistration of a reconcile that would remove more than
- *   `guard.maxShare` of tgfed's present targets (and at least `guard.minTargets`), unless the
- *   removal follows a binding deletion or an operator released it.
+ * - The guard holds every deregistration of a reconcile that would shrink the group by more
+ *   than `guard.maxShare` of tgfed's present targets (and remove at least `guard.minTargets`),
+ *   unless the removal follows a binding deletion or an operator released it. The shrink is
+ *   net of the registrations this reconcile makes: a rolling restart replaces targets (new
+ *   addresses registered first, old ones removed) and leaves the group as large as before, so
+ *   it is never held; an agent reporting its endpoints gone is.
  * - While deregistrations are blocked (clusters awaiting resync) none is planned.
  */
 export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
@@ -133,6 +136,18 @@ export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
   remove.sort(compareText);
   toRegister.sort(compareText);
 
+  let occupied = 0;
+  for (const state of actual.values()) {
+    if (isPresent(state) || input.drainingCountsTowardCapacity) occupied++;
+  }
+  const roomNow = Math.max(0, input.capacity - occupied);
+  // Registrations this reconcile can make if the removals go ahead (they free room only when
+  // draining targets do not count), so the guard weighs what the group loses, net.
+  const replacing = Math.min(
+    toRegister.length,
+    roomNow + (input.drainingCountsTowardCapacity ? 0 : remove.length),
+  );
+
   let deregister: string[] = [];
   let held: ReconcilePlan['held'];
   let blockedDeregistrations = 0;
@@ -141,19 +156,13 @@ export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
   } else if (
     input.bypass === undefined &&
     remove.length >= input.guard.minTargets &&
-    remove.length > input.guard.maxShare * targetsBefore
+    remove.length - replacing > input.guard.maxShare * targetsBefore
   ) {
     held = { deregistrations: remove.length, targetsBefore };
   } else {
     deregister = remove;
   }
   const removing = new Set(deregister);
-
-  let occupied = 0;
-  for (const state of actual.values()) {
-    if (isPresent(state) || input.drainingCountsTowardCapacity) occupied++;
-  }
-  const roomNow = Math.max(0, input.capacity - occupied);
   const first = toRegister.slice(0, roomNow);
   const freed = input.drainingCountsTowardCapacity ? 0 : removing.size;
   const after = toRegister.slice(first.length, first.length + freed);

@@ -113,6 +113,42 @@ describe('planReconcile', () => {
     expect(plan.held).toEqual({ deregistrations: 6, targetsBefore: 10 });
   });
 
+  it('weighs the net shrink: a rolling restart replacing every target is not held', () => {
+    const old = ips(0, 10);
+    const replacements = ips(100, 10);
+    const restart = planReconcile(
+      input({
+        desired: desired(replacements),
+        actual: actual(Object.fromEntries(old.map((k) => [k, 'healthy' as const]))),
+        owned: new Set(old),
+      }),
+    );
+    expect(restart.held).toBeUndefined();
+    expect(keys(restart.registerFirst).sort()).toEqual([...replacements].sort());
+    expect(keys(restart.deregister).sort()).toEqual([...old].sort());
+
+    // Replacements that cannot be registered now (the group is full) do not offset removals.
+    const full = planReconcile(
+      input({
+        desired: desired(replacements),
+        actual: actual(Object.fromEntries(old.map((k) => [k, 'healthy' as const]))),
+        owned: new Set(old),
+        capacity: 10,
+      }),
+    );
+    expect(full.held).toEqual({ deregistrations: 10, targetsBefore: 10 });
+
+    // Half replaced, most of the rest gone: 8 removed, 2 registered, a net loss of 6 of 10.
+    const shrink = planReconcile(
+      input({
+        desired: desired(replacements.slice(0, 2)),
+        actual: actual(Object.fromEntries(old.map((k) => [k, 'healthy' as const]))),
+        owned: new Set(old.slice(0, 8)),
+      }),
+    );
+    expect(shrink.held).toEqual({ deregistrations: 8, targetsBefore: 8 });
+  });
+
   it('lets removals below the share or below the minimum count through', () => {
     const owned = ips(0, 10);
     const five = planReconcile(
