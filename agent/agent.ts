@@ -1,9 +1,13 @@
 import type { KubeConfig, V1EndpointSlice } from '@kubernetes/client-node';
 import {
+  ATTR_TGFED_CLUSTER_ID,
+  SERVICE_NAMES,
   silentLogger,
   startHealthServer,
+  startTelemetry,
   type HealthServer,
   type Logger,
+  type Telemetry,
 } from '../shared/index.js';
 import {
   ServiceEndpointSets,
@@ -11,8 +15,12 @@ import {
 } from './aggregate/service-endpoint-sets.js';
 import type { CompiledAgentOptions } from './config/agent-options.js';
 import { hubConnection } from './config/hub-connection.js';
+import { registerPublisherMetrics } from './publish/publisher-metrics.js';
 import { SyncPublisher } from './publish/sync-publisher.js';
 import { EndpointSliceWatch } from './watch/endpoint-slice-watch.js';
+
+// Time the telemetry flush gets even when the publisher's flush used the whole grace period.
+const telemetryMinFlushMs = 1_000;
 
 /** Lifecycle of the agent process. */
 export type AgentState = 'idle' | 'starting' | 'running' | 'draining' | 'closed';
@@ -23,6 +31,11 @@ export interface AgentDependencies {
   logger?: Logger;
   /** Agent version sent in hello. */
   version: string;
+  /**
+   * Metrics (and traces) of the agent; the agent shuts down only the one it created.
+   * @default `startTelemetry` configured by the `OTEL_*` variables
+   */
+  telemetry?: Telemetry;
 }
 
 /**
@@ -35,6 +48,8 @@ export class Agent {
   readonly sets: ServiceEndpointSets;
   readonly watch: EndpointSliceWatch;
   readonly publisher: SyncPublisher;
+  readonly telemetry: Telemetry;
+  readonly #ownsTelemetry: boolean;
   readonly #options: CompiledAgentOptions;
   readonly #log: Logger;
   #state: AgentState = 'idle';
@@ -45,6 +60,14 @@ export class Agent {
   constructor(options: CompiledAgentOptions, deps: AgentDependencies) {
     this.#options = options;
     this.#log = deps.logger ?? silentLogger();
+    this.#ownsTelemetry = deps.telemetry === undefined;
+    this.telemetry =
+      deps.telemetry ??
+      startTelemetry({
+        serviceName: SERVICE_NAMES.agent,
+        attributes: { [ATTR_TGFED_CLUSTER_ID]: options.clusterId },
+        logger: this.#log,
+      });
     this.sets = new ServiceEndpointSets({ includeUnnamedSlices: options.includeUnnamedSlices });
     const connection = hubConnection(options);
     this.publisher = new SyncPublisher(this.sets, {
@@ -61,6 +84,11 @@ export class Agent {
       reconnectInitialMs: options.reconnectInitialMs,
       reconnectMaxMs: options.reconnectMaxMs,
       logger: this.#log,
+    });
+    registerPublisherMetrics(this.telemetry.meter, {
+      clusterId: options.clusterId,
+      publisher: this.publisher,
+      endpoints: () => this.sets.endpointCount,
     });
     const publish = (changes: ServiceEndpointsChange[]) => {
       for (const change of changes) this.publisher.notify(change);
@@ -102,6 +130,7 @@ export class Agent {
       address: this.#options.healthAddress,
       live: () => ({ ok: this.#state !== 'closed', detail: { state: this.#state } }),
       ready: () => this.#readiness(),
+      metrics: this.telemetry.metricsEndpoint,
     });
     this.watch.start();
   }
@@ -117,6 +146,7 @@ export class Agent {
 
   async #shutdown(graceMs: number): Promise<void> {
     this.#setState('draining');
+    const deadline = Date.now() + graceMs;
     const steps: [string, () => Promise<unknown>][] = [
       ['watch', () => this.watch.close()],
       [
@@ -136,6 +166,13 @@ export class Agent {
         },
       ],
       ['publisher', () => this.publisher.close()],
+      [
+        'telemetry',
+        () =>
+          this.#ownsTelemetry
+            ? this.telemetry.shutdown(Math.max(telemetryMinFlushMs, deadline - Date.now()))
+            : Promise.resolve(),
+      ],
       ['health', () => this.#health?.close() ?? Promise.resolve()],
     ];
     for (const [name, step] of steps) {

@@ -1,8 +1,15 @@
-import type { Logger } from '../shared/index.js';
-import { silentLogger, startHealthServer, type HealthServer } from '../shared/index.js';
+import type { Logger, Telemetry } from '../shared/index.js';
+import {
+  SERVICE_NAMES,
+  silentLogger,
+  startHealthServer,
+  startTelemetry,
+  type HealthServer,
+} from '../shared/index.js';
 import {
   AwsRateLimiter,
   Elbv2TargetGroupClients,
+  InstrumentedTargetGroupApis,
   type Elbv2TargetGroupClientsOptions,
   type TargetGroupApiFactory,
 } from './aws/index.js';
@@ -11,10 +18,12 @@ import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
 import { selectsCluster } from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
-import { BullMqReconcileSink } from './queue/index.js';
+import { BullMqReconcileSink, QueueMetrics, reconcileQueueAddress } from './queue/index.js';
 import {
   ReconcileConsumer,
+  ReconcileMetrics,
   ReconcileScheduler,
+  TargetGroupGauges,
   TargetGroupReconciler,
   TargetGroupRecords,
   type ReconcileResult,
@@ -45,6 +54,11 @@ export interface ReconcileWorkerDependencies {
   onReconciled?: (result: ReconcileResult) => void;
   /** @default Date.now */
   clock?: () => number;
+  /**
+   * Metrics (and traces) of the worker; the worker shuts down only the one it created.
+   * @default `startTelemetry` configured by the `OTEL_*` variables
+   */
+  telemetry?: Telemetry;
 }
 
 /**
@@ -56,7 +70,10 @@ export interface ReconcileWorkerDependencies {
  */
 export class ReconcileWorker {
   readonly options: CompiledWorkerOptions;
+  readonly telemetry: Telemetry;
   readonly #deps: ReconcileWorkerDependencies;
+  #queueMetrics: QueueMetrics | undefined;
+  #groupGauges: TargetGroupGauges | undefined;
   readonly #log: Logger;
   #state: ReconcileWorkerState = 'idle';
   #redis: RedisClient | undefined;
@@ -75,6 +92,13 @@ export class ReconcileWorker {
     this.options = options;
     this.#deps = deps;
     this.#log = (deps.logger ?? silentLogger()).child({ component: 'worker' });
+    this.telemetry =
+      deps.telemetry ??
+      startTelemetry({
+        serviceName: SERVICE_NAMES.worker,
+        serviceInstanceId: options.workerId,
+        logger: this.#log,
+      });
   }
 
   get state(): ReconcileWorkerState {
@@ -192,8 +216,10 @@ export class ReconcileWorker {
       });
       aws = this.#clients;
     }
+    const meter = this.telemetry.meter;
+    const instrumentedAws = new InstrumentedTargetGroupApis(aws, meter, { limits: limiter, clock });
     const reconciler = new TargetGroupReconciler(
-      { desired, records, aws, limiter },
+      { desired, records, aws: instrumentedAws, limiter },
       {
         chunkSize: o.reconcileChunkSize,
         guardMaxShare: o.guardMaxShare,
@@ -219,15 +245,26 @@ export class ReconcileWorker {
     );
     this.#sink = sink;
     const onReconciled = this.#deps.onReconciled;
+    const reconcileMetrics = new ReconcileMetrics(meter);
+    this.#groupGauges = new TargetGroupGauges(meter, records);
     const consumer = new ReconcileConsumer(queueRedis, reconciler, {
       ...queueOptions,
       shards: o.workerShards,
       concurrency: o.workerConcurrency,
       lockDurationMs: o.lockDurationMs,
       logger: this.#log,
-      ...(onReconciled === undefined ? {} : { onReconciled: (result) => onReconciled(result) }),
+      onReconciled: (result) => {
+        reconcileMetrics.record(result);
+        onReconciled?.(result);
+      },
     });
     this.#consumer = consumer;
+    this.#queueMetrics = new QueueMetrics(
+      meter,
+      redis,
+      consumer.shards.map((shard) => reconcileQueueAddress(shard, consumer.queueOptions)),
+      { clock },
+    );
     await consumer.start();
     const scheduler = new ReconcileScheduler(records, sink, { clock, logger: this.#log });
     this.#scheduler = scheduler;
@@ -240,6 +277,7 @@ export class ReconcileWorker {
         ok: this.#state === 'running' && redis.status === 'ready' && queueRedis.status === 'ready',
         detail: { state: this.#state, redis: redis.status, queues: queueRedis.status },
       }),
+      metrics: this.telemetry.metricsEndpoint,
     });
     this.#log.info(
       {
@@ -285,6 +323,16 @@ export class ReconcileWorker {
       ['scheduler', () => this.#scheduler?.close()],
       ['consumer', () => this.#consumer?.close(graceMs)],
       ['queues', () => this.#sink?.close()],
+      ['queue metrics', () => this.#queueMetrics?.close()],
+      [
+        'telemetry',
+        () => {
+          this.#groupGauges?.detach();
+          return this.#deps.telemetry === undefined
+            ? this.telemetry.shutdown(Math.max(telemetryMinFlushMs, graceMs))
+            : undefined;
+        },
+      ],
       ['cluster status', () => this.#clusterStatus?.close()],
       ['health', () => this.#health?.close()],
       ['aws clients', () => Promise.resolve(this.#clients?.close())],
@@ -306,6 +354,9 @@ export class ReconcileWorker {
     this.#state = state;
   }
 }
+
+// Time the telemetry flush gets at least (a shutdown with no grace still sends the last export).
+const telemetryMinFlushMs = 1_000;
 
 async function quit(redis: RedisClient | undefined): Promise<void> {
   if (redis === undefined || redis.status === 'end') return;

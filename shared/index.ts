@@ -85,6 +85,40 @@ export {
 } from './health/health-server.js';
 export { tgfedVersion } from './version.js';
 
+// Telemetry: one setup for every component, and the names of what it records.
+export { CachedSample, type CachedSampleOptions } from './telemetry/cached-sample.js';
+export {
+  ATTR_TGFED_CLUSTER_ID,
+  LATENCY_BUCKETS_SECONDS,
+  MetricLabel,
+  MetricName,
+  SERVICE_NAMES,
+  SpanAttribute,
+  TGFED_METER_NAME,
+  type AwsCallResult,
+  type EndpointRejectionReason,
+  type HubBatchResult,
+  type HubClusterState,
+  type QueueJobState,
+  type ReconcileErrorLabel,
+  type ReconcileOutcomeLabel,
+  type TargetChange,
+} from './telemetry/names.js';
+export {
+  Telemetry,
+  startTelemetry,
+  type MetricsEndpoint,
+  type TelemetryState,
+} from './telemetry/telemetry.js';
+export {
+  compileTelemetryOptions,
+  type CompiledTelemetryOptions,
+  type MetricExporterName,
+  type OtlpProtocol,
+  type TelemetryOptions,
+  type TraceExporterName,
+} from './telemetry/telemetry-options.js';
+
 // Wire contract v1.
 export {
   Endpoint,

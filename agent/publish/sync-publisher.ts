@@ -180,6 +180,7 @@ export class SyncPublisher {
   #welcomeTimer: NodeJS.Timeout | undefined;
   #lastReceivedMs = 0;
   #idleWaiters: (() => void)[] = [];
+  readonly #ackListeners = new Set<(latencyMs: number) => void>();
 
   readonly stats: SyncPublisherStats = {
     connects: 0,
@@ -272,6 +273,15 @@ export class SyncPublisher {
   /** Changes merged into an already pending entry, over the life of the current stream. */
   get coalesced(): number {
     return this.#pending.coalesced;
+  }
+
+  /**
+   * Calls `listener` with the time from sending to acknowledgement of every acked batch (and
+   * SYNCED marker), for the ack-latency histogram. Returns the function that removes it.
+   */
+  onAck(listener: (latencyMs: number) => void): () => void {
+    this.#ackListeners.add(listener);
+    return () => this.#ackListeners.delete(listener);
   }
 
   /** Connects. Call once the source holds the cluster's full state (the watch has listed). */
@@ -630,8 +640,11 @@ export class SyncPublisher {
 
   #onAck(sequence: number): void {
     this.stats.acks++;
-    for (const seq of this.#inFlight.keys()) {
-      if (seq <= sequence) this.#inFlight.delete(seq);
+    const now = Date.now();
+    for (const [seq, sent] of this.#inFlight) {
+      if (seq > sequence) continue;
+      this.#inFlight.delete(seq);
+      for (const listener of this.#ackListeners) listener(now - sent.sentAtMs);
     }
     this.#flushNow();
   }

@@ -1,5 +1,11 @@
 /** AWS: the ELBv2 calls of a reconcile, their shared rate limits and their error classes. */
 export {
+  InstrumentedTargetGroupApis,
+  withObservedChanges,
+  type AwsCallMetricsOptions,
+  type RateLimitSource,
+} from './aws-call-metrics.js';
+export {
   AwsCallError,
   PERSISTENT_AWS_ERRORS,
   awsErrorCode,

@@ -101,6 +101,11 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     return this.#epoch;
   }
 
+  /** Every tracked cluster (listed, or asked about). */
+  clusters(): string[] {
+    return [...this.#tracked];
+  }
+
   /** Adds clusters to read on every refresh (those asked about are added on their own). */
   track(clusterIds: Iterable<string>): void {
     for (const id of clusterIds) this.#tracked.add(id);

@@ -225,6 +225,7 @@ export class ClusterSession {
         return;
       }
     }
+    const receivedAtMs = Date.now();
     this.#chain = this.#chain
       .then(async () => {
         if (this.#state === 'closed') return;
@@ -234,7 +235,7 @@ export class ClusterSession {
             break;
           case 'batch':
             this.#queued--;
-            await this.#onBatch(message.batch);
+            await this.#onBatch(message.batch, receivedAtMs);
             break;
           case 'synced':
             this.#queued--;
@@ -397,12 +398,15 @@ export class ClusterSession {
     return false;
   }
 
-  async #onBatch(batch: EndpointBatch): Promise<void> {
+  async #onBatch(batch: EndpointBatch, receivedAtMs: number): Promise<void> {
     const cache = this.#cache;
     const lease = this.#lease;
     if (cache === undefined || lease === undefined) return;
     const services = batch.changes.flatMap((c) => (c.service === undefined ? [] : [c.service]));
-    if (!this.#sequenceOk(batch.sequence, services)) return;
+    if (!this.#sequenceOk(batch.sequence, services)) {
+      this.#deps.counters.cluster(this.#clusterId).batchesRejected++;
+      return;
+    }
     this.#deps.counters.batches++;
 
     const rejections: Rejection[] = [];
@@ -463,6 +467,7 @@ export class ClusterSession {
         this.#clusterId,
         writes.map((w) => w.service),
         batch.traceContext,
+        batch.observedBaseUnixMs > 0 ? batch.observedBaseUnixMs : undefined,
       );
     }
     this.#deps.counters.endpointChanges += endpointChanges;
@@ -477,6 +482,7 @@ export class ClusterSession {
     }
     if (rejections.length > 0) {
       this.#deps.counters.rejected(this.#clusterId, rejections.length);
+      this.#countRejections(rejections);
       const first = rejections[0];
       this.#write({
         message: {
@@ -491,6 +497,25 @@ export class ClusterSession {
       });
     }
     this.#write({ message: { $case: 'ack', ack: { sequence: batch.sequence } } });
+    this.#deps.counters.batchAcked(
+      this.#clusterId,
+      rejections.length > 0 ? 'rejected' : 'applied',
+      endpointChanges,
+      Date.now() - receivedAtMs,
+    );
+  }
+
+  #countRejections(rejections: readonly Rejection[]): void {
+    const counters = this.#deps.counters;
+    let notAllowed = 0;
+    let limit = 0;
+    for (const r of rejections) {
+      if (r.reason === NackReason.NACK_REASON_ADDRESS_NOT_ALLOWED) notAllowed++;
+      else if (r.reason === NackReason.NACK_REASON_LIMIT_EXCEEDED) limit++;
+    }
+    counters.endpointsRejected(this.#clusterId, 'address_not_allowed', notAllowed);
+    counters.endpointsRejected(this.#clusterId, 'limit_exceeded', limit);
+    counters.endpointsRejected(this.#clusterId, 'invalid', rejections.length - notAllowed - limit);
   }
 
   /** Validates and applies one service change to the cache; returns its Redis write. */

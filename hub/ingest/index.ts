@@ -17,7 +17,8 @@ export {
   UnauthenticatedError,
 } from './errors.js';
 export { grpcStatusOf } from './grpc-status.js';
-export { IngestCounters } from './ingest-counters.js';
+export { IngestCounters, type ClusterIngestCounts } from './ingest-counters.js';
+export { registerIngestMetrics } from './ingest-metrics.js';
 export { RecordingReconcileSink, type ReconcileSink } from './reconcile-sink.js';
 export type { SubscriptionSource } from './subscription-source.js';
 export {

@@ -5,10 +5,15 @@ import type { ServiceKey, TraceContext } from '../../shared/index.js';
  * batch is acked only after `changed` resolves.
  */
 export interface ReconcileSink {
+  /**
+   * @param observedAtMs when the agent observed the batch's earliest change (its
+   *   `observed_base_unix_ms`), for the propagation latency; undefined when not from a batch
+   */
   changed(
     clusterId: string,
     services: readonly ServiceKey[],
     batchTrace: TraceContext | undefined,
+    observedAtMs?: number,
   ): Promise<void>;
 }
 

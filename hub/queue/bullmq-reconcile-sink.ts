@@ -7,9 +7,11 @@ import type { ReconcileSink } from '../ingest/reconcile-sink.js';
 import type { RedisClient } from '../state/index.js';
 import {
   MAX_TRACE_LINKS,
+  OBSERVED_AT_MEMBER,
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
   newReconcileJobId,
+  observedAtKey,
   reconcileJobOptions,
   reconcileQueueFor,
   traceLinksKey,
@@ -213,11 +215,17 @@ export class BullMqReconcileSink implements ReconcileSink {
     clusterId: string,
     services: readonly ServiceKey[],
     batchTrace: TraceContext | undefined,
+    observedAtMs?: number,
   ): Promise<void> {
     const groups = this.targetGroupsFor(clusterId, services);
     if (groups.length === 0) return;
     const traceparent = traceHeadersFromContext(batchTrace)?.traceparent;
-    await this.#enqueueAll(groups, 'endpoints', traceparent === undefined ? [] : [traceparent]);
+    await this.#enqueueAll(
+      groups,
+      'endpoints',
+      traceparent === undefined ? [] : [traceparent],
+      observedAtMs,
+    );
   }
 
   /** Enqueues (or joins) the reconcile of one group; for operators, drift checks and tests. */
@@ -225,6 +233,7 @@ export class BullMqReconcileSink implements ReconcileSink {
     targetGroupArn: string,
     reason: ReconcileReason,
     traceLinks: readonly string[] = [],
+    observedAtMs?: number,
   ): Promise<EnqueuedReconcile> {
     if (this.#state !== 'open') throw new ReconcileEnqueueError('the reconcile sink is closed');
     const address = reconcileQueueFor(targetGroupArn, this.#options);
@@ -233,6 +242,7 @@ export class BullMqReconcileSink implements ReconcileSink {
       reason,
       requestedAtMs: this.#clock(),
       traceLinks: traceLinks.slice(0, MAX_TRACE_LINKS),
+      ...(observedAtMs === undefined ? {} : { observedAtMs }),
     };
     const jobId = newReconcileJobId();
     let job;
@@ -249,7 +259,9 @@ export class BullMqReconcileSink implements ReconcileSink {
       );
     }
     const coalesced = job.id !== jobId;
-    if (coalesced && request.traceLinks.length > 0) await this.#keepLinks(address, request);
+    if (coalesced && (request.traceLinks.length > 0 || request.observedAtMs !== undefined)) {
+      await this.#keepLinks(address, request);
+    }
     return { targetGroupArn, jobId: job.id ?? jobId, coalesced };
   }
 
@@ -271,8 +283,11 @@ export class BullMqReconcileSink implements ReconcileSink {
     groups: readonly string[],
     reason: ReconcileReason,
     traceLinks: readonly string[],
+    observedAtMs?: number,
   ): Promise<EnqueuedReconcile[]> {
-    const enqueued = await Promise.all(groups.map((arn) => this.request(arn, reason, traceLinks)));
+    const enqueued = await Promise.all(
+      groups.map((arn) => this.request(arn, reason, traceLinks, observedAtMs)),
+    );
     this.#logger.debug(
       { reason, groups: groups.length, coalesced: enqueued.filter((e) => e.coalesced).length },
       'reconciles enqueued',
@@ -280,16 +295,26 @@ export class BullMqReconcileSink implements ReconcileSink {
     return enqueued;
   }
 
-  // Telemetry only: a link that races with the worker taking the list lands in the next reconcile.
+  // Telemetry only: a link (or observation time) that races with the worker taking it lands in
+  // the next reconcile.
   async #keepLinks(address: ReconcileQueueAddress, request: ReconcileRequest): Promise<void> {
     const key = traceLinksKey(address, request.targetGroupArn);
+    const ttlMs = this.#options.traceLinksTtlMs;
     try {
-      await this.#connection
-        .multi()
-        .rpush(key, ...request.traceLinks)
-        .ltrim(key, -MAX_TRACE_LINKS, -1)
-        .pexpire(key, this.#options.traceLinksTtlMs)
-        .exec();
+      const multi = this.#connection.multi();
+      if (request.traceLinks.length > 0) {
+        multi
+          .rpush(key, ...request.traceLinks)
+          .ltrim(key, -MAX_TRACE_LINKS, -1)
+          .pexpire(key, ttlMs);
+      }
+      if (request.observedAtMs !== undefined) {
+        const observed = observedAtKey(address, request.targetGroupArn);
+        multi
+          .zadd(observed, 'LT', request.observedAtMs, OBSERVED_AT_MEMBER)
+          .pexpire(observed, ttlMs);
+      }
+      await multi.exec();
     } catch (err) {
       this.#logger.warn({ err, key }, 'cannot keep trace links of a coalesced reconcile');
     }

@@ -31,6 +31,12 @@ export interface ReconcileRequest {
    * coalesced into this job are in {@link traceLinksKey}; the worker takes both.
    */
   readonly traceLinks: string[];
+  /**
+   * When an agent observed the earliest change this request carries (absent when not caused by
+   * endpoint changes), for the propagation latency. A coalesced request's time is kept in
+   * {@link observedAtKey} when it is earlier; the worker takes the earliest of both.
+   */
+  readonly observedAtMs?: number;
 }
 
 /** The BullMQ job name of reconcile jobs. */
@@ -180,6 +186,18 @@ export function traceLinksKey(address: ReconcileQueueAddress, targetGroupArn: st
 }
 
 /**
+ * The earliest observation time of the requests coalesced into a pending reconcile: a sorted set
+ * with one member whose score only goes down (`ZADD LT`). It shares the queue's hash tag; the
+ * worker takes it with {@link takeObservedAt} when the job starts.
+ */
+export function observedAtKey(address: ReconcileQueueAddress, targetGroupArn: string): string {
+  return `${address.prefix}:observed:${targetGroupArn}`;
+}
+
+/** The member of {@link observedAtKey}. */
+export const OBSERVED_AT_MEMBER = 'at';
+
+/**
  * The job options of one request. Verified against BullMQ 6.7 (`types/deduplication-options.d.ts`,
  * `commands/includes/deduplicateJob.lua`, `storeDeduplicatedNextJob.lua`,
  * `requeueDeduplicatedJob.lua`):
@@ -239,4 +257,19 @@ export async function takeTraceLinks(
   const [err, links] = results?.[0] ?? [null, []];
   if (err !== null) throw err;
   return [...new Set(links as string[])];
+}
+
+/** Takes (reads and clears) the earliest coalesced observation time of a group; for the worker. */
+export async function takeObservedAt(
+  redis: RedisClient,
+  address: ReconcileQueueAddress,
+  targetGroupArn: string,
+): Promise<number | undefined> {
+  const key = observedAtKey(address, targetGroupArn);
+  const results = await redis.multi().zscore(key, OBSERVED_AT_MEMBER).del(key).exec();
+  const [err, score] = results?.[0] ?? [null, null];
+  if (err !== null) throw err;
+  if (typeof score !== 'string') return undefined;
+  const atMs = Number(score);
+  return Number.isFinite(atMs) ? atMs : undefined;
 }

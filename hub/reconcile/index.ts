@@ -6,6 +6,12 @@ export {
   type ReconcileConsumerState,
   type ReconcileJobResult,
 } from './reconcile-consumer.js';
+export { ReconcileMetrics, accountOfArn } from './reconcile-metrics.js';
+export {
+  TargetGroupGauges,
+  type TargetGroupGaugesOptions,
+  type TargetGroupSummarySource,
+} from './target-group-gauges.js';
 export {
   chunk,
   parseTargetKey,
@@ -29,6 +35,7 @@ export {
   type ReconcileOutcomeKind,
   type ReconcileRecord,
   type TargetGroupRecord,
+  type TargetGroupSummary,
 } from './target-group-records.js';
 export {
   ReconcilerOptionsError,

@@ -1,10 +1,12 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from '../../shared/index.js';
 import { silentLogger } from '../../shared/index.js';
+import { withObservedChanges } from '../aws/aws-call-metrics.js';
 import {
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
+  takeObservedAt,
   takeTraceLinks,
   type CompiledReconcileQueueOptions,
   type ReconcileQueueAddress,
@@ -82,6 +84,7 @@ function requestOf(job: Job<ReconcileRequest>): ReconcileRequest {
     reason: data.reason ?? 'endpoints',
     requestedAtMs: typeof data.requestedAtMs === 'number' ? data.requestedAtMs : 0,
     traceLinks: Array.isArray(data.traceLinks) ? data.traceLinks : [],
+    ...(typeof data.observedAtMs === 'number' ? { observedAtMs: data.observedAtMs } : {}),
   };
 }
 
@@ -197,13 +200,24 @@ export class ReconcileConsumer {
       throw new UnrecoverableError(`unexpected job ${job.name} on a reconcile queue`);
     }
     const request = requestOf(job);
-    const coalesced = await takeTraceLinks(this.#connection, address, request.targetGroupArn);
+    const [coalesced, coalescedObservedAtMs] = await Promise.all([
+      takeTraceLinks(this.#connection, address, request.targetGroupArn),
+      takeObservedAt(this.#connection, address, request.targetGroupArn),
+    ]);
     const traceLinks = [...new Set([...request.traceLinks, ...coalesced])];
-    const result = await this.#reconciler.reconcile(request.targetGroupArn, {
-      reason: request.reason,
-      traceLinks,
-      ...(signal === undefined ? {} : { signal }),
-    });
+    const observed = [request.observedAtMs, coalescedObservedAtMs].filter(
+      (t): t is number => t !== undefined,
+    );
+    // The AWS calls that apply these changes record the propagation latency from the earliest.
+    const result = await withObservedChanges(
+      observed.length === 0 ? undefined : Math.min(...observed),
+      () =>
+        this.#reconciler.reconcile(request.targetGroupArn, {
+          reason: request.reason,
+          traceLinks,
+          ...(signal === undefined ? {} : { signal }),
+        }),
+    );
     this.#options.onReconciled?.(result, request);
     const { calls } = result.record;
     return {

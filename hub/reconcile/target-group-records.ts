@@ -51,6 +51,13 @@ export interface HeldDeregistration {
   readonly releasedBy?: string;
 }
 
+/** What {@link TargetGroupRecords.summary} reads of one target group. */
+export interface TargetGroupSummary {
+  readonly last: ReconcileRecord | undefined;
+  readonly held: HeldDeregistration | undefined;
+  readonly definition: TargetGroup | undefined;
+}
+
 /** Everything stored of one target group. */
 export interface TargetGroupRecord {
   /** The group's definition when a binding last targeted it (a group without binding keeps it). */
@@ -148,6 +155,20 @@ export class TargetGroupRecords {
       owned: new Set(owned),
       last: parseJson<ReconcileRecord>(this.metaKey(arn), meta.last),
       held: parseJson<HeldDeregistration>(this.metaKey(arn), meta.held),
+    };
+  }
+
+  /**
+   * What the per-group gauges show, in one HMGET and without the group's targets: the last
+   * reconcile's record, the held operation and the definition (for the capacity).
+   */
+  async summary(arn: string): Promise<TargetGroupSummary> {
+    const key = this.metaKey(arn);
+    const [last, held, definition] = await this.#redis.hmget(key, 'last', 'held', 'definition');
+    return {
+      last: parseJson<ReconcileRecord>(key, last ?? undefined),
+      held: parseJson<HeldDeregistration>(key, held ?? undefined),
+      definition: parseJson<TargetGroup>(key, definition ?? undefined),
     };
   }
 

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { MetricsEndpoint } from '../telemetry/telemetry.js';
 
 /** One probe's verdict; `detail` goes into the response body. */
 export interface ProbeResult {
@@ -15,6 +16,8 @@ export interface HealthServerOptions {
   live: () => ProbeResult;
   /** Ready to do its work (Kubernetes holds it out of rollouts otherwise). */
   ready: () => ProbeResult;
+  /** Serves `GET /metrics` (the component's telemetry). @default no `/metrics` */
+  metrics?: MetricsEndpoint | undefined;
 }
 
 /** The probe endpoints of a tgfed process. */
@@ -23,12 +26,20 @@ export interface HealthServer {
   close(): Promise<void>;
 }
 
-/** Serves `GET /livez` and `GET /readyz` (200 or 503, JSON body with the details). */
+/**
+ * Serves `GET /livez` and `GET /readyz` (200 or 503, JSON body with the details), and
+ * `GET /metrics` (Prometheus text) when given a metrics endpoint.
+ */
 export async function startHealthServer(options: HealthServerOptions): Promise<HealthServer> {
   const colon = options.address.lastIndexOf(':');
   const host = options.address.slice(0, colon).replace(/^\[|\]$/g, '');
   const port = Number(options.address.slice(colon + 1));
   const server: Server = createServer((req, res) => {
+    const path = req.url?.split('?', 1)[0];
+    if (req.method === 'GET' && path === '/metrics' && options.metrics !== undefined) {
+      options.metrics.handle(req, res);
+      return;
+    }
     const probe =
       req.url === '/livez' ? options.live : req.url === '/readyz' ? options.ready : undefined;
     if (req.method !== 'GET' || probe === undefined) {

@@ -1,0 +1,136 @@
+/**
+ * Every metric name, attribute key and attribute value tgfed records, in one place (BullMQ keeps
+ * its own in `enums/telemetry-attributes.ts`). The alert rules and the dashboard in deploy/ and
+ * the metrics contract use the exposed names, so a rename here is a breaking change there.
+ *
+ * Metric names are the names Prometheus sees on `/metrics`, minus the `_total` that the
+ * OpenTelemetry Prometheus exporter appends to every monotonic counter. The exporter appends no
+ * unit suffix, so units that belong in the exposed name (`_seconds`) are part of the instrument
+ * name, and OTLP receivers see the same names as the scrape.
+ *
+ * Metric attribute keys are the contract's label names (`cluster`, `account`, …): Prometheus
+ * exposition turns dots into underscores, so a semantic-convention key such as
+ * `cloud.account.id` would be exposed as `cloud_account_id`. Spans use the semantic conventions
+ * (`rpc.*`, `messaging.*`, `aws.*`, `cloud.*`) below, and `tgfed.*` for tgfed's own.
+ */
+
+// --- resource --------------------------------------------------------------------------------
+
+/** `service.name` of each component. */
+export const SERVICE_NAMES = {
+  agent: 'tgfed-agent',
+  hub: 'tgfed-hub',
+  worker: 'tgfed-worker',
+} as const;
+
+/** Resource attribute: the cluster an agent speaks for. */
+export const ATTR_TGFED_CLUSTER_ID = 'tgfed.cluster.id';
+
+/** The instrumentation scope of every tgfed instrument. */
+export const TGFED_METER_NAME = 'tgfed';
+
+// --- metrics
+
+/** Instrument names (the exposed Prometheus names, without `_total`). */
+export const MetricName = {
+  AGENT_HUB_CONNECTED: 'tgfed_agent_hub_connected',
+  AGENT_ENDPOINTS: 'tgfed_agent_endpoints',
+  AGENT_BATCHES_SENT: 'tgfed_agent_batches_sent',
+  AGENT_ENDPOINT_CHANGES_SENT: 'tgfed_agent_endpoint_changes_sent',
+  AGENT_BYTES_SENT: 'tgfed_agent_bytes_sent',
+  AGENT_NACKS: 'tgfed_agent_nacks',
+  AGENT_RESYNCS: 'tgfed_agent_resyncs',
+  AGENT_ACK_LATENCY: 'tgfed_agent_ack_latency_seconds',
+  HUB_CLUSTERS: 'tgfed_hub_clusters',
+  HUB_CLUSTER_CONNECTED: 'tgfed_hub_cluster_connected',
+  HUB_CLUSTER_STALE: 'tgfed_hub_cluster_stale',
+  HUB_CLUSTER_ENDPOINTS: 'tgfed_hub_cluster_endpoints',
+  HUB_BATCHES: 'tgfed_hub_batches',
+  HUB_ENDPOINT_CHANGES: 'tgfed_hub_endpoint_changes',
+  HUB_ENDPOINTS_REJECTED: 'tgfed_hub_endpoints_rejected',
+  HUB_APPLY_DURATION: 'tgfed_hub_apply_duration_seconds',
+  HUB_BINDING_CONFLICTS: 'tgfed_hub_binding_conflicts',
+  HUB_RECOVERY_IN_PROGRESS: 'tgfed_hub_recovery_in_progress',
+  HUB_RECOVERY_TIMEOUTS: 'tgfed_hub_recovery_timeouts',
+  QUEUE_JOBS: 'tgfed_queue_jobs',
+  QUEUE_OLDEST_JOB_AGE: 'tgfed_queue_oldest_job_age_seconds',
+  RECONCILES: 'tgfed_reconciles',
+  RECONCILE_DURATION: 'tgfed_reconcile_duration_seconds',
+  RECONCILE_ERRORS: 'tgfed_reconcile_errors',
+  AWS_CALLS: 'tgfed_aws_calls',
+  AWS_CALL_DURATION: 'tgfed_aws_call_duration_seconds',
+  AWS_THROTTLES: 'tgfed_aws_throttles',
+  AWS_RATE_LIMIT: 'tgfed_aws_rate_limit_per_second',
+  DRIFT_REPAIRS: 'tgfed_drift_repairs',
+  HELD_OPERATIONS: 'tgfed_held_operations',
+  TARGET_GROUP_TARGETS: 'tgfed_target_group_targets',
+  TARGET_GROUP_CAPACITY: 'tgfed_target_group_capacity',
+  TARGETS_CHANGED: 'tgfed_targets_changed',
+  PROPAGATION_LATENCY: 'tgfed_propagation_latency_seconds',
+} as const;
+
+// --- metric attribute keys
+
+/** Metric attribute keys: the label names of the contract. */
+export const MetricLabel = {
+  CLUSTER: 'cluster',
+  REASON: 'reason',
+  STATE: 'state',
+  RESULT: 'result',
+  SHARD: 'shard',
+  ACCOUNT: 'account',
+  REGION: 'region',
+  OUTCOME: 'outcome',
+  TARGET_GROUP: 'target_group',
+  ERROR: 'error',
+  OPERATION: 'operation',
+  CLASS: 'class',
+  CHANGE: 'change',
+} as const;
+
+// --- metric attribute values -----------------------------------------------------------------
+
+/** `state` of `tgfed_hub_clusters`. */
+export type HubClusterState = 'connected' | 'disconnected' | 'stale';
+/** `result` of `tgfed_hub_batches_total`. */
+export type HubBatchResult = 'applied' | 'rejected';
+/** `reason` of `tgfed_hub_endpoints_rejected_total`. */
+export type EndpointRejectionReason = 'address_not_allowed' | 'limit_exceeded' | 'invalid';
+/** `state` of `tgfed_queue_jobs`. */
+export type QueueJobState = 'waiting' | 'active' | 'delayed';
+/** `outcome` of `tgfed_reconciles_total`. */
+export type ReconcileOutcomeLabel = 'in_sync' | 'applied' | 'held' | 'throttled' | 'failed';
+/** `error` of `tgfed_reconcile_errors_total`. */
+export type ReconcileErrorLabel =
+  'access_denied' | 'not_found' | 'quota_exceeded' | 'invalid_target' | 'throttling' | 'transient';
+/** `result` of `tgfed_aws_calls_total`. */
+export type AwsCallResult = 'ok' | 'throttled' | 'error';
+/** `change` of `tgfed_targets_changed_total`. */
+export type TargetChange = 'registered' | 'deregistered';
+
+// --- histogram buckets -----------------------------------------------------------------------
+
+/** Seconds, from a fast loopback ack to a reconcile that waited minutes for its AWS tokens. */
+export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60, 120, 300,
+];
+
+// --- span attributes
+
+/** Span attribute keys: semantic conventions first, `tgfed.*` for tgfed's own. */
+export const SpanAttribute = {
+  RPC_SYSTEM: 'rpc.system',
+  RPC_SERVICE: 'rpc.service',
+  RPC_METHOD: 'rpc.method',
+  MESSAGING_SYSTEM: 'messaging.system',
+  MESSAGING_DESTINATION_NAME: 'messaging.destination.name',
+  MESSAGING_MESSAGE_ID: 'messaging.message.id',
+  MESSAGING_BATCH_MESSAGE_COUNT: 'messaging.batch.message_count',
+  CLOUD_ACCOUNT_ID: 'cloud.account.id',
+  CLOUD_REGION: 'cloud.region',
+  AWS_REQUEST_ID: 'aws.request_id',
+  TGFED_TARGET_GROUP_ARN: 'tgfed.target_group.arn',
+  TGFED_BATCH_SEQUENCE: 'tgfed.batch.sequence',
+  TGFED_ENDPOINT_CHANGES: 'tgfed.batch.endpoint_changes',
+  TGFED_RECONCILE_OUTCOME: 'tgfed.reconcile.outcome',
+} as const;
