@@ -2,11 +2,14 @@ import * as grpc from '@grpc/grpc-js';
 import {
   AdminServiceService,
   AgentServiceService,
+  SERVICE_NAMES,
   silentLogger,
   startHealthServer,
+  startTelemetry,
   type HealthServer,
   type Logger,
   type Subscription,
+  type Telemetry,
 } from '../shared/index.js';
 import {
   AdminAuthenticator,
@@ -19,6 +22,7 @@ import {
   findProtoDir,
   type AdminExtensions,
 } from './admin/index.js';
+import { CidrRejectionWindow, HubAlertEvaluator } from './alerts/index.js';
 import {
   ClusterDirectory,
   listenerCredentials,
@@ -32,6 +36,7 @@ import { BindingRecovery } from './federation/binding-recovery.js';
 import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
 import type { ClusterStatusSource } from './federation/desired-targets.js';
+import { FederationMetrics } from './federation/federation-metrics.js';
 import { BindingSubscriptionResolver } from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import {
@@ -39,6 +44,7 @@ import {
   AgentAuthenticator,
   SyncService,
   agentServerOptions,
+  registerIngestMetrics,
   type ReconcileSink,
   type SubscriptionSource,
 } from './ingest/index.js';
@@ -67,12 +73,18 @@ export interface HubDependencies {
   reconcileSink?: ReconcileSink;
   /**
    * Admin components from other areas (status, reconcile trigger, alerts, guard); each given one
-   * replaces the hub's own. @default target-group status from the desired state, and
-   * TriggerReconcile on the default reconcile queues (none when `reconcileSink` is given)
+   * replaces the hub's own. @default target-group status from the desired state, alerts from
+   * the hub's own state, and TriggerReconcile on the default reconcile queues (none when
+   * `reconcileSink` is given)
    */
   adminExtensions?: AdminExtensions;
   /** Where `tgfed/v1/*.proto` live, for server reflection. @default found from this module */
   protoDir?: string;
+  /**
+   * Metrics (and traces) of the hub; the hub shuts down only the one it created.
+   * @default `startTelemetry` configured by the `OTEL_*` variables
+   */
+  telemetry?: Telemetry;
 }
 
 interface Listener {
@@ -91,8 +103,10 @@ interface Listener {
  */
 export class Hub {
   readonly options: CompiledHubOptions;
+  readonly telemetry: Telemetry;
   readonly #log: Logger;
   readonly #deps: HubDependencies;
+  #federationMetrics: FederationMetrics | undefined;
   #state: HubState = 'idle';
   #redis: RedisClient | undefined;
   /** The reconcile queues' connection (BullMQ wants its own; closed after the queues). */
@@ -106,6 +120,7 @@ export class Hub {
   #stopFollowing: (() => void) | undefined;
   #sync: SyncService | undefined;
   #admin: AdminService | undefined;
+  #cidrRejections: CidrRejectionWindow | undefined;
   #agentListener: Listener | undefined;
   #adminListener: Listener | undefined;
   #health: HealthServer | undefined;
@@ -115,6 +130,13 @@ export class Hub {
     this.options = options;
     this.#deps = deps;
     this.#log = (deps.logger ?? silentLogger()).child({ component: 'hub' });
+    this.telemetry =
+      deps.telemetry ??
+      startTelemetry({
+        serviceName: SERVICE_NAMES.hub,
+        serviceInstanceId: options.hubId,
+        logger: this.#log,
+      });
   }
 
   get state(): HubState {
@@ -227,6 +249,7 @@ export class Hub {
       keys,
       disconnectedGraceMs: o.disconnectedGraceMs,
       resyncTimeoutMs: o.resyncTimeoutMs,
+      onResyncTimeout: () => this.#federationMetrics?.recoveryTimedOut(),
       logger: this.#log,
     });
     this.#clusterStatus = clusterStatus;
@@ -252,6 +275,21 @@ export class Hub {
       },
     );
     this.#desiredState = desiredState;
+    this.#federationMetrics = new FederationMetrics(this.telemetry.meter, {
+      clusterStatus,
+      targetGroups: async () => {
+        const groups = new Set<string>();
+        for (const binding of (await bindings.snapshot()).bindings) {
+          if (binding.target?.$case === 'targetGroup') groups.add(binding.target.targetGroup.arn);
+          else if (binding.target?.$case === 'pool') {
+            for (const g of binding.target.pool.groups) groups.add(g.arn);
+          }
+        }
+        return [...groups];
+      },
+      resolve: (arn) => desiredState.resolve(arn),
+      storedEndpoints: async (clusterId) => (await store.totals(clusterId)).endpoints,
+    });
 
     const sync = new SyncService(
       {
@@ -287,12 +325,35 @@ export class Hub {
       },
     );
     this.#sync = sync;
+    registerIngestMetrics(this.telemetry.meter, sync.counters);
     await sync.start();
 
     const queues = this.#reconcileQueues;
     const records = new TargetGroupRecords(redis, o.redisKeyPrefix);
+    const clusters = new ClusterInventory({
+      directory,
+      store,
+      redis,
+      keys,
+      sessions,
+      disconnectedGraceMs: o.disconnectedGraceMs,
+      connections: sync,
+    });
+    this.#cidrRejections = new CidrRejectionWindow(sync.counters);
+    this.#cidrRejections.start();
     const extensions: AdminExtensions = {
       targetGroups: new DesiredTargetGroupStatus(desiredState, records),
+      alerts: new HubAlertEvaluator(
+        {
+          clusters,
+          resync: clusterStatus,
+          bindings,
+          desired: desiredState,
+          records,
+          cidrRejections: this.#cidrRejections,
+        },
+        { disconnectedGraceMs: o.disconnectedGraceMs, logger: this.#log },
+      ),
       ...(queues === undefined
         ? {}
         : {
@@ -304,15 +365,7 @@ export class Hub {
     this.#admin = new AdminService({
       authenticator: new AdminAuthenticator(adminCredentials),
       bindings,
-      clusters: new ClusterInventory({
-        directory,
-        store,
-        redis,
-        keys,
-        sessions,
-        disconnectedGraceMs: o.disconnectedGraceMs,
-        connections: sync,
-      }),
+      clusters,
       extensions,
       logger: this.#log,
     });
@@ -372,6 +425,7 @@ export class Hub {
           admittedClusters: this.#sync?.admittedClusters().length ?? 0,
         },
       }),
+      metrics: this.telemetry.metricsEndpoint,
     });
     this.#log.info(
       {
@@ -501,6 +555,7 @@ export class Hub {
         },
       ],
       ['agent streams', () => this.#sync?.close()],
+      ['alert sampling', () => this.#cidrRejections?.close()],
       ['agent listener', () => drain(this.#agentListener?.server, deadline)],
       ['admin listener', () => drain(this.#adminListener?.server, deadline)],
       ['subscriptions', () => this.#stopFollowing?.()],
@@ -510,6 +565,13 @@ export class Hub {
       ['cluster status', () => this.#clusterStatus?.close()],
       ['reconcile queues', () => this.#reconcileQueues?.close()],
       ['reconcile queue redis', () => closeRedis(this.#queueRedis)],
+      [
+        'telemetry',
+        () =>
+          this.#deps.telemetry === undefined
+            ? this.telemetry.shutdown(Math.max(telemetryMinFlushMs, deadline - Date.now()))
+            : undefined,
+      ],
       ['probes', () => this.#health?.close()],
       ['redis', () => closeRedis(this.#redis)],
     ];
@@ -548,6 +610,8 @@ async function drain(server: grpc.Server | undefined, deadlineMs: number): Promi
   });
 }
 
+// Time the telemetry flush gets even when draining used the whole grace period.
+const telemetryMinFlushMs = 1_000;
 // Time a shutdown step gets beyond the grace deadline (cleanup after a forced stop).
 const stepSlackMs = 2_000;
 // How long QUIT may take before the connection is simply dropped.

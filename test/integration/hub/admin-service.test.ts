@@ -22,6 +22,7 @@ import {
 import {
   AdminServiceClient,
   AgentServiceClient,
+  AlertSeverity,
   ClusterState,
   type ApplyBindingRequest,
   type ApplyBindingResponse,
@@ -354,11 +355,18 @@ describe('AdminService', () => {
     expect(list.bindings.map((b) => b.name)).not.toContain('dry');
   });
 
-  it('answers UNIMPLEMENTED for the parts no other component provides yet', async () => {
+  it('serves ListAlerts to a read-only caller: a listed cluster that never connected is disconnected', async () => {
     const client = adminClient();
-    const alerts = await refusal(call(client, 'listAlerts', {}, readOnlyToken));
-    expect(alerts.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(alerts.details).toContain('alert evaluation');
+    const { alerts } = await call(client, 'listAlerts', {}, readOnlyToken);
+    expect(alerts).toContainEqual(
+      expect.objectContaining({
+        name: 'TgfedClusterDisconnected',
+        severity: AlertSeverity.ALERT_SEVERITY_WARNING,
+        labels: { cluster: 'staging' },
+      }),
+    );
+    const unauthenticated = await refusal(call(client, 'listAlerts', {}, undefined));
+    expect(unauthenticated.code).toBe(grpc.status.UNAUTHENTICATED);
   });
 
   it('answers NOT_FOUND for releasing a held operation that does not exist, and refuses read-only callers', async () => {
