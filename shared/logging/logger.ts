@@ -10,32 +10,37 @@ export interface LoggerOptions {
   level?: LevelWithSilent;
   /** Fields on every line, e.g. the cluster id. */
   bindings?: Record<string, string>;
+  /** File descriptor to write to (2 keeps stdout for a command's own output). @default 1 */
+  destination?: 1 | 2;
 }
 
 /**
- * Structured JSON logs on stdout (one object per line, ISO timestamps). Credentials never reach
+ * Structured JSON logs on stdout (or stderr) (one object per line, ISO timestamps). Credentials never reach
  * a log line: the usual places they could appear are redacted.
  */
 export function createLogger(options: LoggerOptions): Logger {
-  return pino({
-    name: options.name,
-    level: options.level ?? 'info',
-    base: { ...options.bindings },
-    timestamp: pino.stdTimeFunctions.isoTime,
-    formatters: { level: (label) => ({ level: label }) },
-    redact: {
-      paths: [
-        'token',
-        '*.token',
-        'authorization',
-        '*.authorization',
-        'password',
-        '*.password',
-        'secretAccessKey',
-      ],
-      censor: '[redacted]',
+  return pino(
+    {
+      name: options.name,
+      level: options.level ?? 'info',
+      base: { ...options.bindings },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: {
+        paths: [
+          'token',
+          '*.token',
+          'authorization',
+          '*.authorization',
+          'password',
+          '*.password',
+          'secretAccessKey',
+        ],
+        censor: '[redacted]',
+      },
     },
-  });
+    pino.destination({ fd: options.destination ?? 1, sync: true }),
+  );
 }
 
 /** A logger that drops everything (the default inside libraries and tests). */
