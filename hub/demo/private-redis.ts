@@ -78,7 +78,9 @@ export async function startPrivateRedis(binary: string, timeoutMs = 10_000): Pro
       '--maxmemory-policy',
       'noeviction',
     ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
+    // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and
+    // redis-server must outlive the hub and workers' shutdown, which stops it last.
+    { stdio: ['ignore', 'ignore', 'pipe'], detached: true },
   );
   let stderr = '';
   child.stderr?.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-2_000)));
