@@ -1,12 +1,14 @@
 // Generates the TypeScript for the wire contract (proto/ -> shared/generated/) with buf and
-// ts-proto, both from the npm registry, so generation is reproducible from the lockfile.
+// ts-proto, both from the npm registry, so generation is reproducible from the lockfile, and the
+// API reference proto/API.md (scripts/generate-api-doc.mjs).
 //
-//   node scripts/generate-proto.mjs          regenerate shared/generated
-//   node scripts/generate-proto.mjs --check  buf lint, and fail when shared/generated is stale
+//   node scripts/generate-proto.mjs          regenerate shared/generated and proto/API.md
+//   node scripts/generate-proto.mjs --check  buf lint, and fail when either is stale
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
+import { generateApiDoc } from './generate-api-doc.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const target = 'shared/generated';
@@ -38,6 +40,7 @@ if (!check) {
   rmSync(join(root, target), { recursive: true, force: true });
   run(['generate', '--template', 'buf.gen.yaml']);
   console.log(`generated ${listFiles(join(root, target)).size} files in ${target}`);
+  await generateApiDoc();
 } else {
   run(['lint']);
   const scratch = mkdtempSync(join(tmpdir(), 'tgfed-proto-'));
@@ -50,9 +53,10 @@ if (!check) {
     );
     if (stale.length > 0) {
       console.error(`${target} is stale (${stale.join(', ')}); run: npm run generate`);
-      process.exit(1);
+      process.exitCode = 1;
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
   }
+  if (!(await generateApiDoc({ check: true }))) process.exitCode = 1;
 }

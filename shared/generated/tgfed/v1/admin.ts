@@ -3768,11 +3768,22 @@ export const ReleaseHeldOperationResponse: MessageFns<ReleaseHeldOperationRespon
 };
 
 /**
- * AdminService is the hub's operator API (its own listener and credentials). Read methods need
- * the read-only role; the others need the admin role.
+ * AdminService is the hub's operator API (its own listener and credentials). Every call carries a
+ * bearer token (metadata `authorization: Bearer <token>`) or a client certificate that the hub's
+ * admin credentials list, each with a role: read-only or admin. Read methods need the read-only
+ * role; the others need the admin role. The admin role may call every method.
+ *
+ * Any method may fail with UNAUTHENTICATED (no credentials, or ones the hub does not list),
+ * PERMISSION_DENIED (the caller's role is not enough), UNAVAILABLE (the hub cannot reach its
+ * state store; retry) or UNKNOWN (an unexpected error, logged by the hub).
  */
 export type AdminServiceService = typeof AdminServiceService;
 export const AdminServiceService = {
+  /**
+   * ListClusters returns every cluster the hub knows: the configured ones and any connected to
+   * this hub replica, sorted by id.
+   * Role: read-only.
+   */
   listClusters: {
     path: "/tgfed.v1.AdminService/ListClusters" as const,
     requestStream: false as const,
@@ -3783,6 +3794,11 @@ export const AdminServiceService = {
       Buffer.from(ListClustersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListClustersResponse => ListClustersResponse.decode(value),
   },
+  /**
+   * GetCluster returns one cluster with the digests of the services the hub holds for it.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when the hub knows no such cluster.
+   * Role: read-only.
+   */
   getCluster: {
     path: "/tgfed.v1.AdminService/GetCluster" as const,
     requestStream: false as const,
@@ -3792,6 +3808,10 @@ export const AdminServiceService = {
     responseSerialize: (value: GetClusterResponse): Buffer => Buffer.from(GetClusterResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetClusterResponse => GetClusterResponse.decode(value),
   },
+  /**
+   * ListBindings returns every binding.
+   * Role: read-only.
+   */
   listBindings: {
     path: "/tgfed.v1.AdminService/ListBindings" as const,
     requestStream: false as const,
@@ -3804,7 +3824,10 @@ export const AdminServiceService = {
   },
   /**
    * ApplyBinding creates or replaces a binding. Invalid bindings are rejected with
-   * INVALID_ARGUMENT and field-level violations.
+   * INVALID_ARGUMENT and field-level violations (FieldViolation messages in the binary trailer
+   * `tgfed-field-violations-bin`, also listed in the status message). A non-zero
+   * binding.version that is not the stored version fails with ABORTED.
+   * Role: admin.
    */
   applyBinding: {
     path: "/tgfed.v1.AdminService/ApplyBinding" as const,
@@ -3818,7 +3841,9 @@ export const AdminServiceService = {
   },
   /**
    * DeleteBinding removes a binding; the deregistrations it causes pass the mass-deregistration
-   * guard because they are explicit.
+   * guard because they are explicit. INVALID_ARGUMENT when name is empty; NOT_FOUND when there
+   * is no such binding; ABORTED when a non-zero version is not the stored version.
+   * Role: admin.
    */
   deleteBinding: {
     path: "/tgfed.v1.AdminService/DeleteBinding" as const,
@@ -3830,6 +3855,12 @@ export const AdminServiceService = {
       Buffer.from(DeleteBindingResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteBindingResponse => DeleteBindingResponse.decode(value),
   },
+  /**
+   * GetTargetGroupStatus returns desired, actual and owned targets of one target group, its last
+   * reconcile, held operations and conflicts. INVALID_ARGUMENT when arn is empty; NOT_FOUND
+   * when no binding targets the group.
+   * Role: read-only.
+   */
   getTargetGroupStatus: {
     path: "/tgfed.v1.AdminService/GetTargetGroupStatus" as const,
     requestStream: false as const,
@@ -3841,6 +3872,12 @@ export const AdminServiceService = {
       Buffer.from(GetTargetGroupStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetTargetGroupStatusResponse => GetTargetGroupStatusResponse.decode(value),
   },
+  /**
+   * TriggerReconcile enqueues a reconcile of one target group now, outside the normal triggers,
+   * and returns its job id. INVALID_ARGUMENT when target_group_arn is empty; NOT_FOUND when no
+   * binding targets the group; UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   triggerReconcile: {
     path: "/tgfed.v1.AdminService/TriggerReconcile" as const,
     requestStream: false as const,
@@ -3852,6 +3889,10 @@ export const AdminServiceService = {
       Buffer.from(TriggerReconcileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): TriggerReconcileResponse => TriggerReconcileResponse.decode(value),
   },
+  /**
+   * ListAlerts returns the alerts firing now.
+   * Role: read-only.
+   */
   listAlerts: {
     path: "/tgfed.v1.AdminService/ListAlerts" as const,
     requestStream: false as const,
@@ -3861,7 +3902,12 @@ export const AdminServiceService = {
     responseSerialize: (value: ListAlertsResponse): Buffer => Buffer.from(ListAlertsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListAlertsResponse => ListAlertsResponse.decode(value),
   },
-  /** ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override. */
+  /**
+   * ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when no operation with the id is held;
+   * UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   releaseHeldOperation: {
     path: "/tgfed.v1.AdminService/ReleaseHeldOperation" as const,
     requestStream: false as const,
@@ -3876,27 +3922,72 @@ export const AdminServiceService = {
 } as const;
 
 export interface AdminServiceServer extends UntypedServiceImplementation {
+  /**
+   * ListClusters returns every cluster the hub knows: the configured ones and any connected to
+   * this hub replica, sorted by id.
+   * Role: read-only.
+   */
   listClusters: handleUnaryCall<ListClustersRequest, ListClustersResponse>;
+  /**
+   * GetCluster returns one cluster with the digests of the services the hub holds for it.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when the hub knows no such cluster.
+   * Role: read-only.
+   */
   getCluster: handleUnaryCall<GetClusterRequest, GetClusterResponse>;
+  /**
+   * ListBindings returns every binding.
+   * Role: read-only.
+   */
   listBindings: handleUnaryCall<ListBindingsRequest, ListBindingsResponse>;
   /**
    * ApplyBinding creates or replaces a binding. Invalid bindings are rejected with
-   * INVALID_ARGUMENT and field-level violations.
+   * INVALID_ARGUMENT and field-level violations (FieldViolation messages in the binary trailer
+   * `tgfed-field-violations-bin`, also listed in the status message). A non-zero
+   * binding.version that is not the stored version fails with ABORTED.
+   * Role: admin.
    */
   applyBinding: handleUnaryCall<ApplyBindingRequest, ApplyBindingResponse>;
   /**
    * DeleteBinding removes a binding; the deregistrations it causes pass the mass-deregistration
-   * guard because they are explicit.
+   * guard because they are explicit. INVALID_ARGUMENT when name is empty; NOT_FOUND when there
+   * is no such binding; ABORTED when a non-zero version is not the stored version.
+   * Role: admin.
    */
   deleteBinding: handleUnaryCall<DeleteBindingRequest, DeleteBindingResponse>;
+  /**
+   * GetTargetGroupStatus returns desired, actual and owned targets of one target group, its last
+   * reconcile, held operations and conflicts. INVALID_ARGUMENT when arn is empty; NOT_FOUND
+   * when no binding targets the group.
+   * Role: read-only.
+   */
   getTargetGroupStatus: handleUnaryCall<GetTargetGroupStatusRequest, GetTargetGroupStatusResponse>;
+  /**
+   * TriggerReconcile enqueues a reconcile of one target group now, outside the normal triggers,
+   * and returns its job id. INVALID_ARGUMENT when target_group_arn is empty; NOT_FOUND when no
+   * binding targets the group; UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   triggerReconcile: handleUnaryCall<TriggerReconcileRequest, TriggerReconcileResponse>;
+  /**
+   * ListAlerts returns the alerts firing now.
+   * Role: read-only.
+   */
   listAlerts: handleUnaryCall<ListAlertsRequest, ListAlertsResponse>;
-  /** ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override. */
+  /**
+   * ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when no operation with the id is held;
+   * UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   releaseHeldOperation: handleUnaryCall<ReleaseHeldOperationRequest, ReleaseHeldOperationResponse>;
 }
 
 export interface AdminServiceClient extends Client {
+  /**
+   * ListClusters returns every cluster the hub knows: the configured ones and any connected to
+   * this hub replica, sorted by id.
+   * Role: read-only.
+   */
   listClusters(
     request: ListClustersRequest,
     callback: (error: ServiceError | null, response: ListClustersResponse) => void,
@@ -3912,6 +4003,11 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListClustersResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * GetCluster returns one cluster with the digests of the services the hub holds for it.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when the hub knows no such cluster.
+   * Role: read-only.
+   */
   getCluster(
     request: GetClusterRequest,
     callback: (error: ServiceError | null, response: GetClusterResponse) => void,
@@ -3927,6 +4023,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetClusterResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ListBindings returns every binding.
+   * Role: read-only.
+   */
   listBindings(
     request: ListBindingsRequest,
     callback: (error: ServiceError | null, response: ListBindingsResponse) => void,
@@ -3944,7 +4044,10 @@ export interface AdminServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * ApplyBinding creates or replaces a binding. Invalid bindings are rejected with
-   * INVALID_ARGUMENT and field-level violations.
+   * INVALID_ARGUMENT and field-level violations (FieldViolation messages in the binary trailer
+   * `tgfed-field-violations-bin`, also listed in the status message). A non-zero
+   * binding.version that is not the stored version fails with ABORTED.
+   * Role: admin.
    */
   applyBinding(
     request: ApplyBindingRequest,
@@ -3963,7 +4066,9 @@ export interface AdminServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * DeleteBinding removes a binding; the deregistrations it causes pass the mass-deregistration
-   * guard because they are explicit.
+   * guard because they are explicit. INVALID_ARGUMENT when name is empty; NOT_FOUND when there
+   * is no such binding; ABORTED when a non-zero version is not the stored version.
+   * Role: admin.
    */
   deleteBinding(
     request: DeleteBindingRequest,
@@ -3980,6 +4085,12 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteBindingResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * GetTargetGroupStatus returns desired, actual and owned targets of one target group, its last
+   * reconcile, held operations and conflicts. INVALID_ARGUMENT when arn is empty; NOT_FOUND
+   * when no binding targets the group.
+   * Role: read-only.
+   */
   getTargetGroupStatus(
     request: GetTargetGroupStatusRequest,
     callback: (error: ServiceError | null, response: GetTargetGroupStatusResponse) => void,
@@ -3995,6 +4106,12 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetTargetGroupStatusResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * TriggerReconcile enqueues a reconcile of one target group now, outside the normal triggers,
+   * and returns its job id. INVALID_ARGUMENT when target_group_arn is empty; NOT_FOUND when no
+   * binding targets the group; UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   triggerReconcile(
     request: TriggerReconcileRequest,
     callback: (error: ServiceError | null, response: TriggerReconcileResponse) => void,
@@ -4010,6 +4127,10 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: TriggerReconcileResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * ListAlerts returns the alerts firing now.
+   * Role: read-only.
+   */
   listAlerts(
     request: ListAlertsRequest,
     callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
@@ -4025,7 +4146,12 @@ export interface AdminServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListAlertsResponse) => void,
   ): ClientUnaryCall;
-  /** ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override. */
+  /**
+   * ReleaseHeldOperation lets a held (guarded) reconcile go ahead: the operator override.
+   * INVALID_ARGUMENT when id is empty; NOT_FOUND when no operation with the id is held;
+   * UNIMPLEMENTED when the hub runs without a reconcile queue.
+   * Role: admin.
+   */
   releaseHeldOperation(
     request: ReleaseHeldOperationRequest,
     callback: (error: ServiceError | null, response: ReleaseHeldOperationResponse) => void,

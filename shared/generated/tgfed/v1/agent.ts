@@ -3454,7 +3454,17 @@ export const Heartbeat: MessageFns<Heartbeat> = {
  */
 export type AgentServiceService = typeof AgentServiceService;
 export const AgentServiceService = {
-  /** Sync is the one long-lived stream of a cluster. Sequence numbers are per stream. */
+  /**
+   * Sync is the one long-lived stream of a cluster. Sequence numbers are per stream.
+   *
+   * The hub ends a stream with UNAUTHENTICATED (no credentials it accepts), PERMISSION_DENIED
+   * (the hello names another cluster than the credentials), FAILED_PRECONDITION (a message the
+   * protocol does not allow at that point, such as a batch before the Welcome), RESOURCE_EXHAUSTED
+   * (a limit a Nack cannot answer, such as too many batches in flight), ABORTED (the stream lost
+   * the cluster's lease), UNAVAILABLE (heartbeat timeout, hub shutting down, state store lost),
+   * INTERNAL (corrupt stored state) or UNKNOWN. The tgfed agent reconnects with jittered backoff
+   * after any of them.
+   */
   sync: {
     path: "/tgfed.v1.AgentService/Sync" as const,
     requestStream: true as const,
@@ -3467,12 +3477,32 @@ export const AgentServiceService = {
 } as const;
 
 export interface AgentServiceServer extends UntypedServiceImplementation {
-  /** Sync is the one long-lived stream of a cluster. Sequence numbers are per stream. */
+  /**
+   * Sync is the one long-lived stream of a cluster. Sequence numbers are per stream.
+   *
+   * The hub ends a stream with UNAUTHENTICATED (no credentials it accepts), PERMISSION_DENIED
+   * (the hello names another cluster than the credentials), FAILED_PRECONDITION (a message the
+   * protocol does not allow at that point, such as a batch before the Welcome), RESOURCE_EXHAUSTED
+   * (a limit a Nack cannot answer, such as too many batches in flight), ABORTED (the stream lost
+   * the cluster's lease), UNAVAILABLE (heartbeat timeout, hub shutting down, state store lost),
+   * INTERNAL (corrupt stored state) or UNKNOWN. The tgfed agent reconnects with jittered backoff
+   * after any of them.
+   */
   sync: handleBidiStreamingCall<SyncRequest, SyncResponse>;
 }
 
 export interface AgentServiceClient extends Client {
-  /** Sync is the one long-lived stream of a cluster. Sequence numbers are per stream. */
+  /**
+   * Sync is the one long-lived stream of a cluster. Sequence numbers are per stream.
+   *
+   * The hub ends a stream with UNAUTHENTICATED (no credentials it accepts), PERMISSION_DENIED
+   * (the hello names another cluster than the credentials), FAILED_PRECONDITION (a message the
+   * protocol does not allow at that point, such as a batch before the Welcome), RESOURCE_EXHAUSTED
+   * (a limit a Nack cannot answer, such as too many batches in flight), ABORTED (the stream lost
+   * the cluster's lease), UNAVAILABLE (heartbeat timeout, hub shutting down, state store lost),
+   * INTERNAL (corrupt stored state) or UNKNOWN. The tgfed agent reconnects with jittered backoff
+   * after any of them.
+   */
   sync(): ClientDuplexStream<SyncRequest, SyncResponse>;
   sync(options: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
   sync(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<SyncRequest, SyncResponse>;
