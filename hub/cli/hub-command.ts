@@ -7,7 +7,7 @@ import {
   loadComponentSettings,
   tgfedVersion,
 } from '../../shared/index.js';
-import { ConfigFileError, hubOptionsSchema } from '../config/index.js';
+import { ConfigFileError, hubOptionsSchema, workerOptionsSchema } from '../config/index.js';
 import { BindingFileError } from '../federation/binding-file.js';
 import { Hub } from '../hub.js';
 
@@ -22,7 +22,12 @@ export function hubCommand(): Command {
     hubOptionsSchema,
   );
   command.action(async (flags: Record<string, unknown>) => {
-    const options = loadComponentSettings('hub', hubOptionsSchema, flags);
+    const options = loadComponentSettings(
+      'hub',
+      hubOptionsSchema,
+      flags,
+      new Set(Object.keys(workerOptionsSchema.shape)),
+    );
     if (options === undefined) return;
     const logger = createLogger({
       name: 'tgfed-hub',

@@ -7,7 +7,7 @@ import {
   loadComponentSettings,
   tgfedVersion,
 } from '../../shared/index.js';
-import { ConfigFileError, workerOptionsSchema } from '../config/index.js';
+import { ConfigFileError, hubOptionsSchema, workerOptionsSchema } from '../config/index.js';
 import { ReconcileWorker } from '../reconcile-worker.js';
 
 /**
@@ -22,7 +22,12 @@ export function workerCommand(): Command {
     workerOptionsSchema,
   );
   command.action(async (flags: Record<string, unknown>) => {
-    const options = loadComponentSettings('worker', workerOptionsSchema, flags);
+    const options = loadComponentSettings(
+      'worker',
+      workerOptionsSchema,
+      flags,
+      new Set(Object.keys(hubOptionsSchema.shape)),
+    );
     if (options === undefined) return;
     const logger = createLogger({
       name: 'tgfed-worker',

@@ -30,11 +30,13 @@ export function loadComponentSettings<S extends z.ZodObject>(
   commandName: string,
   schema: S,
   flags: Record<string, unknown>,
+  sharedFileKeys?: ReadonlySet<string>,
 ): z.infer<S> | undefined {
   try {
     return loadConfig(schema, {
       file: (flags['config'] as string | undefined) ?? process.env['TGFED_CONFIG'],
       flags,
+      sharedFileKeys,
     });
   } catch (err) {
     if (err instanceof ConfigError) {

@@ -32,6 +32,11 @@ export interface ConfigInputs {
   env?: NodeJS.ProcessEnv;
   /** Parsed flags keyed by field name (commander's camelCase); undefined means not given. */
   flags?: Record<string, unknown>;
+  /**
+   * Settings of another component that shares the file (the hub's in a worker's config and the
+   * other way round): skipped instead of refused as unknown.
+   */
+  sharedFileKeys?: ReadonlySet<string>;
 }
 
 type FieldKind = 'string' | 'number' | 'boolean' | 'array' | 'enum' | 'other';
@@ -138,6 +143,7 @@ export function loadConfig<S extends z.ZodObject>(
       }
       for (const [key, value] of Object.entries(content)) {
         if (!Object.hasOwn(schema.shape, key)) {
+          if (inputs.sharedFileKeys?.has(key) === true) continue;
           problems.push(`${key} (file ${inputs.file}): unknown setting`);
           continue;
         }

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { agentOptionsSchema } from '../../agent/config/agent-options.js';
+import { hubOptionsSchema, workerOptionsSchema } from '../../hub/config/index.js';
 import { ConfigError, envName, flagName, loadConfig } from '../../shared/config/config-loader.js';
 
 function file(content: string): string {
@@ -37,6 +38,32 @@ describe('loadConfig', () => {
       namespaces: ['shop', 'ops'],
       heartbeatIntervalMs: 10_000,
     });
+  });
+
+  it('skips the settings of a component sharing the file, and still refuses typos', () => {
+    const path = file(
+      'redisUrl: redis://redis:6379\nagentAddress: 0.0.0.0:7443\nworkerConcurency: 8\n',
+    );
+    const hubKeys = new Set(Object.keys(hubOptionsSchema.shape));
+    expect(() => loadConfig(workerOptionsSchema, { file: path, env: {} })).toThrow(
+      /agentAddress .*unknown setting/,
+    );
+    let error: unknown;
+    try {
+      loadConfig(workerOptionsSchema, { file: path, env: {}, sharedFileKeys: hubKeys });
+    } catch (err) {
+      error = err;
+    }
+    expect((error as ConfigError).problems).toEqual([
+      `workerConcurency (file ${path}): unknown setting`,
+    ]);
+    const shared = file('redisUrl: redis://redis:6379\nagentAddress: 0.0.0.0:7443\n');
+    const worker = loadConfig(workerOptionsSchema, {
+      file: shared,
+      env: {},
+      sharedFileKeys: hubKeys,
+    });
+    expect(worker.redisUrl).toBe('redis://redis:6379');
   });
 
   it('rejects bad values with the setting and where the value came from', () => {
