@@ -84,6 +84,7 @@ export class Agent {
       reconnectInitialMs: options.reconnectInitialMs,
       reconnectMaxMs: options.reconnectMaxMs,
       logger: this.#log,
+      tracer: this.telemetry.tracer(),
     });
     registerPublisherMetrics(this.telemetry.meter, {
       clusterId: options.clusterId,

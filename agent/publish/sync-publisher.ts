@@ -1,18 +1,23 @@
 import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
+import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import {
   AgentServiceService,
   BatchPhase,
   EndpointEncoder,
   addressToBytes,
   JitteredBackoff,
+  MAX_LISTED_SERVICES,
   NackReason,
+  SpanAttribute,
+  SpanName,
   clampOffset,
   digestHex,
   isSubscribed,
   serviceKeyString,
   silentLogger,
   traceContextFromHeaders,
+  traceHeadersOf,
   type Endpoint,
   type EndpointBatch,
   type EndpointRecord,
@@ -85,7 +90,16 @@ export interface SyncPublisherOptions {
   /** @default 30000 */
   reconnectMaxMs?: number;
   logger?: Logger;
-  /** Supplies the W3C trace context of each batch (the telemetry setup plugs in here). */
+  /**
+   * Starts a `tgfed.agent.batch` span per batch, from sending to the hub's ack; its context is
+   * the one the batch carries, so the hub's apply span is its child.
+   * @default none: batches carry {@link traceContext}'s
+   */
+  tracer?: Tracer;
+  /**
+   * The W3C trace context of a batch sent without a recording span.
+   * @default a random traceparent per batch
+   */
   traceContext?: () => TraceHeaders;
 }
 
@@ -122,6 +136,8 @@ export interface SyncPublisherStats {
 interface InFlight {
   readonly sentAtMs: number;
   readonly endpointChanges: number;
+  /** The batch's span, ended by the ack (or nack, or the end of the stream). */
+  readonly span?: Span;
 }
 
 /** The generated client's shape, built here with a byte-counting serializer. */
@@ -150,11 +166,12 @@ function randomTraceContext(): TraceHeaders {
 export class SyncPublisher {
   readonly #source: EndpointStateSource;
   readonly #options: Required<
-    Omit<SyncPublisherOptions, 'metadata' | 'channelOptions' | 'logger' | 'traceContext'>
+    Omit<SyncPublisherOptions, 'metadata' | 'channelOptions' | 'logger' | 'traceContext' | 'tracer'>
   >;
   readonly #metadata: (() => grpc.Metadata) | undefined;
   readonly #log: Logger;
   readonly #traceContext: () => TraceHeaders;
+  readonly #tracer: Tracer | undefined;
   readonly #client: SyncClient;
   readonly #sessionEpoch = randomBytes(16);
   readonly #backoff: JitteredBackoff;
@@ -220,6 +237,7 @@ export class SyncPublisher {
     this.#metadata = options.metadata;
     this.#log = (options.logger ?? silentLogger()).child({ component: 'publisher' });
     this.#traceContext = options.traceContext ?? randomTraceContext;
+    this.#tracer = options.tracer;
     this.#heartbeatMs = this.#options.heartbeatIntervalMs;
     this.#backoff = new JitteredBackoff({
       initialMs: this.#options.reconnectInitialMs,
@@ -425,6 +443,10 @@ export class SyncPublisher {
   #resetStreamState(): void {
     this.#pending = new PendingChanges();
     this.#encoder = new EndpointEncoder();
+    for (const sent of this.#inFlight.values()) {
+      sent.span?.setStatus({ code: SpanStatusCode.ERROR, message: 'stream ended before the ack' });
+      sent.span?.end();
+    }
     this.#inFlight.clear();
     this.#sequence = 0;
     this.#hubServices.clear();
@@ -486,6 +508,12 @@ export class SyncPublisher {
             },
             'hub rejected content',
           );
+        }
+        {
+          const span = this.#inFlight.get(message.nack.sequence)?.span;
+          span?.setAttribute(SpanAttribute.TGFED_BATCH_REJECTIONS, message.nack.rejections.length);
+          span?.setStatus({ code: SpanStatusCode.ERROR, message: message.nack.message });
+          span?.end();
         }
         this.#inFlight.delete(message.nack.sequence);
         this.#onRejected(message.nack);
@@ -644,6 +672,7 @@ export class SyncPublisher {
     for (const [seq, sent] of this.#inFlight) {
       if (seq > sequence) continue;
       this.#inFlight.delete(seq);
+      sent.span?.end();
       for (const listener of this.#ackListeners) listener(now - sent.sentAtMs);
     }
     this.#flushNow();
@@ -733,15 +762,24 @@ export class SyncPublisher {
       else endpointChanges += 1;
     }
     const sequence = ++this.#sequence;
+    const phase = this.#syncedDue ? BatchPhase.BATCH_PHASE_RESYNC : BatchPhase.BATCH_PHASE_DELTA;
+    const span = this.#batchSpan(sequence, phase, changes, endpointChanges);
     const batch: EndpointBatch = {
       sequence,
-      phase: this.#syncedDue ? BatchPhase.BATCH_PHASE_RESYNC : BatchPhase.BATCH_PHASE_DELTA,
+      phase,
       changes,
       strings: this.#encoder.takeNewStrings(),
       observedBaseUnixMs: base,
-      traceContext: traceContextFromHeaders(this.#traceContext()),
+      traceContext: traceContextFromHeaders(
+        (span === undefined ? undefined : traceHeadersOf(span.spanContext())) ??
+          this.#traceContext(),
+      ),
     };
-    this.#inFlight.set(sequence, { sentAtMs: Date.now(), endpointChanges });
+    this.#inFlight.set(sequence, {
+      sentAtMs: Date.now(),
+      endpointChanges,
+      ...(span === undefined ? {} : { span }),
+    });
     this.stats.batchesSent++;
     this.stats.endpointChangesSent += endpointChanges;
     if (batch.phase === BatchPhase.BATCH_PHASE_DELTA)
@@ -869,6 +907,32 @@ export class SyncPublisher {
       cost: now.length,
       observedAtMs: entry.observedAtMs,
     };
+  }
+
+  /** A batch's own trace (a root span: the batch, not the stream, is the unit of work). */
+  #batchSpan(
+    sequence: number,
+    phase: BatchPhase,
+    changes: readonly ServiceChange[],
+    endpointChanges: number,
+  ): Span | undefined {
+    if (this.#tracer === undefined) return undefined;
+    const services = changes.flatMap((c) =>
+      c.service === undefined ? [] : [serviceKeyString(c.service)],
+    );
+    return this.#tracer.startSpan(SpanName.AGENT_BATCH, {
+      kind: SpanKind.PRODUCER,
+      root: true,
+      attributes: {
+        [SpanAttribute.TGFED_CLUSTER_ID]: this.#options.clusterId,
+        [SpanAttribute.TGFED_BATCH_SEQUENCE]: sequence,
+        [SpanAttribute.TGFED_BATCH_PHASE]:
+          phase === BatchPhase.BATCH_PHASE_RESYNC ? 'resync' : 'delta',
+        [SpanAttribute.TGFED_ENDPOINT_CHANGES]: endpointChanges,
+        [SpanAttribute.TGFED_BATCH_SERVICE_COUNT]: services.length,
+        [SpanAttribute.TGFED_BATCH_SERVICES]: services.slice(0, MAX_LISTED_SERVICES),
+      },
+    });
   }
 
   // --- plumbing --------------------------------------------------------------------------

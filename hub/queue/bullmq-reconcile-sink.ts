@@ -1,6 +1,16 @@
+import { SpanKind, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { Queue } from 'bullmq';
 import type { Binding, Logger, ServiceKey, TraceContext } from '../../shared/index.js';
-import { serviceKeyString, silentLogger, traceHeadersFromContext } from '../../shared/index.js';
+import {
+  SpanAttribute,
+  SpanName,
+  TGFED_TRACER_NAME,
+  serviceKeyString,
+  silentLogger,
+  traceHeadersFromContext,
+  traceHeadersOf,
+  withSpan,
+} from '../../shared/index.js';
 import type { ClusterDirectory } from '../federation/desired-targets.js';
 import { selectsCluster } from '../federation/subscription-resolver.js';
 import type { ReconcileSink } from '../ingest/reconcile-sink.js';
@@ -33,6 +43,11 @@ export interface BullMqReconcileSinkOptions extends ReconcileQueueOptions {
   clock?: () => number;
   /** @default silentLogger() */
   logger?: Logger;
+  /**
+   * Starts a `tgfed.reconcile.enqueue` producer span per request; the job carries its context
+   * as the reconcile's link. @default the global tracer (a no-op unless one is registered)
+   */
+  tracer?: Tracer;
 }
 
 /** Outcome of one enqueue. */
@@ -130,6 +145,7 @@ export class BullMqReconcileSink implements ReconcileSink {
   readonly #options: CompiledReconcileQueueOptions;
   readonly #clock: () => number;
   readonly #logger: Logger;
+  readonly #tracer: Tracer;
   readonly #queues = new Map<number, Queue<ReconcileRequest>>();
   #index = new BindingIndex([]);
   #revision: number | undefined;
@@ -150,6 +166,7 @@ export class BullMqReconcileSink implements ReconcileSink {
     this.#options = compileReconcileQueueOptions(options);
     this.#clock = options.clock ?? Date.now;
     this.#logger = options.logger ?? silentLogger();
+    this.#tracer = options.tracer ?? trace.getTracer(TGFED_TRACER_NAME);
   }
 
   /** The compiled queue options (shard count, prefix, debounce) this sink uses. */
@@ -218,6 +235,7 @@ export class BullMqReconcileSink implements ReconcileSink {
     observedAtMs?: number,
   ): Promise<void> {
     const groups = this.targetGroupsFor(clusterId, services);
+    trace.getActiveSpan()?.setAttribute(SpanAttribute.TGFED_BATCH_TARGET_GROUPS, groups.length);
     if (groups.length === 0) return;
     const traceparent = traceHeadersFromContext(batchTrace)?.traceparent;
     await this.#enqueueAll(
@@ -228,7 +246,17 @@ export class BullMqReconcileSink implements ReconcileSink {
     );
   }
 
-  /** Enqueues (or joins) the reconcile of one group; for operators, drift checks and tests. */
+  /**
+   * Enqueues (or joins) the reconcile of one group; for operators, drift checks and tests.
+   *
+   * Traced by a manual producer span rather than bullmq-otel: BullMQ's telemetry takes its
+   * tracer from the global provider, which tgfed does not register (hub, workers and test
+   * agents share processes), and a deduplicated add returns the pending job, whose trace
+   * metadata is the first producer's. tgfed keeps every producer's context itself: in the job
+   * (`traceLinks`) and, for requests coalesced into a pending job, in its links list.
+   *
+   * @param traceLinks kept when there is no recording enqueue span (the batch's traceparent)
+   */
   async request(
     targetGroupArn: string,
     reason: ReconcileReason,
@@ -237,11 +265,39 @@ export class BullMqReconcileSink implements ReconcileSink {
   ): Promise<EnqueuedReconcile> {
     if (this.#state !== 'open') throw new ReconcileEnqueueError('the reconcile sink is closed');
     const address = reconcileQueueFor(targetGroupArn, this.#options);
+    return withSpan(
+      this.#tracer,
+      SpanName.RECONCILE_ENQUEUE,
+      {
+        kind: SpanKind.PRODUCER,
+        attributes: {
+          [SpanAttribute.MESSAGING_SYSTEM]: 'bullmq',
+          [SpanAttribute.MESSAGING_OPERATION_TYPE]: 'send',
+          [SpanAttribute.MESSAGING_OPERATION_NAME]: 'add',
+          [SpanAttribute.MESSAGING_DESTINATION_NAME]: `${address.prefix}:${address.name}`,
+          [SpanAttribute.TGFED_SHARD]: address.shard,
+          [SpanAttribute.TGFED_TARGET_GROUP_ARN]: targetGroupArn,
+          [SpanAttribute.TGFED_RECONCILE_REASON]: reason,
+        },
+      },
+      (span) => this.#request(span, address, targetGroupArn, reason, traceLinks, observedAtMs),
+    );
+  }
+
+  async #request(
+    span: Span,
+    address: ReconcileQueueAddress,
+    targetGroupArn: string,
+    reason: ReconcileReason,
+    traceLinks: readonly string[],
+    observedAtMs: number | undefined,
+  ): Promise<EnqueuedReconcile> {
+    const own = traceHeadersOf(span.spanContext())?.traceparent;
     const request: ReconcileRequest = {
       targetGroupArn,
       reason,
       requestedAtMs: this.#clock(),
-      traceLinks: traceLinks.slice(0, MAX_TRACE_LINKS),
+      traceLinks: own === undefined ? traceLinks.slice(0, MAX_TRACE_LINKS) : [own],
       ...(observedAtMs === undefined ? {} : { observedAtMs }),
     };
     const jobId = newReconcileJobId();
@@ -262,6 +318,10 @@ export class BullMqReconcileSink implements ReconcileSink {
     if (coalesced && (request.traceLinks.length > 0 || request.observedAtMs !== undefined)) {
       await this.#keepLinks(address, request);
     }
+    span.setAttributes({
+      [SpanAttribute.MESSAGING_MESSAGE_ID]: job.id ?? jobId,
+      [SpanAttribute.TGFED_RECONCILE_COALESCED]: coalesced,
+    });
     return { targetGroupArn, jobId: job.id ?? jobId, coalesced };
   }
 

@@ -1,8 +1,24 @@
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Logger } from '../../shared/index.js';
-import { silentLogger } from '../../shared/index.js';
+import {
+  SpanAttribute,
+  SpanName,
+  TGFED_TRACER_NAME,
+  linksFromTraceparents,
+  silentLogger,
+  withSpan,
+} from '../../shared/index.js';
 import { withObservedChanges } from '../aws/aws-call-metrics.js';
 import {
+  MAX_TRACE_LINKS,
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
@@ -45,6 +61,11 @@ export interface ReconcileConsumerOptions extends ReconcileQueueOptions {
   onReconciled?: (result: ReconcileResult, request: ReconcileRequest) => void;
   /** @default silentLogger() */
   logger?: Logger;
+  /**
+   * Starts a `tgfed.reconcile` span per job, linked to every request it coalesced; the AWS
+   * calls made within it are its children. @default the global tracer (a no-op unless registered)
+   */
+  tracer?: Tracer;
 }
 
 /** Lifecycle of a {@link ReconcileConsumer}. */
@@ -71,6 +92,26 @@ async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boo
   ]);
   clearTimeout(timer);
   return settled;
+}
+
+/**
+ * The links a reconcile span carries: the job's own request first (it opened the debounce
+ * window), then the newest coalesced ones, at most {@link MAX_TRACE_LINKS} in all (OpenTelemetry's
+ * default span link limit). Producers already keep only the newest {@link MAX_TRACE_LINKS}
+ * coalesced links per pending job, so under heavy churn the oldest requests of a long window
+ * are not linked; the reconcile still applies them, and `tgfed.reconcile.links_dropped` counts
+ * what this side left off.
+ */
+export function cappedTraceLinks(traceLinks: readonly string[]): {
+  kept: string[];
+  dropped: number;
+} {
+  if (traceLinks.length <= MAX_TRACE_LINKS) return { kept: [...traceLinks], dropped: 0 };
+  const [first = '', ...rest] = traceLinks;
+  return {
+    kept: [first, ...rest.slice(rest.length - (MAX_TRACE_LINKS - 1))],
+    dropped: traceLinks.length - MAX_TRACE_LINKS,
+  };
 }
 
 function requestOf(job: Job<ReconcileRequest>): ReconcileRequest {
@@ -101,6 +142,7 @@ export class ReconcileConsumer {
   readonly #reconciler: GroupReconciler;
   readonly #options: ReconcileConsumerOptions;
   readonly #log: Logger;
+  readonly #tracer: Tracer;
   readonly #workers: Worker<ReconcileRequest, ReconcileJobResult>[] = [];
   #state: ReconcileConsumerState = 'idle';
 
@@ -118,6 +160,7 @@ export class ReconcileConsumer {
     this.#reconciler = reconciler;
     this.#options = options;
     this.#log = (options.logger ?? silentLogger()).child({ component: 'reconcile-consumer' });
+    this.#tracer = options.tracer ?? trace.getTracer(TGFED_TRACER_NAME);
   }
 
   get state(): ReconcileConsumerState {
@@ -204,32 +247,75 @@ export class ReconcileConsumer {
       takeTraceLinks(this.#connection, address, request.targetGroupArn),
       takeObservedAt(this.#connection, address, request.targetGroupArn),
     ]);
-    const traceLinks = [...new Set([...request.traceLinks, ...coalesced])];
+    const links = cappedTraceLinks([...new Set([...request.traceLinks, ...coalesced])]);
     const observed = [request.observedAtMs, coalescedObservedAtMs].filter(
       (t): t is number => t !== undefined,
     );
-    // The AWS calls that apply these changes record the propagation latency from the earliest.
-    const result = await withObservedChanges(
-      observed.length === 0 ? undefined : Math.min(...observed),
-      () =>
-        this.#reconciler.reconcile(request.targetGroupArn, {
-          reason: request.reason,
-          traceLinks,
-          ...(signal === undefined ? {} : { signal }),
-        }),
+    // A trace of its own (a job coalesces requests of many traces), linked to each of them.
+    return withSpan(
+      this.#tracer,
+      SpanName.RECONCILE,
+      {
+        kind: SpanKind.CONSUMER,
+        links: linksFromTraceparents(links.kept),
+        attributes: {
+          [SpanAttribute.MESSAGING_SYSTEM]: 'bullmq',
+          [SpanAttribute.MESSAGING_OPERATION_TYPE]: 'process',
+          [SpanAttribute.MESSAGING_OPERATION_NAME]: 'process',
+          [SpanAttribute.MESSAGING_DESTINATION_NAME]: `${address.prefix}:${address.name}`,
+          [SpanAttribute.MESSAGING_MESSAGE_ID]: job.id ?? '',
+          [SpanAttribute.TGFED_SHARD]: address.shard,
+          [SpanAttribute.TGFED_TARGET_GROUP_ARN]: request.targetGroupArn,
+          [SpanAttribute.TGFED_RECONCILE_REASON]: request.reason,
+          [SpanAttribute.TGFED_RECONCILE_LINKS]: links.kept.length,
+          [SpanAttribute.TGFED_RECONCILE_LINKS_DROPPED]: links.dropped,
+        },
+      },
+      async (span) => {
+        // The AWS calls that apply these changes record the propagation latency from the earliest.
+        const result = await withObservedChanges(
+          observed.length === 0 ? undefined : Math.min(...observed),
+          () =>
+            this.#reconciler.reconcile(request.targetGroupArn, {
+              reason: request.reason,
+              traceLinks: links.kept,
+              ...(signal === undefined ? {} : { signal }),
+            }),
+        );
+        annotateReconcileSpan(span, result);
+        this.#options.onReconciled?.(result, request);
+        const { calls } = result.record;
+        return {
+          outcome: result.record.outcome,
+          registered: result.record.registered,
+          deregistered: result.record.deregistered,
+          calls: calls.describe + calls.register + calls.deregister,
+        };
+      },
+      ROOT_CONTEXT,
     );
-    this.#options.onReconciled?.(result, request);
-    const { calls } = result.record;
-    return {
-      outcome: result.record.outcome,
-      registered: result.record.registered,
-      deregistered: result.record.deregistered,
-      calls: calls.describe + calls.register + calls.deregister,
-    };
   }
 
   #setState(state: ReconcileConsumerState): void {
     this.#log.debug({ from: this.#state, to: state }, 'reconcile consumer state');
     this.#state = state;
+  }
+}
+
+function annotateReconcileSpan(span: Span, result: ReconcileResult): void {
+  const { record } = result;
+  span.setAttributes({
+    [SpanAttribute.TGFED_RECONCILE_OUTCOME]: record.outcome,
+    [SpanAttribute.TGFED_RECONCILE_REGISTERED]: record.registered,
+    [SpanAttribute.TGFED_RECONCILE_DEREGISTERED]: record.deregistered,
+    [SpanAttribute.TGFED_RECONCILE_CALLS]:
+      record.calls.describe + record.calls.register + record.calls.deregister,
+    [SpanAttribute.TGFED_RECONCILE_CALLS_DESCRIBE]: record.calls.describe,
+    [SpanAttribute.TGFED_RECONCILE_CALLS_REGISTER]: record.calls.register,
+    [SpanAttribute.TGFED_RECONCILE_CALLS_DEREGISTER]: record.calls.deregister,
+  });
+  if (record.outcome === 'failed') {
+    span.setAttribute(SpanAttribute.ERROR_TYPE, record.errorClass ?? 'unknown');
+    span.setStatus({ code: SpanStatusCode.ERROR, message: record.error ?? 'reconcile failed' });
   }
 }

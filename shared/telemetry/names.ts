@@ -115,7 +115,26 @@ export const LATENCY_BUCKETS_SECONDS: readonly number[] = [
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10, 30, 60, 120, 300,
 ];
 
-// --- span attributes
+// --- spans
+
+/**
+ * Span names. One trace per agent batch: `tgfed.agent.batch` (agent, producer) → `tgfed.hub.apply`
+ * (hub, consumer; parent from the batch's trace context) → `EVALSHA tgfedApplyBatch` (the fenced
+ * Redis write) and `tgfed.reconcile.enqueue` (producer, one per target group). The worker's
+ * `tgfed.reconcile` span (consumer) starts a trace of its own and links to the enqueue span of
+ * every request its job coalesced; the ELBv2 and STS calls are its children, named as
+ * @opentelemetry/instrumentation-aws-sdk names them (`<Service>.<Operation>`).
+ */
+export const SpanName = {
+  AGENT_BATCH: 'tgfed.agent.batch',
+  HUB_APPLY: 'tgfed.hub.apply',
+  HUB_STORE_WRITE: 'EVALSHA tgfedApplyBatch',
+  RECONCILE_ENQUEUE: 'tgfed.reconcile.enqueue',
+  RECONCILE: 'tgfed.reconcile',
+} as const;
+
+/** The instrumentation scope of tgfed's spans. */
+export const TGFED_TRACER_NAME = 'tgfed';
 
 /** Span attribute keys: semantic conventions first, `tgfed.*` for tgfed's own. */
 export const SpanAttribute = {
@@ -123,14 +142,47 @@ export const SpanAttribute = {
   RPC_SERVICE: 'rpc.service',
   RPC_METHOD: 'rpc.method',
   MESSAGING_SYSTEM: 'messaging.system',
+  MESSAGING_OPERATION_TYPE: 'messaging.operation.type',
+  MESSAGING_OPERATION_NAME: 'messaging.operation.name',
   MESSAGING_DESTINATION_NAME: 'messaging.destination.name',
   MESSAGING_MESSAGE_ID: 'messaging.message.id',
   MESSAGING_BATCH_MESSAGE_COUNT: 'messaging.batch.message_count',
+  DB_SYSTEM_NAME: 'db.system.name',
+  DB_OPERATION_NAME: 'db.operation.name',
+  DB_STORED_PROCEDURE_NAME: 'db.stored_procedure.name',
+  CLOUD_PROVIDER: 'cloud.provider',
   CLOUD_ACCOUNT_ID: 'cloud.account.id',
   CLOUD_REGION: 'cloud.region',
   AWS_REQUEST_ID: 'aws.request_id',
+  HTTP_RESPONSE_STATUS_CODE: 'http.response.status_code',
+  ERROR_TYPE: 'error.type',
+  TGFED_CLUSTER_ID: ATTR_TGFED_CLUSTER_ID,
   TGFED_TARGET_GROUP_ARN: 'tgfed.target_group.arn',
   TGFED_BATCH_SEQUENCE: 'tgfed.batch.sequence',
+  TGFED_BATCH_PHASE: 'tgfed.batch.phase',
   TGFED_ENDPOINT_CHANGES: 'tgfed.batch.endpoint_changes',
+  /** `namespace/name` of the services a batch changed (at most {@link MAX_LISTED_SERVICES}). */
+  TGFED_BATCH_SERVICES: 'tgfed.batch.services',
+  TGFED_BATCH_SERVICE_COUNT: 'tgfed.batch.service_count',
+  TGFED_BATCH_REJECTIONS: 'tgfed.batch.rejections',
+  /** Target groups a hub apply enqueued reconciles for. */
+  TGFED_BATCH_TARGET_GROUPS: 'tgfed.batch.target_groups',
+  /** True when an enqueue joined a job already pending for the group. */
+  TGFED_RECONCILE_COALESCED: 'tgfed.reconcile.coalesced',
+  TGFED_RECONCILE_REASON: 'tgfed.reconcile.reason',
   TGFED_RECONCILE_OUTCOME: 'tgfed.reconcile.outcome',
+  TGFED_RECONCILE_REGISTERED: 'tgfed.reconcile.registered',
+  TGFED_RECONCILE_DEREGISTERED: 'tgfed.reconcile.deregistered',
+  TGFED_RECONCILE_CALLS: 'tgfed.reconcile.calls',
+  TGFED_RECONCILE_CALLS_DESCRIBE: 'tgfed.reconcile.calls.describe',
+  TGFED_RECONCILE_CALLS_REGISTER: 'tgfed.reconcile.calls.register',
+  TGFED_RECONCILE_CALLS_DEREGISTER: 'tgfed.reconcile.calls.deregister',
+  /** Requests whose trace links the reconcile carries (coalesced ones included). */
+  TGFED_RECONCILE_LINKS: 'tgfed.reconcile.links',
+  /** Links left off beyond `MAX_TRACE_LINKS` (the producer side trims the oldest as well). */
+  TGFED_RECONCILE_LINKS_DROPPED: 'tgfed.reconcile.links_dropped',
+  TGFED_SHARD: 'tgfed.queue.shard',
 } as const;
+
+/** Most service keys listed on a batch span; the count is always there. */
+export const MAX_LISTED_SERVICES = 32;

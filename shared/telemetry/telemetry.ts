@@ -30,7 +30,8 @@ import {
 } from '@opentelemetry/semantic-conventions';
 import type { Logger } from '../logging/logger.js';
 import { tgfedVersion } from '../version.js';
-import { TGFED_METER_NAME } from './names.js';
+import { TGFED_METER_NAME, TGFED_TRACER_NAME } from './names.js';
+import { installContextManager } from './span-context.js';
 import {
   compileTelemetryOptions,
   type CompiledTelemetryOptions,
@@ -48,8 +49,10 @@ export type TelemetryState = 'running' | 'closing' | 'closed';
 /**
  * One process's telemetry: a MeterProvider (and, when traces are exported, a TracerProvider) with
  * the component's resource, the Prometheus reader behind `/metrics`, and whatever exporters the
- * `OTEL_*` variables ask for. Nothing is registered globally, so a hub, a worker and test agents
- * can share one process; instrumentation takes {@link meter} and {@link tracer} from here.
+ * `OTEL_*` variables ask for. No provider is registered globally, so a hub, a worker and test
+ * agents can share one process; instrumentation takes {@link meter} and {@link tracer} from here.
+ * When traces are on, the process gets the AsyncLocalStorage context manager (see
+ * `installContextManager`), which carries the active span across awaits.
  *
  * Cost when nothing is configured: instruments record into memory, callbacks of observable
  * instruments run only when `/metrics` is scraped, no timer runs, nothing leaves the process.
@@ -122,6 +125,7 @@ export class Telemetry {
       );
     }
     if (processors.length > 0) {
+      installContextManager();
       this.#tracerProvider = new TracerProvider({
         resource: this.resource,
         spanProcessors: processors,
@@ -149,7 +153,7 @@ export class Telemetry {
   }
 
   /** A tracer of tgfed's scope. */
-  tracer(name = TGFED_METER_NAME): Tracer {
+  tracer(name = TGFED_TRACER_NAME): Tracer {
     return this.tracerProvider.getTracer(name, tgfedVersion());
   }
 

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
 import { loadTestenvManifest } from './testenv-manifest.js';
 import { startRedisServer } from './redis-server.js';
@@ -15,6 +16,8 @@ declare module 'vitest' {
     /** Paths and versions of the provisioned binaries. */
     testenv: {
       helm: string;
+      /** The OpenTelemetry Collector binary; '' when not provisioned (fails under CI). */
+      otelcol: string;
       promtool: string;
       redisServer: string;
       versions: Record<string, string>;
@@ -28,6 +31,10 @@ declare module 'vitest' {
  */
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const manifest = loadTestenvManifest();
+  if (process.env['CI'] === 'true' && !existsSync(manifest.otelcol ?? '')) {
+    // Under CI a missing component fails the run, never skips a test (DESIGN.md, test environment).
+    throw new Error('the OpenTelemetry Collector is not provisioned: run npm run testenv');
+  }
   const stops: (() => Promise<void>)[] = [];
   const teardown = async (): Promise<void> => {
     const results = await Promise.allSettled(stops.reverse().map((stop) => stop()));
@@ -49,6 +56,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('motoEndpoint', moto.value.endpoint);
   project.provide('testenv', {
     helm: manifest.helm,
+    otelcol: manifest.otelcol ?? '',
     promtool: manifest.promtool,
     redisServer: manifest.redisServer,
     versions: manifest.versions,

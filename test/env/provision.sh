@@ -11,6 +11,8 @@
 #   kube-apiserver    built from the Go module proxy (test/env/go/kubernetes); or, as envtest does,
 #                     taken from $KUBEBUILDER_ASSETS when that folder holds kube-apiserver and etcd
 #   helm              built from the Go module proxy (test/env/go/helm)
+#   otelcol           a minimal OpenTelemetry Collector (OTLP receiver; debug and OTLP/HTTP
+#                     exporters) built from the Go module proxy (test/env/go/otelcol)
 #
 # Writes $TGFED_CACHE_DIR/testenv/manifest.json (paths and versions) for test/env/*.ts.
 set -euo pipefail
@@ -19,6 +21,7 @@ KUBERNETES_VERSION=v1.35.4
 ETCD_VERSION=v3.6.16
 HELM_VERSION=v3.19.5
 MOTO_VERSION=5.2.5
+OTELCOL_VERSION=v0.165.0 # must match go.opentelemetry.io/collector/otelcol in test/env/go/otelcol
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${TGFED_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/tgfed}/testenv"
@@ -56,16 +59,17 @@ if [ ! -f "$moto_venv/.complete" ]; then
 fi
 
 # --- Go-built binaries ------------------------------------------------------------------------
-# The cache key is the wrapper modules' content, so a version bump rebuilds.
-go_key="$(cat "$here"/go/*/go.mod "$here"/go/*/go.sum "$0" | sha256sum | cut -c1-16)"
-go_bin="$cache/go-$go_key/bin"
-mkdir -p "$go_bin"
-
+# Each binary is cached under a key of its own wrapper module (go.mod, go.sum, any Go source) and
+# build settings, so a version bump rebuilds that binary and no other. Sets $go_built.
 go_build() { # <wrapper dir> <output> <package> [ldflags]
-  local out="$go_bin/$2"
+  local key out
+  key="$( { cat "$here/go/$1/go.mod" "$here/go/$1/go.sum"; cat "$here/go/$1"/*.go 2>/dev/null || true; echo "$3 ${4:-}"; } | sha256sum | cut -c1-16)"
+  out="$cache/go/$2-$key/$2"
+  go_built="$out"
   [ -x "$out" ] && return 0
   command -v go >/dev/null || fail "go is required to build $2 (Go module proxy)"
   log "building $2 from the Go module proxy (first run only; several minutes for kube-apiserver)"
+  mkdir -p "$(dirname "$out")"
   (cd "$here/go/$1" && go build -trimpath -ldflags "-s -w ${4:-}" -o "$out.tmp" "$3")
   mv "$out.tmp" "$out"
 }
@@ -78,14 +82,18 @@ if [ -n "${KUBEBUILDER_ASSETS:-}" ] && [ -x "$KUBEBUILDER_ASSETS/kube-apiserver"
 else
   [ -z "${KUBEBUILDER_ASSETS:-}" ] || fail "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS holds no kube-apiserver and etcd"
   go_build etcd etcd go.etcd.io/etcd/server/v3
+  etcd="$go_built"
   k8s_minor="${KUBERNETES_VERSION#v1.}"; k8s_minor="${k8s_minor%%.*}"
   go_build kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver \
     "-X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$k8s_minor"
-  etcd="$go_bin/etcd"
-  kube_apiserver="$go_bin/kube-apiserver"
+  kube_apiserver="$go_built"
 fi
 go_build helm helm helm.sh/helm/v3/cmd/helm "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-helm="$go_bin/helm"
+helm="$go_built"
+grep -q "go.opentelemetry.io/collector/otelcol $OTELCOL_VERSION\$" "$here/go/otelcol/go.mod" \
+  || fail "OTELCOL_VERSION=$OTELCOL_VERSION differs from test/env/go/otelcol/go.mod"
+go_build otelcol otelcol . "-X main.version=$OTELCOL_VERSION"
+otelcol="$go_built"
 
 # --- manifest ---------------------------------------------------------------------------------
 version_of() { "$@" 2>/dev/null | head -1 | tr -d '"\\' || true; }
@@ -98,13 +106,15 @@ cat > "$manifest.tmp" <<JSON
   "etcd": "$etcd",
   "kubeApiserver": "$kube_apiserver",
   "helm": "$helm",
+  "otelcol": "$otelcol",
   "versions": {
     "redis": "$(version_of "$redis_server" --version)",
     "promtool": "$(version_of "$promtool" --version)",
     "moto": "$MOTO_VERSION",
     "etcd": "$(version_of "$etcd" --version)",
     "kubeApiserver": "$(version_of "$kube_apiserver" --version)",
-    "helm": "$(version_of "$helm" version --short)"
+    "helm": "$(version_of "$helm" version --short)",
+    "otelcol": "$(version_of "$otelcol" --version)"
   }
 }
 JSON

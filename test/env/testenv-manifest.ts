@@ -10,6 +10,8 @@ export interface TestenvManifest {
   etcd: string;
   kubeApiserver: string;
   helm: string;
+  /** The OpenTelemetry Collector built for the trace tests (absent in manifests before it). */
+  otelcol?: string;
   versions: Record<string, string>;
 }
 

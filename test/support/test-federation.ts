@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Redis } from 'ioredis';
 import { workerOptionsSchema } from '../../hub/config/index.js';
-import { Hub } from '../../hub/hub.js';
+import { Hub, type HubDependencies } from '../../hub/hub.js';
 import { ReconcileWorker, type ReconcileWorkerDependencies } from '../../hub/reconcile-worker.js';
 import { TargetGroupRecords } from '../../hub/reconcile/index.js';
 import {
@@ -37,6 +37,8 @@ export interface TestFederationSpec {
   hubSettings?: Record<string, unknown>;
   /** Worker settings besides the test defaults (short lock and drift interval). */
   workerSettings?: Record<string, unknown>;
+  /** What the hub is given rather than creates (e.g. its telemetry). @default {} */
+  hubDependencies?: HubDependencies;
 }
 
 function unary<Req, Res>(
@@ -95,6 +97,7 @@ export class TestFederation {
           ...this.spec.hubSettings,
         },
       }),
+      this.spec.hubDependencies,
     );
     await this.hub.start();
     this.admin = new AdminServiceClient(
