@@ -1,5 +1,6 @@
 import {
   HeldOperation,
+  ListenerWeight,
   ReconcileOutcome,
   TargetGroupStatus,
   type Binding,
@@ -7,6 +8,7 @@ import {
 import { isPresent } from '../aws/index.js';
 import type { GroupDesiredState } from '../federation/target-group-desired-state.js';
 import type {
+  GroupListenerWeight,
   HeldDeregistration,
   ReconcileOutcomeKind,
   TargetGroupRecord,
@@ -74,6 +76,18 @@ export function heldOperationMessage(held: HeldDeregistration): HeldOperation {
   });
 }
 
+/** A pool group's weight in its listener rule as the admin API shows it. */
+export function listenerWeightMessage(weight: GroupListenerWeight): ListenerWeight {
+  return ListenerWeight.fromPartial({
+    listenerRuleArn: weight.listenerRuleArn,
+    readyTargets: weight.readyTargets,
+    weight: weight.weight ?? 0,
+    outcome: weight.outcome,
+    error: weight.error ?? '',
+    updatedUnixMs: weight.atMs,
+  });
+}
+
 /**
  * `GetTargetGroupStatus`: the hub's side (definition, bindings, desired targets, conflicts)
  * from a fresh resolution, and the workers' side (actual and owned targets, last reconcile,
@@ -124,6 +138,9 @@ export class DesiredTargetGroupStatus implements TargetGroupStatusSource {
       lastReconcileUnixMs: last === undefined ? 0 : last.startedAtMs + last.durationMs,
       heldOperations: record?.held === undefined ? [] : [heldOperationMessage(record.held)],
       conflicts: state.conflicts,
+      ...(record?.listenerWeight === undefined
+        ? {}
+        : { listenerWeight: listenerWeightMessage(record.listenerWeight) }),
     });
   }
 }

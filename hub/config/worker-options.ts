@@ -80,6 +80,25 @@ export const workerOptionsSchema = z
     awsDescribeBurst: burst('Describe* burst per account and region', 200),
     awsModifyRatePerSecond: rate('Modify* calls per second per account and region', 3),
     awsModifyBurst: burst('Modify* burst per account and region', 20),
+    listenerWeightDebounceMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(3_000)
+      .describe("Debounce window of a pool's listener rule weights update"),
+    listenerWeightMinShareChange: z
+      .number()
+      .min(0)
+      .max(1)
+      .default(0.02)
+      .describe("Least change of a pool group's traffic share worth a ModifyRule call"),
+    listenerWeightCheckIntervalMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .default(300_000)
+      .describe('How long listener rule weights are trusted without a describe'),
     awsRoleSessionName: z
       .string()
       .regex(/^[\w+=,.@-]{2,64}$/, 'AWS role session name characters ([\\w+=,.@-], 2 to 64)')

@@ -4,6 +4,7 @@ import { StoredValueError, type RedisClient } from '../state/index.js';
 import type { TargetHealthState } from '../aws/target-group-api.js';
 import { targetHealthState } from '../aws/target-group-api.js';
 import type { AwsErrorClass } from '../aws/aws-errors.js';
+import type { GroupListenerWeight } from './listener-weight-records.js';
 
 /** How a reconcile ended. */
 export type ReconcileOutcomeKind = 'in-sync' | 'applied' | 'held' | 'throttled' | 'failed';
@@ -75,6 +76,8 @@ export interface TargetGroupRecord {
   readonly owned: Set<string>;
   readonly last: ReconcileRecord | undefined;
   readonly held: HeldDeregistration | undefined;
+  /** The group's weight in its pool's listener rule (written by the weights updates). */
+  readonly listenerWeight?: GroupListenerWeight | undefined;
 }
 
 function parseJson<T>(key: string, text: string | undefined): T | undefined {
@@ -155,6 +158,7 @@ export class TargetGroupRecords {
       owned: new Set(owned),
       last: parseJson<ReconcileRecord>(this.metaKey(arn), meta.last),
       held: parseJson<HeldDeregistration>(this.metaKey(arn), meta.held),
+      listenerWeight: parseJson<GroupListenerWeight>(this.metaKey(arn), meta.listenerWeight),
     };
   }
 

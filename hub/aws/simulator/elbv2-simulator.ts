@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import {
+  SimulatedListeners,
+  type SimulatedAction,
+  type SimulatedListener,
+  type SimulatedRule,
+} from './simulated-listeners.js';
 
 /** Health states ELBv2 reports in DescribeTargetHealth (the subset the simulator produces). */
 export type SimulatedTargetState = 'initial' | 'healthy' | 'unhealthy' | 'unused' | 'draining';
@@ -11,7 +17,11 @@ export type Elbv2Action =
   | 'DescribeTargetGroups'
   | 'RegisterTargets'
   | 'DeregisterTargets'
-  | 'DescribeTargetHealth';
+  | 'DescribeTargetHealth'
+  | 'DescribeRules'
+  | 'DescribeListeners'
+  | 'ModifyRule'
+  | 'ModifyListener';
 
 /** AWS throttles ELBv2 per account, region and class of operation. */
 export type OperationClass = 'mutate' | 'describe' | 'modify';
@@ -36,6 +46,10 @@ const OPERATION_CLASSES: Record<Elbv2Action, OperationClass> = {
   DescribeTargetHealth: 'describe',
   CreateTargetGroup: 'modify',
   DeleteTargetGroup: 'modify',
+  DescribeRules: 'describe',
+  DescribeListeners: 'describe',
+  ModifyRule: 'modify',
+  ModifyListener: 'modify',
 };
 
 /** The account and region an API call is made as (from its SigV4 credential scope). */
@@ -107,6 +121,10 @@ export interface Elbv2Requests {
   RegisterTargets: { targetGroupArn: string; targets: SimulatedTargetDescription[] };
   DeregisterTargets: { targetGroupArn: string; targets: SimulatedTargetDescription[] };
   DescribeTargetHealth: { targetGroupArn: string; targets?: SimulatedTargetDescription[] };
+  DescribeRules: { ruleArns?: string[]; listenerArn?: string };
+  DescribeListeners: { listenerArns?: string[]; loadBalancerArn?: string };
+  ModifyRule: { ruleArn: string; actions?: SimulatedAction[] };
+  ModifyListener: { listenerArn: string; defaultActions?: SimulatedAction[] };
 }
 
 /** The responses of {@link Elbv2Simulator.handle}, by action. */
@@ -117,6 +135,10 @@ export interface Elbv2Responses {
   RegisterTargets: Record<string, never>;
   DeregisterTargets: Record<string, never>;
   DescribeTargetHealth: { targetHealthDescriptions: SimulatedTargetHealth[] };
+  DescribeRules: { rules: SimulatedRule[] };
+  DescribeListeners: { listeners: SimulatedListener[] };
+  ModifyRule: { rules: SimulatedRule[] };
+  ModifyListener: { listeners: SimulatedListener[] };
 }
 
 /** One ELBv2 API request: the action and its parameters. */
@@ -440,8 +462,18 @@ export class Elbv2Simulator {
   #logStart = 0;
   #logSize = 0;
 
+  /** ALB listeners and rules with forward actions (create them with its test helpers). */
+  readonly listeners: SimulatedListeners;
+
   constructor(options: Elbv2SimulatorOptions = {}) {
     this.options = compileElbv2SimulatorOptions(options);
+    this.listeners = new SimulatedListeners(
+      (caller, arn) => {
+        const group = this.#groups.get(arn);
+        return group?.account === caller.account && group.region === caller.region;
+      },
+      (code, message) => new Elbv2SimulatorError(code, message),
+    );
   }
 
   // ---- Setup and inspection (no throttling, no faults, not logged) ----
@@ -758,6 +790,14 @@ export class Elbv2Simulator {
             request.targets,
           ),
         };
+      case 'DescribeRules':
+        return { rules: this.listeners.describeRules(caller, request) };
+      case 'DescribeListeners':
+        return { listeners: this.listeners.describeListeners(caller, request) };
+      case 'ModifyRule':
+        return { rules: [this.listeners.modifyRule(caller, request)] };
+      case 'ModifyListener':
+        return { listeners: [this.listeners.modifyListener(caller, request)] };
     }
   }
 

@@ -25,6 +25,18 @@ export {
   type TargetGroupSpec,
 } from './elbv2-simulator.js';
 export {
+  MAX_FORWARD_TARGET_GROUPS,
+  SimulatedListeners,
+  type ListenerCaller,
+  type ListenerSpec,
+  type RuleSpec,
+  type SimulatedAction,
+  type SimulatedForwardTarget,
+  type SimulatedListener,
+  type SimulatedRule,
+  type SimulatedStickiness,
+} from './simulated-listeners.js';
+export {
   Elbv2SimulatorServer,
   startElbv2Simulator,
   type Elbv2SimulatorServerOptions,

@@ -15,6 +15,7 @@ import {
   type SimulatedTargetGroup,
   type SimulatedTargetHealth,
 } from './elbv2-simulator.js';
+import { ActionParamError, actionsParam, listenersXml, rulesXml } from './listener-query.js';
 
 /** Options for {@link startElbv2Simulator}; the model options apply unless `simulator` is given. */
 export interface Elbv2SimulatorServerOptions extends Elbv2SimulatorOptions {
@@ -44,6 +45,10 @@ const ELBV2_ACTIONS: ReadonlySet<string> = new Set<Elbv2Action>([
   'RegisterTargets',
   'DeregisterTargets',
   'DescribeTargetHealth',
+  'DescribeRules',
+  'DescribeListeners',
+  'ModifyRule',
+  'ModifyListener',
 ]);
 // Credential=<AKID>/<yyyymmdd>/<region>/<service>/aws4_request
 const CREDENTIAL_SCOPE = /Credential=([^/,\s]+)\/\d{8}\/([^/,\s]+)\/([^/,\s]+)\/aws4_request/;
@@ -160,7 +165,50 @@ function targetsParam(params: URLSearchParams): SimulatedTargetDescription[] | u
 }
 
 function elbv2Request(action: Elbv2Action, params: URLSearchParams): Elbv2Request {
+  try {
+    return requestOf(action, params);
+  } catch (err) {
+    if (err instanceof ActionParamError) throw badRequest('ValidationError', err.message);
+    throw err;
+  }
+}
+
+function requestOf(action: Elbv2Action, params: URLSearchParams): Elbv2Request {
   switch (action) {
+    case 'DescribeRules': {
+      const request: Elbv2Request<'DescribeRules'> = { action };
+      const arns = listParam(params, 'RuleArns');
+      if (arns !== undefined) request.ruleArns = arns;
+      const listenerArn = params.get('ListenerArn');
+      if (listenerArn !== null) request.listenerArn = listenerArn;
+      return request;
+    }
+    case 'DescribeListeners': {
+      const request: Elbv2Request<'DescribeListeners'> = { action };
+      const arns = listParam(params, 'ListenerArns');
+      if (arns !== undefined) request.listenerArns = arns;
+      const loadBalancerArn = params.get('LoadBalancerArn');
+      if (loadBalancerArn !== null) request.loadBalancerArn = loadBalancerArn;
+      return request;
+    }
+    case 'ModifyRule': {
+      const request: Elbv2Request<'ModifyRule'> = {
+        action,
+        ruleArn: requiredParam(params, 'RuleArn'),
+      };
+      const actions = actionsParam(params, 'Actions');
+      if (actions !== undefined) request.actions = actions;
+      return request;
+    }
+    case 'ModifyListener': {
+      const request: Elbv2Request<'ModifyListener'> = {
+        action,
+        listenerArn: requiredParam(params, 'ListenerArn'),
+      };
+      const actions = actionsParam(params, 'DefaultActions');
+      if (actions !== undefined) request.defaultActions = actions;
+      return request;
+    }
     case 'CreateTargetGroup': {
       const targetType = params.get('TargetType');
       if (targetType !== null && targetType !== 'ip') {
@@ -486,6 +534,12 @@ export class Elbv2SimulatorServer {
       case 'DeregisterTargets':
         this.simulator.handle(caller, request);
         return `<${resultTag}/>`;
+      case 'DescribeRules':
+      case 'ModifyRule':
+        return el(resultTag, rulesXml(this.simulator.handle(caller, request).rules));
+      case 'DescribeListeners':
+      case 'ModifyListener':
+        return el(resultTag, listenersXml(this.simulator.handle(caller, request).listeners));
     }
   }
 }

@@ -346,6 +346,24 @@ export interface TargetGroupStatus {
   lastReconcileUnixMs: number;
   heldOperations: HeldOperation[];
   conflicts: Conflict[];
+  /** The group's weight in its pool's ALB listener rule, when the pool names one. */
+  listenerWeight?: ListenerWeight | undefined;
+}
+
+/**
+ * ListenerWeight is a pool group's weight in the weighted forward action of the pool's ALB
+ * listener rule (or listener default action), as the last weights update left it.
+ */
+export interface ListenerWeight {
+  listenerRuleArn: string;
+  /** Ready targets (registered, not draining, not reported unhealthy) the update counted. */
+  readyTargets: number;
+  /** The weight in force after the update (0-999); as found when nothing was written. */
+  weight: number;
+  /** applied, unchanged, all-zero, skipped, throttled or failed. */
+  outcome: string;
+  error: string;
+  updatedUnixMs: number;
 }
 
 /** HeldOperation is a reconcile step held by the mass-deregistration guard. */
@@ -2448,6 +2466,7 @@ function createBaseTargetGroupStatus(): TargetGroupStatus {
     lastReconcileUnixMs: 0,
     heldOperations: [],
     conflicts: [],
+    listenerWeight: undefined,
   };
 }
 
@@ -2485,6 +2504,9 @@ export const TargetGroupStatus: MessageFns<TargetGroupStatus> = {
     }
     for (const v of message.conflicts) {
       Conflict.encode(v!, writer.uint32(90).fork()).join();
+    }
+    if (message.listenerWeight !== undefined) {
+      ListenerWeight.encode(message.listenerWeight, writer.uint32(98).fork()).join();
     }
     return writer;
   },
@@ -2590,6 +2612,14 @@ export const TargetGroupStatus: MessageFns<TargetGroupStatus> = {
             message.conflicts.push(Conflict.decode(reader, reader.uint32()));
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.listenerWeight = ListenerWeight.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2653,6 +2683,11 @@ export const TargetGroupStatus: MessageFns<TargetGroupStatus> = {
       conflicts: globalThis.Array.isArray(object?.conflicts)
         ? object.conflicts.map((e: any) => Conflict.fromJSON(e))
         : [],
+      listenerWeight: isSet(object.listenerWeight)
+        ? ListenerWeight.fromJSON(object.listenerWeight)
+        : isSet(object.listener_weight)
+        ? ListenerWeight.fromJSON(object.listener_weight)
+        : undefined,
     };
   },
 
@@ -2691,6 +2726,9 @@ export const TargetGroupStatus: MessageFns<TargetGroupStatus> = {
     if (message.conflicts?.length) {
       obj.conflicts = message.conflicts.map((e) => Conflict.toJSON(e));
     }
+    if (message.listenerWeight !== undefined) {
+      obj.listenerWeight = ListenerWeight.toJSON(message.listenerWeight);
+    }
     return obj;
   },
 
@@ -2712,6 +2750,170 @@ export const TargetGroupStatus: MessageFns<TargetGroupStatus> = {
     message.lastReconcileUnixMs = object.lastReconcileUnixMs ?? 0;
     message.heldOperations = object.heldOperations?.map((e) => HeldOperation.fromPartial(e)) || [];
     message.conflicts = object.conflicts?.map((e) => Conflict.fromPartial(e)) || [];
+    message.listenerWeight = (object.listenerWeight !== undefined && object.listenerWeight !== null)
+      ? ListenerWeight.fromPartial(object.listenerWeight)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListenerWeight(): ListenerWeight {
+  return { listenerRuleArn: "", readyTargets: 0, weight: 0, outcome: "", error: "", updatedUnixMs: 0 };
+}
+
+export const ListenerWeight: MessageFns<ListenerWeight> = {
+  encode(message: ListenerWeight, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.listenerRuleArn !== "") {
+      writer.uint32(10).string(message.listenerRuleArn);
+    }
+    if (message.readyTargets !== 0) {
+      writer.uint32(16).uint32(message.readyTargets);
+    }
+    if (message.weight !== 0) {
+      writer.uint32(24).uint32(message.weight);
+    }
+    if (message.outcome !== "") {
+      writer.uint32(34).string(message.outcome);
+    }
+    if (message.error !== "") {
+      writer.uint32(42).string(message.error);
+    }
+    if (message.updatedUnixMs !== 0) {
+      writer.uint32(48).uint64(message.updatedUnixMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListenerWeight {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListenerWeight();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.listenerRuleArn = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.readyTargets = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.weight = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.error = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.updatedUnixMs = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListenerWeight {
+    return {
+      listenerRuleArn: isSet(object.listenerRuleArn)
+        ? globalThis.String(object.listenerRuleArn)
+        : isSet(object.listener_rule_arn)
+        ? globalThis.String(object.listener_rule_arn)
+        : "",
+      readyTargets: isSet(object.readyTargets)
+        ? globalThis.Number(object.readyTargets)
+        : isSet(object.ready_targets)
+        ? globalThis.Number(object.ready_targets)
+        : 0,
+      weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      error: isSet(object.error) ? globalThis.String(object.error) : "",
+      updatedUnixMs: isSet(object.updatedUnixMs)
+        ? globalThis.Number(object.updatedUnixMs)
+        : isSet(object.updated_unix_ms)
+        ? globalThis.Number(object.updated_unix_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: ListenerWeight): unknown {
+    const obj: any = {};
+    if (message.listenerRuleArn !== "") {
+      obj.listenerRuleArn = message.listenerRuleArn;
+    }
+    if (message.readyTargets !== 0) {
+      obj.readyTargets = Math.round(message.readyTargets);
+    }
+    if (message.weight !== 0) {
+      obj.weight = Math.round(message.weight);
+    }
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.error !== "") {
+      obj.error = message.error;
+    }
+    if (message.updatedUnixMs !== 0) {
+      obj.updatedUnixMs = Math.round(message.updatedUnixMs);
+    }
+    return obj;
+  },
+
+  create(base?: DeepPartial<ListenerWeight>): ListenerWeight {
+    return ListenerWeight.fromPartial(base ?? {});
+  },
+  fromPartial(object: DeepPartial<ListenerWeight>): ListenerWeight {
+    const message = createBaseListenerWeight();
+    message.listenerRuleArn = object.listenerRuleArn ?? "";
+    message.readyTargets = object.readyTargets ?? 0;
+    message.weight = object.weight ?? 0;
+    message.outcome = object.outcome ?? "";
+    message.error = object.error ?? "";
+    message.updatedUnixMs = object.updatedUnixMs ?? 0;
     return message;
   },
 };
