@@ -90,6 +90,16 @@ export const hubOptionsSchema = z
     maxServicesPerCluster: limit('Services one cluster may have', 10_000, 1_000_000),
     maxBatchesInFlight: limit('Unacknowledged batches one stream may have', 8, 1_024),
     maxMessageBytes: limit('Largest message an agent may send, in bytes', 4 << 20, 64 << 20),
+    maxAgentStreams: limit(
+      'Agent streams one hub replica serves at once (more are refused: RESOURCE_EXHAUSTED)',
+      10_000,
+      1_000_000,
+    ),
+    maxStandbyStreamsPerCluster: limit(
+      'Streams of one cluster on standby at one hub replica (more are refused)',
+      8,
+      1_024,
+    ),
     healthAddress: z
       .string()
       .regex(hostPort, 'host:port')

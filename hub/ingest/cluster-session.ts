@@ -1,13 +1,19 @@
 import { randomBytes } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
+import { SpanKind, SpanStatusCode, type Span, type Tracer } from '@opentelemetry/api';
 import {
   EndpointDecoder,
   NackReason,
   ProtocolViolationError,
+  SpanAttribute,
+  SpanName,
   addressFromBytes,
   addressToBytes,
+  remoteParentContext,
   sameDigest,
   serviceKeyString,
+  traceHeadersFromContext,
+  withSpan,
   type EndpointBatch,
   type EndpointRecord,
   type Hello,
@@ -61,6 +67,10 @@ export interface ClusterSessionDeps {
   /** The storage epoch the hub knows (recorded with SYNCED). */
   readonly storageEpoch?: (() => string | undefined) | undefined;
   readonly onClosed: (session: ClusterSession) => void;
+  /** Streams of a cluster on standby at this hub (bounded by `maxStandbyStreamsPerCluster`). */
+  readonly standbyStreams?: ((clusterId: string) => number) | undefined;
+  /** Starts the apply span of each batch (and its Redis write's). @default no spans */
+  readonly tracer?: Tracer | undefined;
 }
 
 type SyncCall = grpc.ServerDuplexStream<SyncRequest, SyncResponse>;
@@ -112,6 +122,9 @@ export class ClusterSession {
   #chain: Promise<void> = Promise.resolve();
   #queued = 0;
   #lastReceivedMs = Date.now();
+  /** When the stream opened; a stream without a hello within three intervals is closed. */
+  readonly #openedAtMs = Date.now();
+  #helloReceived = false;
   #agentVersion = '';
   #agentSessionEpoch = '';
   /** Random id of this stream's admission, fencing its session record updates. */
@@ -133,6 +146,15 @@ export class ClusterSession {
     call.on('close', () => void this.close());
     this.#heartbeatTimer = setInterval(() => this.#heartbeat(), deps.options.heartbeatIntervalMs);
     this.#heartbeatTimer.unref();
+    // The credentials come with the stream's headers: a stream without any the hub accepts is
+    // ended at once, not kept until its hello (a connection flood costs next to nothing).
+    try {
+      deps.authenticator.authenticate(call);
+    } catch (err) {
+      if (!(err instanceof UnauthenticatedError)) throw err;
+      deps.counters.unauthenticated++;
+      this.#chain = this.#chain.then(() => this.#fail(err));
+    }
   }
 
   get state(): ClusterSessionState {
@@ -204,6 +226,7 @@ export class ClusterSession {
     this.#lastReceivedMs = Date.now();
     const message = request.message;
     if (message?.$case === 'heartbeat') return;
+    if (message?.$case === 'hello') this.#helloReceived = true;
     if (message?.$case === 'batch' || message?.$case === 'synced') {
       if (!this.admitted) {
         this.#fail(
@@ -291,6 +314,13 @@ export class ClusterSession {
     }
     if (!attempt.acquired) {
       if (this.#state !== 'standby') {
+        // Each standby stream polls the lease: one cluster's credentials get a bounded number.
+        const max = this.#deps.options.maxStandbyStreamsPerCluster;
+        if ((this.#deps.standbyStreams?.(this.#clusterId) ?? 0) >= max) {
+          throw new StreamLimitError(
+            `cluster ${this.#clusterId} already has ${max} streams on standby at this hub`,
+          );
+        }
         this.#state = 'standby';
         this.#deps.counters.standbys++;
         this.#log.info({ holder: attempt.holderHubId }, 'cluster held by another stream; standby');
@@ -382,8 +412,10 @@ export class ClusterSession {
     this.#deps.counters.sequenceErrors++;
     const message = `sequence ${sequence}, expected ${this.#expectedSequence}`;
     this.#log.warn({ sequence, expected: this.#expectedSequence }, 'sequence gap');
-    // Re-align on the agent's numbering, and ask again for whatever this batch touched.
-    this.#expectedSequence = sequence + 1;
+    // Re-align on the agent's numbering after a gap, and ask again for whatever this batch
+    // touched. A replay (a sequence already processed) never moves it back: an old batch sent
+    // again must not be applied a second time (issue #9, hostile input).
+    if (sequence > this.#expectedSequence) this.#expectedSequence = sequence + 1;
     this.#write({
       message: {
         $case: 'nack',
@@ -398,13 +430,44 @@ export class ClusterSession {
     return false;
   }
 
+  /**
+   * Applies a batch in a `tgfed.hub.apply` span whose parent is the batch's own trace context
+   * (the agent's batch span), not the stream's: each batch is its own trace.
+   */
   async #onBatch(batch: EndpointBatch, receivedAtMs: number): Promise<void> {
+    const tracer = this.#deps.tracer;
+    if (tracer === undefined) return this.#applyBatch(batch, receivedAtMs, undefined);
+    return withSpan(
+      tracer,
+      SpanName.HUB_APPLY,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          [SpanAttribute.RPC_SYSTEM]: 'grpc',
+          [SpanAttribute.RPC_SERVICE]: 'tgfed.v1.AgentService',
+          [SpanAttribute.RPC_METHOD]: 'Sync',
+          [SpanAttribute.TGFED_CLUSTER_ID]: this.#clusterId,
+          [SpanAttribute.TGFED_BATCH_SEQUENCE]: batch.sequence,
+          [SpanAttribute.TGFED_BATCH_SERVICE_COUNT]: batch.changes.length,
+        },
+      },
+      (span) => this.#applyBatch(batch, receivedAtMs, span),
+      remoteParentContext(traceHeadersFromContext(batch.traceContext)),
+    );
+  }
+
+  async #applyBatch(
+    batch: EndpointBatch,
+    receivedAtMs: number,
+    span: Span | undefined,
+  ): Promise<void> {
     const cache = this.#cache;
     const lease = this.#lease;
     if (cache === undefined || lease === undefined) return;
     const services = batch.changes.flatMap((c) => (c.service === undefined ? [] : [c.service]));
     if (!this.#sequenceOk(batch.sequence, services)) {
       this.#deps.counters.cluster(this.#clusterId).batchesRejected++;
+      span?.setStatus({ code: SpanStatusCode.ERROR, message: 'sequence gap; resync requested' });
       return;
     }
     this.#deps.counters.batches++;
@@ -462,7 +525,7 @@ export class ClusterSession {
     }
 
     if (writes.length > 0) {
-      await this.#deps.store.applyBatch(this.#clusterId, lease.token, writes, cache.totals());
+      await this.#writeBatch(lease, writes, cache);
       await this.#deps.reconcileSink.changed(
         this.#clusterId,
         writes.map((w) => w.service),
@@ -471,6 +534,14 @@ export class ClusterSession {
       );
     }
     this.#deps.counters.endpointChanges += endpointChanges;
+    span?.setAttribute(SpanAttribute.TGFED_ENDPOINT_CHANGES, endpointChanges);
+    if (rejections.length > 0) {
+      span?.setAttribute(SpanAttribute.TGFED_BATCH_REJECTIONS, rejections.length);
+      span?.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: `${rejections.length} item(s) rejected`,
+      });
+    }
     if (mismatched.length > 0) {
       this.#log.info({ services: mismatched.length }, 'digest mismatch; asking for a resync');
       this.#write({
@@ -505,6 +576,37 @@ export class ClusterSession {
     );
   }
 
+  /**
+   * The fenced Redis write of a batch, as a database client span. ioredis is not patched by
+   * @opentelemetry/instrumentation-ioredis: its require-hook patching misses ESM imports and
+   * esbuild bundles, and it would trace every lease renewal and BullMQ poll as well.
+   */
+  async #writeBatch(
+    lease: HeldLease,
+    writes: ServiceWrite[],
+    cache: ClusterEndpointCache,
+  ): Promise<void> {
+    const write = () =>
+      this.#deps.store.applyBatch(this.#clusterId, lease.token, writes, cache.totals());
+    const tracer = this.#deps.tracer;
+    if (tracer === undefined) return write();
+    await withSpan(
+      tracer,
+      SpanName.HUB_STORE_WRITE,
+      {
+        kind: SpanKind.CLIENT,
+        attributes: {
+          [SpanAttribute.DB_SYSTEM_NAME]: 'redis',
+          [SpanAttribute.DB_OPERATION_NAME]: 'EVALSHA',
+          [SpanAttribute.DB_STORED_PROCEDURE_NAME]: 'tgfedApplyBatch',
+          [SpanAttribute.TGFED_CLUSTER_ID]: this.#clusterId,
+          [SpanAttribute.TGFED_BATCH_SERVICE_COUNT]: writes.length,
+        },
+      },
+      write,
+    );
+  }
+
   #countRejections(rejections: readonly Rejection[]): void {
     const counters = this.#deps.counters;
     let notAllowed = 0;
@@ -529,6 +631,7 @@ export class ClusterSession {
     const c = change.change;
     switch (c?.$case) {
       case 'replace': {
+        this.#decoder.checkLabels(key, c.replace.labels);
         this.#decoder.forgetService(key);
         this.#decoder.bindPortSets(key, c.replace.portSets);
         const records = this.#allowed(
@@ -545,6 +648,7 @@ export class ClusterSession {
         };
       }
       case 'delta': {
+        if (c.delta.labels !== undefined) this.#decoder.checkLabels(key, c.delta.labels.labels);
         this.#decoder.bindPortSets(key, c.delta.portSets);
         const upserts = this.#allowed(
           service,
@@ -702,6 +806,13 @@ export class ClusterSession {
     if (silentMs > 3 * this.#deps.options.heartbeatIntervalMs) {
       this.#deps.counters.heartbeatTimeouts++;
       this.#fail(new HeartbeatTimeoutError(`no message from the agent for ${silentMs} ms`));
+      return;
+    }
+    // Heartbeats alone do not keep a stream that never identified itself (slowloris).
+    const openMs = Date.now() - this.#openedAtMs;
+    if (!this.#helloReceived && openMs > 3 * this.#deps.options.heartbeatIntervalMs) {
+      this.#deps.counters.heartbeatTimeouts++;
+      this.#fail(new HeartbeatTimeoutError(`no hello from the agent within ${openMs} ms`));
       return;
     }
     this.#write({ message: { $case: 'heartbeat', heartbeat: { sentUnixMs: Date.now() } } });

@@ -11,6 +11,10 @@ export interface ClusterIngestCounts {
 /** Counters of the agent ingest, for metrics and tests. Rejections are counted per cluster too. */
 export class IngestCounters {
   streams = 0;
+  /** Streams refused at once because `maxAgentStreams` were open. */
+  streamsRefused = 0;
+  /** Messages that did not decode as a `SyncRequest` (grpc-js ended their stream: INTERNAL). */
+  malformedMessages = 0;
   unauthenticated = 0;
   permissionDenied = 0;
   protocolViolations = 0;

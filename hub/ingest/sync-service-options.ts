@@ -29,6 +29,17 @@ export interface SyncServiceOptions {
   standbyRetryMs?: number;
   /** How often the storage epoch is verified (Redis loss detection). @default 5000 */
   epochCheckMs?: number;
+  /**
+   * Open `Sync` streams this replica serves at once, authenticated or not; a stream beyond it
+   * is refused with RESOURCE_EXHAUSTED before any work (a connection flood stays bounded).
+   * @default 10000
+   */
+  maxAgentStreams?: number;
+  /**
+   * Streams of one cluster waiting on standby at this replica (agent replicas for HA); one
+   * more is refused with RESOURCE_EXHAUSTED. @default 8
+   */
+  maxStandbyStreamsPerCluster?: number;
   limits?: StreamLimitOptions;
   decoderLimits?: EndpointDecoderLimits;
   logger?: Logger;
@@ -41,6 +52,8 @@ export interface CompiledSyncServiceOptions {
   leaseTtlMs: number;
   standbyRetryMs: number;
   epochCheckMs: number;
+  maxAgentStreams: number;
+  maxStandbyStreamsPerCluster: number;
   limits: Required<StreamLimitOptions>;
   decoderLimits: EndpointDecoderLimits;
   logger: Logger;
@@ -62,6 +75,11 @@ export function compileSyncServiceOptions(options: SyncServiceOptions): Compiled
     leaseTtlMs: positive('leaseTtlMs', options.leaseTtlMs ?? 15_000),
     standbyRetryMs: positive('standbyRetryMs', options.standbyRetryMs ?? 1_000),
     epochCheckMs: positive('epochCheckMs', options.epochCheckMs ?? 5_000),
+    maxAgentStreams: positive('maxAgentStreams', options.maxAgentStreams ?? 10_000),
+    maxStandbyStreamsPerCluster: positive(
+      'maxStandbyStreamsPerCluster',
+      options.maxStandbyStreamsPerCluster ?? 8,
+    ),
     limits: {
       maxBatchesInFlight: positive('limits.maxBatchesInFlight', limits.maxBatchesInFlight ?? 8),
       maxMessageBytes: positive('limits.maxMessageBytes', limits.maxMessageBytes ?? 4 << 20),

@@ -1,5 +1,12 @@
 import type * as grpc from '@grpc/grpc-js';
-import type { AgentServiceServer, Logger, SyncRequest, SyncResponse } from '../../shared/index.js';
+import type { Tracer } from '@opentelemetry/api';
+import {
+  AgentServiceService,
+  type AgentServiceServer,
+  type Logger,
+  type SyncRequest,
+  type SyncResponse,
+} from '../../shared/index.js';
 import {
   StorageLostError,
   type ClusterEndpointStore,
@@ -10,7 +17,8 @@ import {
 import type { AddressPolicy } from './address-policy.js';
 import type { AgentAuthenticator } from './agent-authenticator.js';
 import { ClusterSession } from './cluster-session.js';
-import { HubClosingError } from './errors.js';
+import { HubClosingError, StreamLimitError } from './errors.js';
+import { grpcStatusOf } from './grpc-status.js';
 import { IngestCounters } from './ingest-counters.js';
 import type { ReconcileSink } from './reconcile-sink.js';
 import type { SubscriptionSource } from './subscription-source.js';
@@ -33,6 +41,8 @@ export interface SyncServiceDeps {
   readonly sessionRecords?: ClusterSessionRecords;
   /** Called once per detected Redis loss (the safety layer holds deregistrations). */
   readonly onStorageLost?: (previousEpoch: string, epoch: string) => void;
+  /** Traces each batch's apply (see `ClusterSession`). @default no spans */
+  readonly tracer?: Tracer;
 }
 
 /** Lifecycle of the service. */
@@ -65,6 +75,25 @@ export class SyncService {
     sync: (call) => this.#onStream(call),
   };
 
+  /**
+   * `AgentServiceService` as the listener should serve it: a message that does not decode is
+   * counted (`malformedMessages`) before grpc-js ends the stream with INTERNAL.
+   */
+  readonly definition: typeof AgentServiceService = {
+    ...AgentServiceService,
+    sync: {
+      ...AgentServiceService.sync,
+      requestDeserialize: (bytes: Buffer): SyncRequest => {
+        try {
+          return AgentServiceService.sync.requestDeserialize(bytes);
+        } catch (err) {
+          this.counters.malformedMessages++;
+          throw err;
+        }
+      },
+    },
+  };
+
   get state(): SyncServiceState {
     return this.#state;
   }
@@ -72,6 +101,11 @@ export class SyncService {
   /** Streams that hold their cluster's lease, by cluster id. */
   admittedClusters(): string[] {
     return [...this.#sessions].filter((s) => s.admitted).map((s) => s.clusterId);
+  }
+
+  /** Streams open on this replica, in any state (bounded by `maxAgentStreams`). */
+  get openStreams(): number {
+    return this.#sessions.size;
   }
 
   /** Streams on standby. */
@@ -131,6 +165,14 @@ export class SyncService {
 
   #onStream(call: grpc.ServerDuplexStream<SyncRequest, SyncResponse>): void {
     this.counters.streams++;
+    if (this.#sessions.size >= this.options.maxAgentStreams) {
+      this.counters.streamsRefused++;
+      const limit = new StreamLimitError(
+        `this hub serves at most ${this.options.maxAgentStreams} agent streams; retry later`,
+      );
+      call.emit('error', grpcStatusOf(limit, this.#log));
+      return;
+    }
     const session = new ClusterSession(call, {
       store: this.#deps.store,
       lease: this.#deps.lease,
@@ -143,6 +185,12 @@ export class SyncService {
       counters: this.counters,
       options: this.options,
       onClosed: (s) => this.#sessions.delete(s),
+      standbyStreams: (clusterId) => {
+        let n = 0;
+        for (const s of this.#sessions) if (s.clusterId === clusterId && s.state === 'standby') n++;
+        return n;
+      },
+      tracer: this.#deps.tracer,
     });
     this.#sessions.add(session);
     if (this.#state !== 'running') void session.close(new HubClosingError());

@@ -25,6 +25,8 @@ export interface EndpointDecoderLimits {
   maxPortSetsPerService?: number;
   /** @default 100 */
   maxPortsPerSet?: number;
+  /** Labels of one service (Kubernetes sets no count limit; real services carry a few). @default 256 */
+  maxLabelsPerService?: number;
 }
 
 /**
@@ -44,7 +46,30 @@ export class EndpointDecoder {
       maxStringLength: limits.maxStringLength ?? 253,
       maxPortSetsPerService: limits.maxPortSetsPerService ?? 64,
       maxPortsPerSet: limits.maxPortsPerSet ?? 100,
+      maxLabelsPerService: limits.maxLabelsPerService ?? 256,
     };
+  }
+
+  /**
+   * Checks a service's labels against Kubernetes' rules for their size: a key is an optional
+   * DNS-subdomain prefix (253) and a name (1 to 63), a value at most 63 characters.
+   */
+  checkLabels(serviceKey: string, labels: Readonly<Record<string, string>>): void {
+    const entries = Object.entries(labels);
+    if (entries.length > this.#limits.maxLabelsPerService) {
+      throw new ProtocolViolationError(
+        `${serviceKey} has ${entries.length} labels; the limit is ${this.#limits.maxLabelsPerService}`,
+      );
+    }
+    for (const [key, value] of entries) {
+      const slash = key.lastIndexOf('/');
+      const name = key.slice(slash + 1);
+      if (name.length === 0 || name.length > 63 || slash > 253 || value.length > 63) {
+        throw new ProtocolViolationError(
+          `${serviceKey} has a label that Kubernetes would not allow: ${JSON.stringify(key.slice(0, 80))}`,
+        );
+      }
+    }
   }
 
   /** Binds the strings of a batch; an id may be bound once, to one value. */
