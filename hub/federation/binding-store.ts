@@ -417,6 +417,10 @@ export class BindingStore {
       this.#watchState = 'subscribing';
       const subscriber = this.#redis.duplicate();
       this.#subscriber = subscriber;
+      // ioredis reconnects by itself; without a listener it prints every failure to stderr.
+      subscriber.on('error', (err: Error) =>
+        this.#logger.warn({ err }, 'bindings subscriber: Redis connection failed'),
+      );
       subscriber.on('message', (channel: string, message: string) => {
         if (channel !== this.#channel) return;
         const change = parseChange(message);

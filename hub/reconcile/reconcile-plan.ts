@@ -56,6 +56,12 @@ export interface ReconcilePlan {
   readonly withdrawnUnhealthy: string[];
   /** Owned targets that are neither in the group nor desired: only the ownership is dropped. */
   readonly disown: string[];
+  /**
+   * Desired targets already present in the group that tgfed does not own: claimed, so that
+   * tgfed deregisters them once they are no longer desired. They are the ones it registered
+   * before Redis lost its ownership records (or that someone registered for the same pod).
+   */
+  readonly adopt: string[];
   /** Stale clusters' desired targets whose health decides whether they stay. */
   readonly watchedForHealth: number;
 }
@@ -83,6 +89,8 @@ function compareText(a: string, b: string): number {
  *
  * - Desired targets not present (absent, or draining) are registered; present ones are left.
  * - Only owned targets are ever deregistered, so foreign targets in a shared group stay.
+ *   A desired target found present without being owned is adopted (after a Redis loss the
+ *   ownership of every target tgfed registered is gone; without this they would stay forever).
  * - Make before break: registrations that fit come first; if the group is full, the rest go in
  *   after the deregistrations, into the room they free — never over `capacity`.
  * - A stale cluster's target (`withdrawIfUnhealthy`) goes only when ELB reports it unhealthy,
@@ -100,8 +108,10 @@ export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
   const az = input.availabilityZone;
 
   const toRegister: string[] = [];
+  const adopt: string[] = [];
   for (const [key, target] of desired) {
     const state = actual.get(key);
+    if (state !== undefined && isPresent(state) && !owned.has(key)) adopt.push(key);
     // A stale cluster's target is kept while present, never added back: once withdrawn for
     // being unhealthy it would otherwise flap in and out.
     if ((state === undefined || !isPresent(state)) && !target.withdrawIfUnhealthy) {
@@ -176,6 +186,7 @@ export function planReconcile(input: ReconcilePlanInput): ReconcilePlan {
     blockedDeregistrations,
     withdrawnUnhealthy: withdrawnUnhealthy.filter((k) => removing.has(k)),
     disown: disown.sort(compareText),
+    adopt: adopt.sort(compareText),
     watchedForHealth,
   };
 }

@@ -88,6 +88,24 @@ describe('planReconcile', () => {
     expect(keys(plan.deregister)).toEqual(['10.0.0.1:80']);
   });
 
+  it('adopts desired targets found in the group without ownership, never undesired ones', () => {
+    // After a Redis loss the ownership records are gone while the targets are still there.
+    const plan = planReconcile(
+      input({
+        desired: desired(['10.0.0.1:80', '10.0.0.2:80', '10.0.0.3:80']),
+        actual: actual({
+          '10.0.0.1:80': 'healthy',
+          '10.0.0.2:80': 'draining',
+          '10.9.9.9:80': 'healthy',
+        }),
+        owned: new Set(),
+      }),
+    );
+    expect(plan.adopt).toEqual(['10.0.0.1:80']);
+    expect(keys(plan.registerFirst)).toEqual(['10.0.0.2:80', '10.0.0.3:80']);
+    expect(plan.deregister).toEqual([]);
+  });
+
   it('sets the group availability zone on every target, and parses IPv6 keys', () => {
     const plan = planReconcile(
       input({

@@ -1,0 +1,164 @@
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import {
+  startElbv2Simulator,
+  type Elbv2SimulatorServer,
+} from '../../../hub/aws/simulator/index.js';
+import { waitFor } from '../../env/wait-for.js';
+import { alertKeys, listAlerts } from '../../support/admin-alerts.js';
+import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
+import { FaultRelay } from '../../support/fault-relay.js';
+import { RecordingSimulator } from '../../support/recording-simulator.js';
+import { TestAgent } from '../../support/test-agent.js';
+import { TestFederation, webIp } from '../../support/test-federation.js';
+import { agentTokenOf, bearer } from '../../support/test-hub-settings.js';
+
+// An agent that dies without a goodbye: its connection is cut under it and it never comes back
+// until the test lets it. The default stale policy applies (withdraw only what ELB reports
+// unhealthy); the grace period is short so the test sees both sides of it.
+
+const GRACE_MS = 4_000;
+const clusters = [
+  { id: 'east', block: 1 },
+  { id: 'west', block: 2 },
+];
+
+let sim: RecordingSimulator;
+let simServer: Elbv2SimulatorServer;
+let fed: TestFederation;
+let eastRelay: FaultRelay;
+
+function targets(block: number, hosts: readonly number[]): string[] {
+  return hosts.map((h) => `${webIp(block, h)}:8080`);
+}
+
+function range(from: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => from + i);
+}
+
+async function clusterAlerts(): Promise<string[]> {
+  return alertKeys(await listAlerts(fed.admin, fed.adminToken)).filter((a) => /cluster=/.test(a));
+}
+
+beforeAll(async () => {
+  sim = new RecordingSimulator({ rateLimits: false, deregistrationDelayMs: 300 });
+  simServer = await startElbv2Simulator({ simulator: sim });
+  fed = new TestFederation({
+    name: 'rel-agent',
+    redisUrl: inject('redisUrl'),
+    clusters,
+    hubSettings: { disconnectedGraceMs: GRACE_MS },
+    workerSettings: { driftIntervalMs: 600_000 },
+  });
+  await fed.start();
+  await fed.startWorker({
+    awsClients: {
+      elbv2: {
+        endpoint: simServer.url,
+        credentials: { accessKeyId: 'AKIDAGENTLOSS', secretAccessKey: 'secret' },
+      },
+      sts: { endpoint: simServer.url },
+    },
+  });
+  eastRelay = new FaultRelay([fed.hub.agentPort]);
+  const east = new TestAgent({
+    clusterId: 'east',
+    target: `127.0.0.1:${await eastRelay.listen()}`,
+    metadata: () => bearer(agentTokenOf('east')),
+  });
+  fed.agents.set('east', east);
+  east.publisher.start();
+});
+
+afterAll(async () => {
+  await fed?.close();
+  await eastRelay?.close();
+  await simServer?.close();
+});
+
+describe('An agent lost mid-stream', () => {
+  it('keeps its targets through the grace period, then withdraws only the ELB-unhealthy ones, and alerts', async () => {
+    const arn = sim.createTargetGroup({
+      account: ACCOUNT,
+      region: REGION,
+      name: 'rel-agent',
+      port: 8080,
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'agent-loss',
+        clusters: { names: ['east', 'west'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    fed.setEndpoints('east', range(1, 10));
+    fed.setEndpoints('west', range(1, 10));
+    const everything = [...targets(1, range(1, 10)), ...targets(2, range(1, 10))].sort();
+    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(everything), {
+      what: 'both clusters’ targets',
+      timeoutMs: 20_000,
+    });
+    // Both synced and healthy first (the hub's view of a fresh SYNCED lags a moment).
+    await waitFor(async () => (await clusterAlerts()).length === 0, {
+      what: 'no cluster alert before the loss',
+      timeoutMs: 10_000,
+    });
+    // ELB fails the health checks of two east targets and one west target.
+    for (const h of [3, 4]) sim.setTargetHealth(arn, webIp(1, h), 8080, 'unhealthy');
+    sim.setTargetHealth(arn, webIp(2, 5), 8080, 'unhealthy');
+
+    // The east agent dies: its connection is cut and it does not come back.
+    eastRelay.hold();
+    const lostAt = Date.now();
+
+    // Within the grace period: the disconnection alert fires and every target stays.
+    await waitFor(
+      async () => (await clusterAlerts()).includes('TgfedClusterDisconnected{cluster=east}'),
+      { what: 'the disconnection alert', timeoutMs: GRACE_MS - 1_000 },
+    );
+    let samples = 0;
+    const shrunk: string[][] = [];
+    while (Date.now() < lostAt + GRACE_MS - 300) {
+      const now = sim.registered(arn);
+      samples++;
+      if (JSON.stringify(now) !== JSON.stringify(everything)) shrunk.push(now);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(samples).toBeGreaterThan(10);
+    expect(shrunk).toEqual([]);
+
+    // After it: only east's unhealthy targets go; west's unhealthy target is not east's to lose.
+    const kept = everything.filter((t) => !targets(1, [3, 4]).includes(t));
+    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(kept), {
+      what: 'east’s unhealthy targets to be withdrawn',
+      timeoutMs: 15_000,
+    });
+    expect(Date.now() - lostAt).toBeGreaterThanOrEqual(GRACE_MS);
+    await waitFor(async () => (await clusterAlerts()).includes('TgfedClusterStale{cluster=east}'), {
+      what: 'the stale alert',
+      timeoutMs: 5_000,
+    });
+    expect((await clusterAlerts()).filter((a) => a.includes('cluster=west'))).toEqual([]);
+    // A fresh reconcile that describes the group again withdraws nothing more.
+    const triggeredAt = Date.now();
+    await fed.triggerReconcile(arn, true);
+    await waitFor(async () => ((await fed.status(arn))?.lastReconcileUnixMs ?? 0) > triggeredAt, {
+      what: 'a fresh reconcile',
+      timeoutMs: 10_000,
+    });
+    expect(sim.registered(arn)).toEqual(kept);
+    expect(Object.fromEntries(sim.deregistrations.get(arn) ?? [])).toEqual(
+      Object.fromEntries(targets(1, [3, 4]).map((t) => [t, 1])),
+    );
+
+    // The agent comes back: it resyncs, its targets return and the alerts clear.
+    eastRelay.release();
+    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(everything), {
+      what: 'east’s targets after it came back',
+      timeoutMs: 20_000,
+    });
+    await waitFor(async () => (await clusterAlerts()).length === 0, {
+      what: 'the cluster alerts to clear',
+      timeoutMs: 10_000,
+    });
+  });
+});
