@@ -1,7 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   AdminServiceService,
-  AgentServiceService,
   SERVICE_NAMES,
   silentLogger,
   startHealthServer,
@@ -304,6 +303,7 @@ export class Hub {
         subscriptions,
         reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
         sessionRecords: sessions,
+        tracer: this.telemetry.tracer(),
         onStorageLost: (_previous, epoch) => {
           refreshStatus();
           // The bindings file and the last bindings seen (admin API ones too) are written back.
@@ -314,6 +314,8 @@ export class Hub {
         hubId: o.hubId,
         heartbeatIntervalMs: o.heartbeatIntervalMs,
         leaseTtlMs: o.leaseTtlMs,
+        maxAgentStreams: o.maxAgentStreams,
+        maxStandbyStreamsPerCluster: o.maxStandbyStreamsPerCluster,
         limits: {
           maxBatchesInFlight: o.maxBatchesInFlight,
           maxMessageBytes: o.maxMessageBytes,
@@ -391,7 +393,7 @@ export class Hub {
       protoDir,
       protoFile: 'tgfed/v1/agent.proto',
       service: 'tgfed.v1.AgentService',
-      add: (server) => server.addService(AgentServiceService, sync.handlers),
+      add: (server) => server.addService(sync.definition, sync.handlers),
     });
     const admin = this.#admin;
     this.#adminListener = await this.#listen({
@@ -460,6 +462,7 @@ export class Hub {
         shardCount: o.reconcileShardCount,
         debounceMs: o.reconcileDebounceMs,
         logger: this.#log,
+        tracer: this.telemetry.tracer(),
       },
     );
     this.#reconcileQueues = sink;

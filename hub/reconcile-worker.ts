@@ -28,6 +28,8 @@ import {
   TargetGroupRecords,
   type ReconcileResult,
 } from './reconcile/index.js';
+import { Elbv2ListenerRuleClients, type ListenerRuleApiFactory } from './aws/index.js';
+import { ListenerWeights, type ListenerWeightResult } from './reconcile/index.js';
 import {
   ClusterEndpointStore,
   ClusterSessionRecords,
@@ -52,6 +54,10 @@ export interface ReconcileWorkerDependencies {
   awsClients?: Elbv2TargetGroupClientsOptions;
   /** Called after every reconcile (metrics, tests). */
   onReconciled?: (result: ReconcileResult) => void;
+  /** The ELBv2 API of listener rules (pool weights). @default `Elbv2ListenerRuleClients` with `awsClients` */
+  listenerRules?: ListenerRuleApiFactory;
+  /** Called after every listener rule weights update (tests). */
+  onListenerWeights?: (result: ListenerWeightResult) => void;
   /** @default Date.now */
   clock?: () => number;
   /**
@@ -83,6 +89,8 @@ export class ReconcileWorker {
   #consumer: ReconcileConsumer | undefined;
   #scheduler: ReconcileScheduler | undefined;
   #clients: Elbv2TargetGroupClients | undefined;
+  #ruleClients: Elbv2TargetGroupClients | undefined;
+  #listenerWeights: ListenerWeights | undefined;
   #records: TargetGroupRecords | undefined;
   #reconciler: TargetGroupReconciler | undefined;
   #health: HealthServer | undefined;
@@ -212,6 +220,7 @@ export class ReconcileWorker {
     if (aws === undefined) {
       this.#clients = new Elbv2TargetGroupClients({
         roleSessionName: o.awsRoleSessionName,
+        tracer: this.telemetry.tracer(),
         ...this.#deps.awsClients,
       });
       aws = this.#clients;
@@ -241,10 +250,40 @@ export class ReconcileWorker {
     const sink = new BullMqReconcileSink(
       queueRedis,
       { labels: () => undefined },
-      { ...queueOptions, logger: this.#log, clock },
+      { ...queueOptions, logger: this.#log, clock, tracer: this.telemetry.tracer() },
     );
     this.#sink = sink;
     const onReconciled = this.#deps.onReconciled;
+    let rules = this.#deps.listenerRules;
+    if (rules === undefined) {
+      // The target groups' clients when the worker made them, so rules share their credentials.
+      const clients =
+        this.#clients ??
+        (this.#ruleClients = new Elbv2TargetGroupClients({
+          roleSessionName: o.awsRoleSessionName,
+          ...this.#deps.awsClients,
+        }));
+      rules = new Elbv2ListenerRuleClients(clients);
+    }
+    const listenerWeights = new ListenerWeights(
+      queueRedis,
+      redis,
+      { bindings, rules, limiter, groups: records },
+      {
+        keyPrefix: o.redisKeyPrefix,
+        debounceMs: o.listenerWeightDebounceMs,
+        minShareChange: o.listenerWeightMinShareChange,
+        checkIntervalMs: o.listenerWeightCheckIntervalMs,
+        meter: this.telemetry.meter,
+        clock,
+        logger: this.#log,
+        ...(this.#deps.onListenerWeights === undefined
+          ? {}
+          : { onUpdated: this.#deps.onListenerWeights }),
+      },
+    );
+    this.#listenerWeights = listenerWeights;
+    await listenerWeights.start();
     const reconcileMetrics = new ReconcileMetrics(meter);
     this.#groupGauges = new TargetGroupGauges(meter, records);
     const consumer = new ReconcileConsumer(queueRedis, reconciler, {
@@ -253,8 +292,14 @@ export class ReconcileWorker {
       concurrency: o.workerConcurrency,
       lockDurationMs: o.lockDurationMs,
       logger: this.#log,
+      tracer: this.telemetry.tracer(),
       onReconciled: (result) => {
         reconcileMetrics.record(result);
+        listenerWeights
+          .groupReconciled(result.targetGroupArn)
+          .catch((err: unknown) =>
+            this.#log.warn({ err }, 'cannot request a listener weights update'),
+          );
         onReconciled?.(result);
       },
     });
@@ -322,6 +367,7 @@ export class ReconcileWorker {
     const steps: [string, () => Promise<unknown> | undefined][] = [
       ['scheduler', () => this.#scheduler?.close()],
       ['consumer', () => this.#consumer?.close(graceMs)],
+      ['listener weights', () => this.#listenerWeights?.close()],
       ['queues', () => this.#sink?.close()],
       ['queue metrics', () => this.#queueMetrics?.close()],
       [
@@ -336,6 +382,7 @@ export class ReconcileWorker {
       ['cluster status', () => this.#clusterStatus?.close()],
       ['health', () => this.#health?.close()],
       ['aws clients', () => Promise.resolve(this.#clients?.close())],
+      ['listener rule clients', () => Promise.resolve(this.#ruleClients?.close())],
       ['queue connection', () => quit(this.#queueRedis)],
       ['redis', () => quit(this.#redis)],
     ];

@@ -91,10 +91,13 @@ export {
   ATTR_TGFED_CLUSTER_ID,
   LATENCY_BUCKETS_SECONDS,
   MetricLabel,
+  MAX_LISTED_SERVICES,
   MetricName,
   SERVICE_NAMES,
   SpanAttribute,
+  SpanName,
   TGFED_METER_NAME,
+  TGFED_TRACER_NAME,
   type AwsCallResult,
   type EndpointRejectionReason,
   type HubBatchResult,
@@ -104,6 +107,15 @@ export {
   type ReconcileOutcomeLabel,
   type TargetChange,
 } from './telemetry/names.js';
+export {
+  installContextManager,
+  linksFromTraceparents,
+  markSpanFailed,
+  remoteParentContext,
+  spanContextFromTraceparent,
+  traceHeadersOf,
+  withSpan,
+} from './telemetry/span-context.js';
 export {
   Telemetry,
   startTelemetry,
@@ -190,6 +202,7 @@ export {
   ListBindingsResponse,
   ListClustersRequest,
   ListClustersResponse,
+  ListenerWeight,
   PortSelector,
   ReconcileOutcome,
   ReleaseHeldOperationRequest,

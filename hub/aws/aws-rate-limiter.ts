@@ -345,6 +345,15 @@ store()
 return 1
 `;
 
+// ARGV: rate, burst, now µs or '', min TTL ms. Takes nothing; returns 0 when the bucket holds a
+// token, else the ms until it will (at least 1).
+const peekLua = `${refillLua}
+if tokens >= 1 then return 0 end
+local waitMs = math.ceil((1 - tokens) * 1000 / rate)
+if waitMs < 1 then waitMs = 1 end
+return waitMs
+`;
+
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 const defined = new WeakSet<RedisClient>();
 
@@ -385,6 +394,7 @@ export class AwsRateLimiter {
       // defineCommand runs EVALSHA and falls back to EVAL, on a Cluster client too.
       redis.defineCommand('tgfedAwsBucketTake', { lua: takeLua, numberOfKeys: 1 });
       redis.defineCommand('tgfedAwsBucketPenalize', { lua: penalizeLua, numberOfKeys: 1 });
+      redis.defineCommand('tgfedAwsBucketPeek', { lua: peekLua, numberOfKeys: 1 });
       defined.add(redis);
     }
   }
@@ -489,6 +499,43 @@ export class AwsRateLimiter {
         }
         throw err;
       }
+      waitedMs += sleepMs;
+    }
+  }
+
+  /**
+   * Waits until the bucket holds a token, without taking it; gives up (and resolves) after
+   * `maxWaitMs`. A reconcile calls this before it reads the desired state, so that when an
+   * account's calls are scarce, the changes arriving while it waits join its plan instead of
+   * needing calls of their own: fewer, fuller calls exactly when calls are the bottleneck.
+   */
+  async whenAvailable(
+    account: string,
+    region: string,
+    cls: AwsOperationClass,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ waitedMs: number }> {
+    const { signal } = options;
+    const { maxWaitMs, random, sleep } = this.#options;
+    const key = this.bucketKey(account, region, cls);
+    const limit = this.limitFor(account, region, cls);
+    let waitedMs = 0;
+    for (;;) {
+      signal?.throwIfAborted();
+      const retryAfterMs = Number(
+        await this.#command('tgfedAwsBucketPeek')(
+          key,
+          limit.ratePerSecond,
+          limit.burst,
+          this.#now(),
+          BUCKET_MIN_TTL_MS,
+        ),
+      );
+      const budgetMs = maxWaitMs - waitedMs;
+      if (retryAfterMs === 0 || budgetMs <= 0) return { waitedMs };
+      const jitterMs = Math.floor(random() * (retryAfterMs * JITTER_FRACTION + JITTER_MIN_MS));
+      const sleepMs = Math.min(retryAfterMs + jitterMs, budgetMs);
+      await sleep(sleepMs, signal);
       waitedMs += sleepMs;
     }
   }

@@ -4,11 +4,15 @@ import {
   ElasticLoadBalancingV2Client,
   RegisterTargetsCommand,
   type ElasticLoadBalancingV2ClientConfig,
+  type ServiceInputTypes,
+  type ServiceOutputTypes,
   type TargetDescription,
 } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { STSClientConfig } from '@aws-sdk/client-sts';
 import { fromTemporaryCredentials } from '@aws-sdk/credential-providers';
-import { canonicalAddress } from '../../shared/index.js';
+import type { Tracer } from '@opentelemetry/api';
+import { SpanAttribute, canonicalAddress } from '../../shared/index.js';
+import { awsTracingPlugin } from './aws-tracing-plugin.js';
 import {
   targetHealthState,
   type ObservedTarget,
@@ -50,6 +54,11 @@ export interface Elbv2TargetGroupClientsOptions {
    * @default 1
    */
   maxAttempts?: number;
+  /**
+   * Makes every ELBv2 and STS call a client span (see {@link awsTracingPlugin}).
+   * @default no spans
+   */
+  tracer?: Tracer;
 }
 
 /** The SDK's TargetDescription of a target. */
@@ -138,6 +147,16 @@ export class Elbv2TargetGroupClients implements TargetGroupApiFactory {
     return new Elbv2TargetGroup(this.#clientFor(location), location.arn);
   }
 
+  /**
+   * The cached client of a role, external id and region, for the other ELBv2 calls of the same
+   * accounts (a pool's listener rule weights): one client and one set of credentials per role.
+   */
+  clientFor(
+    location: Pick<TargetGroupLocation, 'roleArn' | 'externalId' | 'region'>,
+  ): ElasticLoadBalancingV2Client {
+    return this.#clientFor({ arn: '', accountId: '', ...location });
+  }
+
   /** Closes every client's connections. */
   close(): void {
     for (const client of this.#clients.values()) client.destroy();
@@ -149,6 +168,8 @@ export class Elbv2TargetGroupClients implements TargetGroupApiFactory {
     let client = this.#clients.get(key);
     if (client !== undefined) return client;
     const o = this.#options;
+    const spanAttributes = { [SpanAttribute.CLOUD_REGION]: location.region };
+    const tracer = o.tracer;
     const credentials =
       location.roleArn === ''
         ? o.elbv2?.credentials
@@ -163,6 +184,9 @@ export class Elbv2TargetGroupClients implements TargetGroupApiFactory {
               ? {}
               : { masterCredentials: o.elbv2.credentials }),
             clientConfig: { ...o.sts, region: location.region },
+            ...(tracer === undefined
+              ? {}
+              : { clientPlugins: [awsTracingPlugin(tracer, spanAttributes)] }),
           });
     client = new ElasticLoadBalancingV2Client({
       maxAttempts: o.maxAttempts ?? 1,
@@ -170,6 +194,11 @@ export class Elbv2TargetGroupClients implements TargetGroupApiFactory {
       region: location.region,
       ...(credentials === undefined ? {} : { credentials }),
     });
+    if (tracer !== undefined) {
+      client.middlewareStack.use(
+        awsTracingPlugin<ServiceInputTypes, ServiceOutputTypes>(tracer, spanAttributes),
+      );
+    }
     this.#clients.set(key, client);
     return client;
   }

@@ -1,4 +1,5 @@
 /** AWS: the ELBv2 calls of a reconcile, their shared rate limits and their error classes. */
+export { awsTracingPlugin } from './aws-tracing-plugin.js';
 export {
   InstrumentedTargetGroupApis,
   withObservedChanges,
@@ -33,6 +34,18 @@ export {
   Elbv2TargetGroupClients,
   type Elbv2TargetGroupClientsOptions,
 } from './elbv2-target-group-clients.js';
+export {
+  Elbv2ListenerRuleClients,
+  ListenerRuleMissingError,
+  writableAction,
+  type Elbv2ClientSource,
+} from './elbv2-listener-rule-clients.js';
+export {
+  parseListenerRuleArn,
+  type ListenerRuleApi,
+  type ListenerRuleApiFactory,
+  type ListenerRuleLocation,
+} from './listener-rule-api.js';
 export {
   isPresent,
   targetHealthState,

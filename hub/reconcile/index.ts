@@ -8,6 +8,44 @@ export {
 } from './reconcile-consumer.js';
 export { ReconcileMetrics, accountOfArn } from './reconcile-metrics.js';
 export {
+  MAX_FORWARD_WEIGHT,
+  countReadyTargets,
+  forwardTargetGroups,
+  isReadyTarget,
+  planForwardWeights,
+  type ForwardWeightsInput,
+  type ForwardWeightsPlan,
+  type PlannedForwardWeight,
+} from './forward-weights.js';
+export {
+  ListenerWeightRecords,
+  type GroupListenerWeight,
+  type ListenerGroupWeight,
+  type ListenerRuleState,
+  type ListenerWeightErrorClass,
+  type ListenerWeightOutcome,
+  type ListenerWeightRecord,
+} from './listener-weight-records.js';
+export {
+  ListenerWeightConfigurationError,
+  ListenerWeightUpdater,
+  listenerRuleLocation,
+  weightedPoolGroups,
+  type ListenerWeightResult,
+  type ListenerWeightUpdaterOptions,
+  type ReadyTargetSource,
+  type WeightedBindingSource,
+} from './listener-weight-updater.js';
+export {
+  LISTENER_WEIGHTS_QUEUE_NAME,
+  ListenerWeights,
+  type ActualTargetKeys,
+  type ListenerWeightReason,
+  type ListenerWeightsOptions,
+  type ListenerWeightsState,
+  type WeightedBindingStore,
+} from './listener-weights.js';
+export {
   TargetGroupGauges,
   type TargetGroupGaugesOptions,
   type TargetGroupSummarySource,

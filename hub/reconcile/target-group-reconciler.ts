@@ -1,5 +1,6 @@
+import { trace } from '@opentelemetry/api';
 import type { Logger, TargetGroup } from '../../shared/index.js';
-import { jitteredBackoff, silentLogger } from '../../shared/index.js';
+import { SpanAttribute, jitteredBackoff, silentLogger } from '../../shared/index.js';
 import { AwsCallError, PERSISTENT_AWS_ERRORS } from '../aws/aws-errors.js';
 import type { AwsOperationClass } from '../aws/aws-rate-limiter.js';
 import {
@@ -34,6 +35,13 @@ export interface AwsCallLimiter {
   ): Promise<unknown>;
   /** Empties the bucket for `ms` after AWS throttled a call anyway. */
   penalize(account: string, region: string, cls: AwsCallClass, ms: number): Promise<unknown>;
+  /** Waits until the bucket holds a token without taking it (bounded); optional. */
+  whenAvailable?(
+    account: string,
+    region: string,
+    cls: AwsCallClass,
+    options?: { signal?: AbortSignal },
+  ): Promise<unknown>;
 }
 
 /** Resolves a group's desired state (a `TargetGroupDesiredState`). */
@@ -189,6 +197,8 @@ interface ReconcileRun {
 }
 
 const MAX_LISTED_INVALID = 20;
+/** Region and account of a target group ARN. */
+const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
 
 /**
  * One reconcile of one target group (DESIGN.md, Reconcile and Safety): resolve the desired
@@ -229,6 +239,14 @@ export class TargetGroupReconciler {
 
   async reconcile(arn: string, context: ReconcileContext): Promise<ReconcileResult> {
     const o = this.options;
+    // Plan as late as the account's mutate bucket allows (see AwsRateLimiter.whenAvailable):
+    // while it is empty, changes keep arriving and this reconcile's calls carry them all.
+    const scope = ARN_SCOPE.exec(arn);
+    if (scope !== null && this.#limiter.whenAvailable !== undefined) {
+      await this.#limiter.whenAvailable(scope[2]!, scope[1]!, 'mutate', {
+        signal: context.signal,
+      });
+    }
     const startedAtMs = o.clock();
     const desired = await this.#desired.resolve(arn);
     const stored = await this.#records.read(arn);
@@ -252,6 +270,12 @@ export class TargetGroupReconciler {
     }
 
     await this.#records.begin(arn, desired.targetGroup);
+    // The consumer's reconcile span: where this group lives, for searching traces by account.
+    trace.getActiveSpan()?.setAttributes({
+      [SpanAttribute.CLOUD_PROVIDER]: 'aws',
+      [SpanAttribute.CLOUD_ACCOUNT_ID]: definition.accountId,
+      [SpanAttribute.CLOUD_REGION]: definition.region,
+    });
     const api = this.#aws.forGroup({
       arn,
       accountId: definition.accountId,
@@ -324,6 +348,10 @@ export class TargetGroupReconciler {
         );
       }
 
+      if (plan.adopt.length > 0) {
+        await this.#records.claim(arn, plan.adopt);
+        for (const key of plan.adopt) owned.add(key);
+      }
       const live = new Map(actual);
       const run: ReconcileRun = { arn, api, definition, live, owned, progress, context };
       await this.#register(run, plan.registerFirst);
@@ -337,6 +365,18 @@ export class TargetGroupReconciler {
     } catch (err) {
       if (!(err instanceof StopReconcile)) throw err;
       failure = err.failure;
+    }
+    if (
+      failure?.errorClass === 'not-found' &&
+      desired.bindings.length === 0 &&
+      !desired.deregistrationsBlocked
+    ) {
+      // No binding uses the group any more and it is gone: nothing is left to withdraw, so
+      // the reconcile is done (else TgfedTargetGroupNotFound would fire for it forever).
+      await this.#records.disown(arn, [...owned]);
+      owned.clear();
+      actual = new Map();
+      failure = undefined;
     }
 
     const consecutiveFailures =

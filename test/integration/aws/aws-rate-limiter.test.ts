@@ -147,6 +147,24 @@ describe('AwsRateLimiter', () => {
     expect(waits).toHaveLength(2);
   });
 
+  it('waits for a token without taking it, and gives up after maxWaitMs', async () => {
+    const clock = new TestClock();
+    const aws = limiter(clock, uniquePrefix(), {
+      limits: { mutate: { ratePerSecond: 4, burst: 20 } },
+      maxWaitMs: 1_000,
+    });
+    // A full bucket: no wait, and nothing taken.
+    expect(await aws.whenAvailable(ACCOUNT, REGION, 'mutate')).toEqual({ waitedMs: 0 });
+    expect(await drain(aws, ACCOUNT, REGION, 'mutate')).toBe(20);
+    expect(await aws.whenAvailable(ACCOUNT, REGION, 'mutate')).toEqual({ waitedMs: 250 });
+    // The token it waited for is still there for the call.
+    expect(await aws.tryAcquire(ACCOUNT, REGION, 'mutate')).toEqual({ acquired: true });
+    // A penalty longer than maxWaitMs: it stops waiting at the budget.
+    await aws.penalize(ACCOUNT, REGION, 'mutate', 5_000);
+    expect(await aws.whenAvailable(ACCOUNT, REGION, 'mutate')).toEqual({ waitedMs: 1_000 });
+    expect(await aws.tryAcquire(ACCOUNT, REGION, 'mutate')).toMatchObject({ acquired: false });
+  });
+
   it('adds jitter to the sleep', async () => {
     const clock = new TestClock();
     const aws = limiter(clock, uniquePrefix(), {
