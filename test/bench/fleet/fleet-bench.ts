@@ -60,6 +60,8 @@ import {
   type FleetScenario,
 } from './scenario.js';
 
+const DEPLOYED_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=4';
+
 // --- arguments --------------------------------------------------------------------------------
 
 const numericFields = Object.entries(SCENARIOS['fleet-100k']!)
@@ -77,6 +79,14 @@ const { values: flags, positionals } = parseArgs({
     keep: { type: 'boolean', default: false },
     // Run hub and workers from the TypeScript sources (tsx) instead of the bundles.
     sources: { type: 'boolean', default: false },
+    // Write V8 CPU profiles of the hub and the workers into this folder (node --cpu-prof).
+    profile: { type: 'string' },
+    // V8 flags of the hub / worker processes: by default those the Helm chart sets
+    // (deploy/helm/tgfed-hub/values.yaml, nodeOptions).
+    'hub-node-options': { type: 'string', default: DEPLOYED_NODE_OPTIONS },
+    'worker-node-options': { type: 'string', default: DEPLOYED_NODE_OPTIONS },
+    // After the cold start, ask the hub for a heap snapshot (needs --heapsnapshot-signal=SIGUSR2).
+    'snapshot-hub': { type: 'boolean', default: false },
   },
 });
 const scenarioName = positionals[0] ?? 'ci';
@@ -85,7 +95,18 @@ if (base === undefined) {
   console.error(`unknown scenario ${scenarioName}; one of ${Object.keys(SCENARIOS).join(', ')}`);
   process.exit(2);
 }
-const { phases: phaseList, out: outDir, check, keep, sources, ...overrides } = flags;
+const {
+  phases: phaseList,
+  out: outDir,
+  check,
+  keep,
+  sources,
+  profile,
+  'hub-node-options': hubNodeOptions,
+  'worker-node-options': workerNodeOptions,
+  'snapshot-hub': snapshotHub,
+  ...overrides
+} = flags;
 const scenario: FleetScenario = withOverrides(base, overrides);
 const phases = new Set((phaseList ?? '').split(',').map((p) => p.trim()));
 const repo = resolve(new URL('../../..', import.meta.url).pathname);
@@ -251,9 +272,17 @@ function startComponent(
   const args = sources
     ? ['--import', 'tsx', join(repo, entry.source)]
     : [join(repo, 'dist/bundle', entry.bundle)];
-  const child = spawn(process.execPath, [...args, '--config', config], {
+  const profiling =
+    profile === undefined
+      ? []
+      : ['--cpu-prof', `--cpu-prof-dir=${resolve(profile)}`, `--cpu-prof-name=${name}.cpuprofile`];
+  const child = spawn(process.execPath, [...profiling, ...args, '--config', config], {
     cwd: repo,
-    env: { ...process.env, NODE_OPTIONS: '', ...env },
+    env: {
+      ...process.env,
+      NODE_OPTIONS: (kind === 'hub' ? hubNodeOptions : workerNodeOptions) ?? '',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout?.pipe(output);
@@ -340,7 +369,15 @@ let stopping = false;
 async function stopAll(): Promise<void> {
   stopping = true;
   for (const c of components) c.child.kill('SIGTERM');
-  await sleep(500);
+  // Up to the components' shutdown grace, so that profiles get written.
+  for (
+    let waited = 0;
+    waited < 15_000 &&
+    components.some((c) => c.child.exitCode === null && c.child.signalCode === null);
+    waited += 100
+  ) {
+    await sleep(100);
+  }
   for (const c of components) if (c.child.exitCode === null) c.child.kill('SIGKILL');
   await simServer.close().catch(() => undefined);
   redis.disconnect();
@@ -719,6 +756,12 @@ try {
     ),
   });
 
+  if (snapshotHub === true) {
+    hub.child.kill('SIGUSR2');
+    log('asked the hub for a heap snapshot (written into its working directory)');
+    await sleep(15_000);
+  }
+
   if (phases.has('steady')) {
     const from = Date.now();
     await sleep(scenario.steadySeconds * 1_000);
@@ -980,7 +1023,9 @@ try {
       figure: peakRss.get('hub') ?? 0,
       unit: 'MB',
       target: 300,
-      targetNote: sources ? 'DESIGN.md; run from sources (tsx)' : 'DESIGN.md',
+      targetNote: sources
+        ? 'DESIGN.md; run from sources (tsx)'
+        : `DESIGN.md; NODE_OPTIONS ${hubNodeOptions}`,
     },
     {
       phase: 'whole run',

@@ -63,7 +63,7 @@ const fleet100k: FleetScenario = {
   scaleFrom: 10,
   scaleTo: 200,
   scaleGroups: 25,
-  restartSeconds: 300,
+  restartSeconds: 120,
   steadySeconds: 20,
   disconnectSeconds: 20,
   ...AWS_DEFAULT_BUCKETS,
