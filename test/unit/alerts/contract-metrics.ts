@@ -1,8 +1,7 @@
 /**
  * The exposed Prometheus metric names of the metrics contract, by type. The alert rules and the
- * Grafana dashboard in deploy/ may use only these. Must match `MetricName` in
- * shared/telemetry/names.ts (which leaves out the `_total` that the exporter appends to
- * counters); wire the two together once that file settles.
+ * Grafana dashboard in deploy/ may use only these; test/unit/telemetry/contract-names.test.ts
+ * checks that the components expose exactly these names and types.
  */
 export const contractMetrics: Readonly<Record<string, 'counter' | 'gauge' | 'histogram'>> = {
   // agent

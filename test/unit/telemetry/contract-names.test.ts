@@ -23,44 +23,13 @@ import {
   type Telemetry,
 } from '../../../shared/index.js';
 import { PrometheusScrape } from '../../support/prometheus-text.js';
+import { contractMetrics } from '../alerts/contract-metrics.js';
 
-// The exposed names and types of the metrics contract (.scratch/metrics-contract.md), which the
-// alert rules and the dashboard are written against. Queue gauges need Redis: the integration
-// test covers them.
-const CONTRACT: Record<string, 'gauge' | 'counter' | 'histogram'> = {
-  tgfed_agent_hub_connected: 'gauge',
-  tgfed_agent_endpoints: 'gauge',
-  tgfed_agent_batches_sent_total: 'counter',
-  tgfed_agent_endpoint_changes_sent_total: 'counter',
-  tgfed_agent_bytes_sent_total: 'counter',
-  tgfed_agent_nacks_total: 'counter',
-  tgfed_agent_resyncs_total: 'counter',
-  tgfed_agent_ack_latency_seconds: 'histogram',
-  tgfed_hub_clusters: 'gauge',
-  tgfed_hub_cluster_connected: 'gauge',
-  tgfed_hub_cluster_stale: 'gauge',
-  tgfed_hub_cluster_endpoints: 'gauge',
-  tgfed_hub_batches_total: 'counter',
-  tgfed_hub_endpoint_changes_total: 'counter',
-  tgfed_hub_endpoints_rejected_total: 'counter',
-  tgfed_hub_apply_duration_seconds: 'histogram',
-  tgfed_hub_binding_conflicts: 'gauge',
-  tgfed_hub_recovery_in_progress: 'gauge',
-  tgfed_hub_recovery_timeouts_total: 'counter',
-  tgfed_reconciles_total: 'counter',
-  tgfed_reconcile_duration_seconds: 'histogram',
-  tgfed_reconcile_errors_total: 'counter',
-  tgfed_aws_calls_total: 'counter',
-  tgfed_aws_call_duration_seconds: 'histogram',
-  tgfed_aws_throttles_total: 'counter',
-  tgfed_aws_rate_limit_per_second: 'gauge',
-  tgfed_drift_repairs_total: 'counter',
-  tgfed_held_operations: 'gauge',
-  tgfed_target_group_targets: 'gauge',
-  tgfed_target_group_capacity: 'gauge',
-  tgfed_targets_changed_total: 'counter',
-  tgfed_propagation_latency_seconds: 'histogram',
-};
+// The exposed names and types of the metrics contract, which the alert rules and the dashboard
+// are written against. Queue gauges need Redis: the integration test covers them.
+const CONTRACT = Object.fromEntries(
+  Object.entries(contractMetrics).filter(([name]) => !name.startsWith('tgfed_queue_')),
+);
 
 const ARN = 'arn:aws:elasticloadbalancing:eu-west-1:111111111111:targetgroup/web/0123456789abcdef';
 const FULL =
