@@ -1,5 +1,6 @@
 import type { Cluster } from 'ioredis';
 import {
+  digestHex,
   matchesServiceSelector,
   parseServiceKey,
   type ServiceSelector,
@@ -23,6 +24,12 @@ const SCAN_COUNT = 1000;
 export class StoredClusterStates {
   readonly #redis: RedisClient;
   readonly #store: ClusterEndpointStore;
+  /**
+   * `cluster\nservice` → the service as last read and the digest it was read at. A service whose
+   * stored digest has not moved is not read again: a worker resolves the same services for
+   * every group of a pool and at every reconcile, and most of them did not change.
+   */
+  readonly #cache = new Map<string, { digest: string; state: ClusterServiceState }>();
 
   constructor(redis: RedisClient, store: ClusterEndpointStore) {
     this.#redis = redis;
@@ -62,22 +69,44 @@ export class StoredClusterStates {
     selectors: readonly ServiceSelector[],
   ): Promise<ClusterEndpointState> {
     const metas = await this.#store.serviceMetas(clusterId);
+    for (const cached of this.#cache.keys()) {
+      const [cluster, service] = cached.split('\n');
+      if (cluster === clusterId && !metas.has(service ?? '')) this.#cache.delete(cached);
+    }
     const wanted = [...metas].filter(([key, meta]) => {
       const service = parseServiceKey(key);
       return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
     });
-    const stored = await Promise.all(
-      wanted.map(([key]) => this.#store.readService(clusterId, parseServiceKey(key))),
-    );
     const services = new Map<string, ClusterServiceState>();
-    wanted.forEach(([key], i) => {
-      const s = stored[i];
-      // Removed between the index read and the service read: it is gone.
-      if (s !== undefined) {
-        services.set(key, { service: s.service, labels: s.labels, endpoints: s.endpoints });
+    const reads: Promise<void>[] = [];
+    for (const [key, meta] of wanted) {
+      const cacheKey = `${clusterId}\n${key}`;
+      const cached = this.#cache.get(cacheKey);
+      if (cached !== undefined && cached.digest === digestHex(meta.digest)) {
+        services.set(key, { ...cached.state, labels: meta.labels });
+        continue;
       }
-    });
-    return { clusterId, services };
+      reads.push(
+        this.#store.readService(clusterId, parseServiceKey(key)).then((s) => {
+          // Removed between the index read and the service read: it is gone.
+          if (s === undefined) {
+            this.#cache.delete(cacheKey);
+            return;
+          }
+          const state = { service: s.service, labels: s.labels, endpoints: s.endpoints };
+          this.#cache.set(cacheKey, { digest: digestHex(s.digest), state });
+          services.set(key, state);
+        }),
+      );
+    }
+    await Promise.all(reads);
+    // In the index's order, as before the cache.
+    const ordered = new Map<string, ClusterServiceState>();
+    for (const [key] of wanted) {
+      const state = services.get(key);
+      if (state !== undefined) ordered.set(key, state);
+    }
+    return { clusterId, services: ordered };
   }
 }
 

@@ -138,10 +138,16 @@ export class ClusterEndpointStore {
   /** One service, or undefined when the cluster does not hold it. */
   async readService(clusterId: string, service: ServiceKey): Promise<StoredService | undefined> {
     const key = serviceKeyString(service);
-    const [metaRaw, fields] = await Promise.all([
-      this.#redis.hget(this.keys.services(clusterId), key),
-      this.#redis.hgetall(this.keys.service(clusterId, key)),
-    ]);
+    // One transaction (both keys carry the cluster's hash tag): the digest always describes the
+    // endpoints read with it, which callers caching by digest rely on.
+    const results = await this.#redis
+      .multi()
+      .hget(this.keys.services(clusterId), key)
+      .hgetall(this.keys.service(clusterId, key))
+      .exec();
+    for (const [err] of results ?? []) if (err !== null) throw err;
+    const metaRaw = (results?.[0]?.[1] ?? null) as string | null;
+    const fields = (results?.[1]?.[1] ?? {}) as Record<string, string>;
     if (metaRaw === null) return undefined;
     const meta = decodeServiceMeta(key, metaRaw);
     return {

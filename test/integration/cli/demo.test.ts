@@ -68,9 +68,15 @@ describe('tgfed demo', () => {
       expect(demo.stdout).toMatch(/syncing: \d+\/\d+ targets registered in 3 target groups/);
 
       const env = { TGFED_CLI_CONFIG: config };
-      const status = await spawnTgfed(['status', '-o', 'json'], { homeDir, env });
+      // Converged means tgfed status says so (exit 0); on a loaded machine a follow-up
+      // reconcile may still be running the first time it is asked.
+      let status = await spawnTgfed(['status', '-o', 'json'], { homeDir, env });
+      for (let attempt = 1; attempt < 10 && status.code !== 0; attempt++) {
+        await new Promise((r) => setTimeout(r, 2_000));
+        status = await spawnTgfed(['status', '-o', 'json'], { homeDir, env });
+      }
       expect(status.stderr).toBe('');
-      expect(status.code).toBe(0);
+      expect(status.code, status.stdout).toBe(0);
       const overview = JSON.parse(status.stdout) as {
         clusters: { id: string; state: string }[];
         targetGroups: { inSync: boolean; desiredTargets: number }[];
