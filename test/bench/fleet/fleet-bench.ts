@@ -387,6 +387,10 @@ async function stopAll(): Promise<void> {
 process.on('exit', () => {
   for (const c of components) c.child.kill('SIGKILL');
 });
+// Interrupted (Ctrl-C, timeout): stop every child first; 'exit' handlers do not run on signals.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => void stopAll().then(() => process.exit(130)));
+}
 
 // --- resource sampling -----------------------------------------------------------------------
 
