@@ -96,7 +96,14 @@ describe('tgfed demo', () => {
       expect(demo.stdout).toContain('stopped');
       expect(alive(redisPid)).toBe(false);
     } finally {
-      demo.child.kill('SIGKILL');
+      // After a failure: SIGTERM first, so the demo stops its redis-server (a SIGKILL would
+      // orphan it: it runs in its own process group), then SIGKILL if it hangs.
+      if (demo.child.exitCode === null && demo.child.signalCode === null) {
+        demo.child.kill('SIGTERM');
+        const timer = setTimeout(() => demo.child.kill('SIGKILL'), 10_000);
+        await demo.exited;
+        clearTimeout(timer);
+      }
     }
   }, 180_000);
 
