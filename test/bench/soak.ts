@@ -44,13 +44,13 @@ import type { FromLoad, ToLoad } from './fleet/fleet-load.js';
 import { lineChart, table, type Row } from './fleet/report.js';
 import {
   EXTERNAL_ID,
-  NAMESPACE,
   REGION,
   SCALED_SERVICE,
   SCENARIOS,
   addressPrefix,
+  bindingsFileContent,
+  clustersFileContent,
   clusterId,
-  clusterToken,
   groupLayout,
   roleArn,
   type FleetScenario,
@@ -174,30 +174,9 @@ const file = (name: string, content: unknown): string => {
   writeFileSync(path, toYaml(content));
   return path;
 };
-const clustersFile = file('clusters.yaml', {
-  clusters: Array.from({ length: scenario.clusters }, (_, c) => ({
-    id: clusterId(c),
-    labels: { env: 'soak' },
-    allowedCidrs: [`${addressPrefix(c)}.0.0/16`],
-    tokenSha256: [hashAgentToken(clusterToken(c))],
-  })),
-});
-const bindingsFile = file('bindings.yaml', {
-  bindings: [...poolOf.entries()].map(([service, pool]) => ({
-    name: service,
-    services: { namespace: NAMESPACE, name: service },
-    port: { name: 'http' },
-    clusters: { labels: { matchLabels: { env: 'soak' } } },
-    pool: {
-      groups: pool.map((g) => ({
-        arn: g.arn,
-        roleArn: roleArn(g.account),
-        externalId: EXTERNAL_ID,
-        capacity: scenario.groupCapacity,
-      })),
-    },
-  })),
-});
+const clustersFile = file('clusters.yaml', clustersFileContent(scenario, 'soak', hashAgentToken));
+const bindingsFile = file('bindings.yaml', bindingsFileContent(scenario, 'soak', poolOf));
+
 const ADMIN_TOKEN = 'soak-admin-token';
 const adminTokensFile = file('admin.yaml', {
   tokens: [{ name: 'soak', role: 'admin', tokenSha256: hashAdminToken(ADMIN_TOKEN) }],

@@ -47,15 +47,15 @@ import type { ChangeRecord, FromLoad, LoadStats, ToLoad } from './fleet-load.js'
 import { writeReport, type Row } from './report.js';
 import {
   EXTERNAL_ID,
-  NAMESPACE,
   REGION,
   SCALED_SERVICE,
   SCENARIOS,
   addressPrefix,
   clusterId,
-  clusterToken,
   groupLayout,
   roleArn,
+  bindingsFileContent,
+  clustersFileContent,
   withOverrides,
   type FleetScenario,
 } from './scenario.js';
@@ -185,30 +185,9 @@ const file = (name: string, content: unknown): string => {
   return path;
 };
 const adminToken = 'bench-admin-token';
-const clustersFile = file('clusters.yaml', {
-  clusters: Array.from({ length: scenario.clusters }, (_, c) => ({
-    id: clusterId(c),
-    labels: { env: 'bench' },
-    allowedCidrs: [`${addressPrefix(c)}.0.0/16`],
-    tokenSha256: [hashAgentToken(clusterToken(c))],
-  })),
-});
-const bindingsFile = file('bindings.yaml', {
-  bindings: [...poolOf.entries()].map(([service, pool]) => ({
-    name: service,
-    services: { namespace: NAMESPACE, name: service },
-    port: { name: 'http' },
-    clusters: { labels: { matchLabels: { env: 'bench' } } },
-    pool: {
-      groups: pool.map((g) => ({
-        arn: g.arn,
-        roleArn: roleArn(g.account),
-        externalId: EXTERNAL_ID,
-        capacity: scenario.groupCapacity,
-      })),
-    },
-  })),
-});
+const clustersFile = file('clusters.yaml', clustersFileContent(scenario, 'bench', hashAgentToken));
+const bindingsFile = file('bindings.yaml', bindingsFileContent(scenario, 'bench', poolOf));
+
 const adminTokensFile = file('admin.yaml', {
   tokens: [{ name: 'bench', role: 'admin', tokenSha256: hashAdminToken(adminToken) }],
 });

@@ -190,3 +190,43 @@ export function withOverrides(
   }
   return out as unknown as FleetScenario;
 }
+
+/** The hub's clusters file of a scenario: every cluster with its /16, its token and `env`. */
+export function clustersFileContent(
+  s: FleetScenario,
+  env: string,
+  tokenSha256: (token: string) => string,
+) {
+  return {
+    clusters: Array.from({ length: s.clusters }, (_, c) => ({
+      id: clusterId(c),
+      labels: { env },
+      allowedCidrs: [`${addressPrefix(c)}.0.0/16`],
+      tokenSha256: [tokenSha256(clusterToken(c))],
+    })),
+  };
+}
+
+/** The hub's bindings file of a scenario: one pool binding per service, over clusters of `env`. */
+export function bindingsFileContent(
+  s: FleetScenario,
+  env: string,
+  pools: ReadonlyMap<string, readonly { arn: string; account: string }[]>,
+) {
+  return {
+    bindings: [...pools.entries()].map(([service, pool]) => ({
+      name: service,
+      services: { namespace: NAMESPACE, name: service },
+      port: { name: 'http' },
+      clusters: { labels: { matchLabels: { env } } },
+      pool: {
+        groups: pool.map((g) => ({
+          arn: g.arn,
+          roleArn: roleArn(g.account),
+          externalId: EXTERNAL_ID,
+          capacity: s.groupCapacity,
+        })),
+      },
+    })),
+  };
+}
