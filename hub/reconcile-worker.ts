@@ -236,6 +236,8 @@ export class ReconcileWorker {
         driftIntervalMs: o.driftIntervalMs,
         drainingCountsTowardCapacity: o.drainingCountsTowardCapacity,
         followUpMs: o.followUpMs,
+        transientRetryMaxMs: o.transientRetryMaxMs,
+        retryMaxMs: o.retryMaxMs,
         clock,
         logger: this.#log,
       },

@@ -74,6 +74,22 @@ export const workerOptionsSchema = z
       .describe(
         'How soon a group is reconciled again while targets wait for room or health decides',
       ),
+    transientRetryMaxMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .max(86_400_000)
+      .default(30_000)
+      .describe(
+        'Longest wait before a group is retried after AWS throttled it, a 5xx or a network error',
+      ),
+    retryMaxMs: z
+      .number()
+      .int()
+      .min(1_000)
+      .max(86_400_000)
+      .default(300_000)
+      .describe('Wait before a group is retried after access denied, not found or a full group'),
     awsMutateRatePerSecond: rate('Register/DeregisterTargets calls per second per account', 4),
     awsMutateBurst: burst('Register/DeregisterTargets burst per account and region', 20),
     awsDescribeRatePerSecond: rate('Describe* calls per second per account and region', 50),

@@ -386,6 +386,7 @@ export class BullMqReconcileSink implements ReconcileSink {
       queue = new Queue<ReconcileRequest>(address.name, {
         connection: this.#connection,
         prefix: address.prefix,
+        streams: { events: { maxLen: this.#options.eventsMaxLen } },
       });
       queue.on('error', (err) =>
         this.#logger.warn({ err, shard: address.shard }, 'reconcile queue error'),

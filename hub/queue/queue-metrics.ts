@@ -44,7 +44,8 @@ export class QueueMetrics {
     const clock = options.clock ?? Date.now;
     this.#queues = addresses.map((a) => ({
       shard: a.shard,
-      queue: new Queue(a.name, { connection, prefix: a.prefix }),
+      // A reader only: the hub's queues own the queue's settings (its event stream length).
+      queue: new Queue(a.name, { connection, prefix: a.prefix, skipMetasUpdate: true }),
     }));
     for (const { queue } of this.#queues) queue.on('error', () => undefined);
     const jobs = meter.createObservableGauge(MetricName.QUEUE_JOBS, {

@@ -67,10 +67,17 @@ export interface ReconcileQueueOptions {
    */
   debounceMs?: number;
   /**
-   * Completed and failed jobs BullMQ keeps per queue, for inspection.
-   * @default 1000
+   * Completed and failed jobs BullMQ keeps per queue, for inspection (the outcome of every
+   * reconcile is recorded apart from the job, for the admin API).
+   * @default 100
    */
   keepFinishedJobs?: number;
+  /**
+   * Approximate length BullMQ trims each queue's event stream to. Nothing in tgfed reads the
+   * stream; it is kept short so that Redis memory does not grow with the shard count.
+   * @default 1000
+   */
+  eventsMaxLen?: number;
   /**
    * How long coalesced trace links are kept when no worker takes them.
    * @default 86_400_000 (one day)
@@ -84,6 +91,7 @@ export interface CompiledReconcileQueueOptions {
   readonly shardCount: number;
   readonly debounceMs: number;
   readonly keepFinishedJobs: number;
+  readonly eventsMaxLen: number;
   readonly traceLinksTtlMs: number;
 }
 
@@ -111,7 +119,8 @@ export function compileReconcileQueueOptions(
     keyPrefix,
     shardCount: integerIn('shardCount', options.shardCount ?? 16, 1, 1024),
     debounceMs: integerIn('debounceMs', options.debounceMs ?? 1000, 0, 3_600_000),
-    keepFinishedJobs: integerIn('keepFinishedJobs', options.keepFinishedJobs ?? 1000, 0, 1_000_000),
+    keepFinishedJobs: integerIn('keepFinishedJobs', options.keepFinishedJobs ?? 100, 0, 1_000_000),
+    eventsMaxLen: integerIn('eventsMaxLen', options.eventsMaxLen ?? 1000, 0, 1_000_000),
     traceLinksTtlMs: integerIn(
       'traceLinksTtlMs',
       options.traceLinksTtlMs ?? 86_400_000,

@@ -186,6 +186,8 @@ export class ListenerWeights {
     this.#queue = new Queue<ListenerWeightJob>(LISTENER_WEIGHTS_QUEUE_NAME, {
       connection: this.#connection,
       prefix: this.#prefix,
+      // Nothing reads the event stream; keep it short (see ReconcileQueueOptions.eventsMaxLen).
+      streams: { events: { maxLen: 1000 } },
     });
     this.#worker = new Worker<ListenerWeightJob>(
       LISTENER_WEIGHTS_QUEUE_NAME,
@@ -226,8 +228,8 @@ export class ListenerWeights {
         deduplication: { id: `lw:${listenerRuleArn}`, keepLastIfActive: true },
         attempts: this.#options.attempts ?? 8,
         backoff: { type: 'exponential', delay: this.#options.backoffMs ?? 1000 },
-        removeOnComplete: { count: 1000 },
-        removeOnFail: { count: 1000 },
+        removeOnComplete: { count: 100 },
+        removeOnFail: { count: 100 },
       },
     );
   }

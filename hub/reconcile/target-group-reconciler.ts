@@ -99,7 +99,15 @@ export interface TargetGroupReconcilerOptions {
   followUpMs?: number;
   /** First retry delay after a failed reconcile (full jitter, doubling). @default 1000 */
   retryInitialMs?: number;
-  /** Longest retry delay; also the delay after a persistent error (not found, denied, full). @default 300000 */
+  /**
+   * Ceiling of the retry delay after throttling, a 5xx, a network error or an unknown error.
+   * These pass on their own, so the ceiling is short: a group whose clusters have stopped
+   * changing is not left waiting long after AWS recovers. The account's shared bucket, emptied
+   * on every throttle, is what spaces the calls during a storm.
+   * @default 30000
+   */
+  transientRetryMaxMs?: number;
+  /** Delay after a persistent error (not found, access denied, group full). @default 300000 */
   retryMaxMs?: number;
   /** How long the account's bucket stays empty after AWS throttled a call. @default 1000 */
   throttlePenaltyMs?: number;
@@ -142,6 +150,12 @@ export function compileTargetGroupReconcilerOptions(
     drainingCountsTowardCapacity: o.drainingCountsTowardCapacity ?? true,
     followUpMs: inRange('followUpMs', o.followUpMs ?? 15_000, 100, 3_600_000),
     retryInitialMs,
+    transientRetryMaxMs: inRange(
+      'transientRetryMaxMs',
+      o.transientRetryMaxMs ?? 30_000,
+      retryInitialMs,
+      86_400_000,
+    ),
     retryMaxMs: inRange('retryMaxMs', o.retryMaxMs ?? 300_000, retryInitialMs, 86_400_000),
     throttlePenaltyMs: inRange('throttlePenaltyMs', o.throttlePenaltyMs ?? 1000, 0, 600_000),
     clock: o.clock ?? Date.now,
@@ -209,7 +223,8 @@ const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
  * Every AWS call waits for a token of the account's shared bucket. A throttled call empties
  * the bucket for everyone and ends the reconcile (`throttled`); a persistent error (not found,
  * access denied, quota) ends it as `failed` and brings the group back only after `retryMaxMs`;
- * a refused target is isolated by bisecting its chunk and reported, and the rest is applied.
+ * a throttle, a 5xx or an unknown error brings it back after a full-jitter doubling delay of at
+ * most `transientRetryMaxMs` (any change brings it back sooner); a refused target is isolated by bisecting its chunk and reported, and the rest is applied.
  * The reconcile itself throws only when Redis fails, so the queue retries it.
  */
 export class TargetGroupReconciler {
@@ -479,7 +494,7 @@ export class TargetGroupReconciler {
       100,
       jitteredBackoff(Math.max(0, consecutiveFailures - 1), {
         initialMs: o.retryInitialMs,
-        maxMs: o.retryMaxMs,
+        maxMs: o.transientRetryMaxMs,
         random: o.random,
       }),
     );

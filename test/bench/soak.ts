@@ -16,8 +16,11 @@
 // redis-server killed and restarted from its AOF, 15 s of AWS throttling and 5xx answers). When
 // the churn and the fault are over, the bench waits until every group holds exactly the
 // expected targets and records how long that took. RSS of hub and workers and Redis
-// `used_memory` are sampled every 10 s; growth compares the medians of the first and the last
-// 5 minutes. Table and JSON (+ an SVG of memory over time) go under `--out`.
+// `used_memory` are sampled every 10 s; growth compares the medians of the 5 minutes after a
+// warm-up (the first sixth of the soak, at most 5 minutes: caches, V8's heap and the queues'
+// bounded history fill) with the last 5 minutes. Redis memory is also broken down by key
+// pattern after the cold start, after the warm-up and at the end, so that growth has a name.
+// Table and JSON (+ an SVG of memory over time) go under `--out`.
 import { execFileSync, fork } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -57,6 +60,8 @@ import {
 } from './fleet/scenario.js';
 
 const DEPLOYED_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=4';
+/** Longest warm-up before the first memory window (a sixth of the soak when shorter). */
+const WARM_UP_MAX_S = 300;
 /** Memory may grow by less than this between the first and the last window. */
 const MAX_GROWTH = 0.1;
 const SAMPLE_EVERY_MS = 10_000;
@@ -548,6 +553,53 @@ async function redisMemory(): Promise<{ used?: number; rss?: number }> {
   }
 }
 
+/** A key with its ids, addresses, job ids and numbers folded, so that alike keys group. */
+function keyPattern(key: string): string {
+  return key
+    .replace(/arn:[^}\s]*/g, '<arn>')
+    .replace(/\b\d{1,3}(\.\d{1,3}){3}(:\d+)?/g, '<ip>')
+    .replace(/\b[rw]-[0-9a-z]+-[0-9a-f]{12}\b/g, '<job>')
+    .replace(/[0-9a-f]{16,}/gi, '<hex>')
+    .replace(/\d+/g, '<n>');
+}
+
+/** Redis memory (MEMORY USAGE) and key count by {@link keyPattern}; empty when Redis is down. */
+async function redisKeyPatterns(): Promise<Map<string, { keys: number; bytes: number }>> {
+  const patterns = new Map<string, { keys: number; bytes: number }>();
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'COUNT', 1_000);
+      cursor = next;
+      if (keys.length === 0) continue;
+      const pipeline = redis.pipeline();
+      for (const key of keys) pipeline.memory('USAGE', key);
+      const results = (await pipeline.exec()) ?? [];
+      keys.forEach((key, i) => {
+        const entry = patterns.get(keyPattern(key)) ?? { keys: 0, bytes: 0 };
+        entry.keys++;
+        entry.bytes += Number(results[i]?.[1] ?? 0);
+        patterns.set(keyPattern(key), entry);
+      });
+    } while (cursor !== '0');
+  } catch {
+    patterns.clear();
+  }
+  return patterns;
+}
+const keyBreakdowns: {
+  at: string;
+  t: number;
+  patterns: Map<string, { keys: number; bytes: number }>;
+}[] = [];
+async function takeKeyBreakdown(at: string): Promise<void> {
+  keyBreakdowns.push({
+    at,
+    t: (Date.now() - soakStartMs) / 1_000,
+    patterns: await redisKeyPatterns(),
+  });
+}
+
 async function takeSample(): Promise<void> {
   const sample: Sample = {
     t: (Date.now() - soakStartMs) / 1_000,
@@ -742,6 +794,11 @@ try {
   soakStartMs = Date.now();
   const endMs = soakStartMs + minutes * 60_000;
   await takeSample();
+  await takeKeyBreakdown('after the cold start');
+  const warmUpTimer = setTimeout(
+    () => void takeKeyBreakdown('after the warm-up'),
+    Math.min(WARM_UP_MAX_S * 1_000, (minutes * 60_000) / 6),
+  );
   sampler = setInterval(() => {
     for (const p of tgfed) {
       if (!expectedDown.has(p) && !p.alive()) {
@@ -813,7 +870,9 @@ try {
     ...(end.operatorAfterMs === undefined ? {} : { operatorAfterMs: end.operatorAfterMs }),
   });
   clearInterval(sampler);
+  clearTimeout(warmUpTimer);
   await takeSample();
+  await takeKeyBreakdown('at the end');
 } catch (err) {
   failures.push(`soak failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
 }
@@ -823,8 +882,9 @@ clearInterval(sampler);
 
 const rows: Row[] = [];
 const lastT = samples.at(-1)?.t ?? 0;
-const windowS = Math.min(300, lastT / 3);
-const first = samples.filter((s) => s.t <= windowS);
+const warmUpS = Math.min(WARM_UP_MAX_S, lastT / 6);
+const windowS = Math.min(300, (lastT - warmUpS) / 3);
+const first = samples.filter((s) => s.t >= warmUpS && s.t <= warmUpS + windowS);
 const last = samples.filter((s) => s.t >= lastT - windowS);
 const memorySeries: Record<string, (s: Sample) => number | undefined> = {
   'hub RSS': (s) => s.rssMb['hub'],
@@ -844,7 +904,7 @@ for (const [name, pick] of Object.entries(memorySeries)) {
   memory[name] = { firstMb, lastMb, growth };
   rows.push({
     phase: 'memory',
-    measure: `${name}: median first ${(windowS / 60).toFixed(1)} min ${firstMb.toFixed(1)} MB, last ${lastMb.toFixed(1)} MB`,
+    measure: `${name}: median of ${(windowS / 60).toFixed(1)} min after ${(warmUpS / 60).toFixed(1)} min warm-up ${firstMb.toFixed(1)} MB, last ${lastMb.toFixed(1)} MB`,
     figure: growth * 100,
     unit: '% growth',
     ...(checkedMemory.has(name) ? { target: MAX_GROWTH * 100, targetNote: 'flat' } : {}),
@@ -876,6 +936,30 @@ for (const p of tgfed) {
     figure: ((b - a) / a) * 100,
     unit: '% growth',
   });
+}
+// Redis by key pattern: the patterns holding the most memory at the end, and what they held at
+// the earlier breakdowns; a pattern that keeps growing names the leak.
+const lastBreakdown = keyBreakdowns.at(-1);
+if (lastBreakdown !== undefined) {
+  const kb = (bytes: number | undefined) => `${((bytes ?? 0) / 1024).toFixed(0)} KB`;
+  const top = [...lastBreakdown.patterns.entries()]
+    .sort((a, b) => b[1].bytes - a[1].bytes)
+    .slice(0, 12);
+  for (const [pattern, end] of top) {
+    const earlier = keyBreakdowns
+      .slice(0, -1)
+      .map((b) => {
+        const at = b.patterns.get(pattern);
+        return `${b.at} ${at?.keys ?? 0} keys ${kb(at?.bytes)}`;
+      })
+      .join(', ');
+    rows.push({
+      phase: 'Redis keys',
+      measure: `${pattern}: ${earlier}; ${lastBreakdown.at} ${end.keys} keys`,
+      figure: end.bytes / 1024,
+      unit: 'KB',
+    });
+  }
 }
 for (const c of convergences) {
   rows.push({
@@ -1012,6 +1096,11 @@ writeFileSync(
       convergeBoundMs: CONVERGE_BOUND_MS,
       maxGrowth: MAX_GROWTH,
       memory,
+      redisKeys: keyBreakdowns.map((b) => ({
+        at: b.at,
+        t: b.t,
+        patterns: Object.fromEntries(b.patterns),
+      })),
       convergences,
       released,
       rows,

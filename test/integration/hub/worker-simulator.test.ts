@@ -62,7 +62,8 @@ beforeAll(async () => {
     redisUrl: inject('redisUrl'),
     clusters,
     hubSettings: { disconnectedGraceMs: 1_500 },
-    workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5 },
+    // A short transient-retry ceiling, so that a long storm's back-off is visible in seconds.
+    workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5, transientRetryMaxMs: 2_000 },
   });
   await fed.start();
   await fed.startWorker({
@@ -149,6 +150,49 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     expect(throttled).toHaveLength(4);
     const status = await fed.status(arn);
     expect(status?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
+  });
+
+  it('after a long storm of throttles and 5xx, retries within the transient ceiling, not the persistent one', async () => {
+    const arn = newGroup();
+    fed.setEndpoints('east', range(1, 33));
+    // Until cleared: every RegisterTargets of this group fails, alternately throttled and 5xx.
+    sim.simulator.injectFault({
+      targetGroupArn: arn,
+      action: 'RegisterTargets',
+      code: 'Throttling',
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'long-storm',
+        clusters: { names: ['east'], labels: undefined },
+        port: { port: { $case: 'number', number: 8080 } },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    const failed = () => sim.simulator.calls({ targetGroupArn: arn, action: 'RegisterTargets' });
+    // Eight failures in a row: with doubling from 1 s and no lower ceiling this would take over a
+    // minute (the last waits alone up to 64 s); under a 2 s ceiling it takes about 10 s.
+    await waitFor(() => failed().length >= 4, {
+      what: '4 throttled reconciles',
+      timeoutMs: 20_000,
+    });
+    sim.simulator.clearFaults();
+    sim.simulator.injectFault({
+      targetGroupArn: arn,
+      action: 'RegisterTargets',
+      code: 'ServiceUnavailable',
+    });
+    await waitFor(() => failed().length >= 8, { what: '8 failed reconciles', timeoutMs: 20_000 });
+    const before = await fed.status(arn);
+    expect([
+      ReconcileOutcome.RECONCILE_OUTCOME_THROTTLED,
+      ReconcileOutcome.RECONCILE_OUTCOME_FAILED,
+    ]).toContain(before?.lastOutcome);
+    // AWS recovers while nothing changes in the cluster: only the retry brings the group back.
+    sim.simulator.clearFaults();
+    await converged(arn, expected(1, range(1, 33)), 'the group after the long storm');
+    const after = await fed.status(arn);
+    expect(after?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
   });
 
   it('holds a mass deregistration until an operator releases it', async () => {
