@@ -5,10 +5,9 @@ import type { NormalizedBinding } from './binding-validation.js';
 import {
   resolveDesiredTargets,
   type ClusterDirectory,
-  type ClusterEndpointState,
-  type ClusterStatus,
   type ClusterStatusSource,
   type DesiredTarget,
+  type DesiredTargets,
   type StaleClusterPolicy,
   type TargetSource,
 } from './desired-targets.js';
@@ -85,6 +84,23 @@ export interface GroupDesiredState {
   readonly resolvedAtMs: number;
 }
 
+/** How long a finished binding resolution stays available to reconciles begun before it. */
+const SHARED_RESOLUTION_KEEP_MS = 5_000;
+
+interface SharedResolution {
+  /** Its place in the order resolutions began (see `TargetGroupDesiredState.mark`). */
+  readonly seq: number;
+  settled: boolean;
+  failed?: boolean;
+  readonly result: Promise<DesiredTargets>;
+}
+
+interface SharedResolutions {
+  latest: SharedResolution | undefined;
+  /** The resolution that begins when `latest` settles, shared by everyone waiting for it. */
+  next: Promise<DesiredTargets> | undefined;
+}
+
 /** Winner ranking of one target, as in `resolveDesiredTargets`: freshest connection first. */
 function connectionRank(target: DesiredTarget): number {
   return target.withdrawIfUnhealthy ? 2 : target.keptFailStatic ? 1 : 0;
@@ -117,6 +133,11 @@ function targetGroupsOf(binding: NormalizedBinding): TargetGroup[] {
  * keys (`GroupAssignmentStore`) and writes back this group's share, so repeated resolutions keep
  * targets in place and churn moves only what must move.
  *
+ * Shared resolutions: a binding is resolved over all its groups at once (the pool's clusters read
+ * and its assignment computed), and the groups of a pool that a worker reconciles at about the
+ * same time use one such resolution, as long as it began after their reconcile started (see
+ * {@link mark}): every change written before a reconcile started is in what it uses.
+ *
  * Two bindings feeding one group: their targets are merged; the same `ip:port` from different
  * clusters is a conflict, registered once from the same winner `resolveDesiredTargets` would
  * pick (freshest connection, then lowest cluster id).
@@ -127,6 +148,10 @@ export class TargetGroupDesiredState {
   readonly #assignments: GroupAssignmentStore;
   readonly #options: TargetGroupDesiredStateOptions;
   readonly #clock: () => number;
+  /** Binding (generation, name, version) → its shared resolutions. */
+  readonly #shared = new Map<string, SharedResolutions>();
+  /** Binding resolutions begun so far; see {@link mark}. */
+  #computations = 0;
 
   constructor(
     deps: { redis: RedisClient; store: ClusterEndpointStore; bindings: BindingStore },
@@ -144,12 +169,23 @@ export class TargetGroupDesiredState {
     return this.#assignments.key(targetGroupArn);
   }
 
-  /** Resolves the group's desired state and persists its share of its pools' assignment. */
-  async resolve(targetGroupArn: string): Promise<GroupDesiredState> {
-    // The epoch first, then bindings, statuses and states, then the stored epoch: a status can
-    // only vouch for what was read after it if no Redis loss happened in between.
-    const guard = this.#options.storageEpoch;
-    const knownEpoch = guard?.known();
+  /**
+   * A mark for {@link resolve}'s `since`: a resolution that passes it only uses reads begun after
+   * this call. A reconcile takes one as it starts, so that every change written before it started
+   * is seen while the reads of other groups of the same pool begun since then can be shared.
+   */
+  mark(): number {
+    return this.#computations;
+  }
+
+  /**
+   * Resolves the group's desired state and persists its share of its pools' assignment.
+   *
+   * @param since a {@link mark}: the binding resolutions used began after it (the groups of a
+   *   pool reconciled at about the same time share one resolution of the pool). Without it,
+   *   only resolutions begun after this call are used.
+   */
+  async resolve(targetGroupArn: string, since: number = this.mark()): Promise<GroupDesiredState> {
     const snapshot = await this.#bindings.snapshot();
     const feeding = snapshot.bindings.filter((b) =>
       targetGroupsOf(b).some((g) => g.arn === targetGroupArn),
@@ -164,54 +200,11 @@ export class TargetGroupDesiredState {
       overflow: [],
       resolvedAtMs: this.#clock(),
     };
-    const known = await this.#knownClusters();
-    const selected =
-      feeding.length === 0
-        ? known
-        : known.filter((id) => {
-            const labels = this.#options.directory.labels(id) ?? {};
-            return feeding.some((b) => selectsCluster(b.clusters, id, labels));
-          });
-    const statuses = new Map<string, ClusterStatus>();
-    for (const id of selected) statuses.set(id, this.#options.status.status(id));
-    const states = feeding.length === 0 ? [] : await this.#loadClusters(selected, feeding);
-    let storageLost = false;
-    if (guard !== undefined) {
-      const storedEpoch = await guard.stored();
-      storageLost = knownEpoch === undefined || storedEpoch === '' || storedEpoch !== knownEpoch;
-      if (storageLost) guard.onMismatch?.();
-    }
-    if (feeding.length === 0) {
-      // No binding targets the group, perhaps because Redis lost the bindings: while any cluster
-      // has not resynced, nothing may be withdrawn from it either.
-      const awaitingResyncClusters = selected.filter(
-        (id) => storageLost || statuses.get(id)?.awaitingResync === true,
-      );
-      return {
-        ...empty,
-        targetGroup: undefined,
-        bindings: [],
-        deregistrationsBlocked: awaitingResyncClusters.length > 0,
-        awaitingResyncClusters,
-      };
-    }
-    const status: ClusterStatusSource = {
-      status: (id) => {
-        const s = statuses.get(id) ?? this.#options.status.status(id);
-        return storageLost ? { ...s, awaitingResync: true } : s;
-      },
-    };
+    if (feeding.length === 0) return { ...empty, ...(await this.#unbound()) };
     const ownBefore = await this.#assignments.read(targetGroupArn);
-    const poolReads = new Map<string, Promise<Map<string, string>>>();
-    const readPool = (arns: string[]): Promise<Map<string, string>> => {
-      const key = arns.join('\n');
-      let read = poolReads.get(key);
-      if (read === undefined) {
-        read = this.#assignments.readPool(arns);
-        poolReads.set(key, read);
-      }
-      return read;
-    };
+    const resolutions = await Promise.all(
+      feeding.map((binding) => this.#bindingResolution(binding, snapshot.generation, since)),
+    );
 
     const targets = new Map<string, DesiredTarget>();
     const placedBy = new Map<string, string>();
@@ -224,20 +217,11 @@ export class TargetGroupDesiredState {
       for (const c of clusters) set.add(c);
     };
 
-    for (const binding of feeding) {
-      const groups = targetGroupsOf(binding);
-      const previousAssignment = await readPool(groups.map((g) => g.arn));
-      const resolved = resolveDesiredTargets(binding, states, {
-        directory: this.#options.directory,
-        status,
-        previousAssignment,
-        ...(this.#options.staleClusterPolicy === undefined
-          ? {}
-          : { staleClusterPolicy: this.#options.staleClusterPolicy }),
-      });
+    feeding.forEach((binding, i) => {
+      const resolved = resolutions[i] as DesiredTargets;
       for (const key of resolved.overflow) overflow.add(key);
       const group = resolved.groups.get(targetGroupArn);
-      if (group === undefined) continue;
+      if (group === undefined) return;
       for (const c of group.awaitingResyncClusters) awaiting.add(c);
       for (const conflict of group.conflicts) addConflict(conflict.target, conflict.clusters);
       for (const [key, target] of group.targets) {
@@ -266,7 +250,7 @@ export class TargetGroupDesiredState {
           placedBy.set(key, binding.name);
         }
       }
-    }
+    });
 
     // Each binding caps the group at its capacity; together they could exceed it. Keep what the
     // group already held, then the rest in key order, so a full group does not churn.
@@ -317,6 +301,129 @@ export class TargetGroupDesiredState {
     };
   }
 
+  /**
+   * A group no binding targets, perhaps because Redis lost the bindings: while any cluster has
+   * not resynced, nothing may be withdrawn from it either.
+   */
+  async #unbound(): Promise<
+    Pick<
+      GroupDesiredState,
+      'targetGroup' | 'bindings' | 'deregistrationsBlocked' | 'awaitingResyncClusters'
+    >
+  > {
+    const guard = this.#options.storageEpoch;
+    const knownEpoch = guard?.known();
+    const known = await this.#knownClusters();
+    const statuses = new Map(known.map((id) => [id, this.#options.status.status(id)]));
+    const storageLost = await this.#storageLost(knownEpoch);
+    const awaitingResyncClusters = known.filter(
+      (id) => storageLost || statuses.get(id)?.awaitingResync === true,
+    );
+    return {
+      targetGroup: undefined,
+      bindings: [],
+      deregistrationsBlocked: awaitingResyncClusters.length > 0,
+      awaitingResyncClusters,
+    };
+  }
+
+  /**
+   * The resolution of one binding over all its groups, shared by the groups it feeds: the one
+   * begun last is used when it began after `since`; otherwise a new one begins, or, while one is
+   * under way, the next one, which every group asking meanwhile shares. So the groups of a pool
+   * reconciled together cost one read of the pool's clusters and one assignment, not one each.
+   */
+  #bindingResolution(
+    binding: NormalizedBinding,
+    generation: string | undefined,
+    since: number,
+  ): Promise<DesiredTargets> {
+    // The binding's store version changes with every write of it; the generation with a loss.
+    const key = `${generation ?? ''}\n${binding.name}\n${binding.version}`;
+    const shared = this.#shared.get(key) ?? { latest: undefined, next: undefined };
+    this.#shared.set(key, shared);
+    const latest = shared.latest;
+    if (latest !== undefined && latest.seq > since) return latest.result;
+    if (latest === undefined || latest.settled) return this.#begin(key, shared, binding).result;
+    shared.next ??= latest.result
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .then(() => {
+        shared.next = undefined;
+        return this.#begin(key, shared, binding).result;
+      });
+    return shared.next;
+  }
+
+  #begin(key: string, shared: SharedResolutions, binding: NormalizedBinding): SharedResolution {
+    const resolution: SharedResolution = {
+      seq: ++this.#computations,
+      settled: false,
+      result: this.#resolveBinding(binding),
+    };
+    shared.latest = resolution;
+    const settle = (): void => {
+      resolution.settled = true;
+      // A failed resolution is not shared any longer: the next group asking begins another.
+      if (resolution.failed && shared.latest === resolution) shared.latest = undefined;
+      // Kept only while reconciles begun before it may still ask for it.
+      setTimeout(() => {
+        if (this.#shared.get(key)?.latest === resolution && shared.next === undefined) {
+          this.#shared.delete(key);
+        }
+      }, SHARED_RESOLUTION_KEEP_MS).unref();
+    };
+    resolution.result.then(settle, () => {
+      resolution.failed = true;
+      settle();
+    });
+    return resolution;
+  }
+
+  /** One binding against the stored state of the clusters it selects, with its pool's assignment. */
+  async #resolveBinding(binding: NormalizedBinding): Promise<DesiredTargets> {
+    // The epoch first, then statuses and states, then the stored epoch: a status can only vouch
+    // for what was read after it if no Redis loss happened in between.
+    const knownEpoch = this.#options.storageEpoch?.known();
+    const known = await this.#knownClusters();
+    const selected = known.filter((id) =>
+      selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
+    );
+    const statuses = new Map(selected.map((id) => [id, this.#options.status.status(id)]));
+    const states = await Promise.all(
+      selected.map((id) => this.#clusters.load(id, [binding.services])),
+    );
+    const storageLost = await this.#storageLost(knownEpoch);
+    const previousAssignment = await this.#assignments.readPool(
+      targetGroupsOf(binding).map((g) => g.arn),
+    );
+    return resolveDesiredTargets(binding, states, {
+      directory: this.#options.directory,
+      status: {
+        status: (id) => {
+          const s = statuses.get(id) ?? this.#options.status.status(id);
+          return storageLost ? { ...s, awaitingResync: true } : s;
+        },
+      },
+      previousAssignment,
+      ...(this.#options.staleClusterPolicy === undefined
+        ? {}
+        : { staleClusterPolicy: this.#options.staleClusterPolicy }),
+    });
+  }
+
+  /** True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}). */
+  async #storageLost(knownEpoch: string | undefined): Promise<boolean> {
+    const guard = this.#options.storageEpoch;
+    if (guard === undefined) return false;
+    const storedEpoch = await guard.stored();
+    const lost = knownEpoch === undefined || storedEpoch === '' || storedEpoch !== knownEpoch;
+    if (lost) guard.onMismatch?.();
+    return lost;
+  }
+
   /** Every cluster listed or found in Redis, sorted. */
   async #knownClusters(): Promise<string[]> {
     const ids = new Set<string>(this.#options.listedClusters?.() ?? []);
@@ -326,12 +433,4 @@ export class TargetGroupDesiredState {
     return [...ids].sort(compareText);
   }
 
-  /** The stored state of the selected clusters. */
-  #loadClusters(
-    ids: readonly string[],
-    bindings: readonly NormalizedBinding[],
-  ): Promise<ClusterEndpointState[]> {
-    const selectors = bindings.map((b) => b.services);
-    return Promise.all(ids.map((id) => this.#clusters.load(id, selectors)));
-  }
 }

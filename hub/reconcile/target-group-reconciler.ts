@@ -46,7 +46,12 @@ export interface AwsCallLimiter {
 
 /** Resolves a group's desired state (a `TargetGroupDesiredState`). */
 export interface DesiredGroupSource {
-  resolve(targetGroupArn: string): Promise<GroupDesiredState>;
+  /**
+   * @param since a {@link mark} taken when the reconcile started: reads begun after it may be
+   *   shared with other groups (see `TargetGroupDesiredState.resolve`)
+   */
+  resolve(targetGroupArn: string, since?: number): Promise<GroupDesiredState>;
+  mark?(): number;
 }
 
 /** Options of {@link TargetGroupReconciler}. */
@@ -254,6 +259,8 @@ export class TargetGroupReconciler {
 
   async reconcile(arn: string, context: ReconcileContext): Promise<ReconcileResult> {
     const o = this.options;
+    // Every change this reconcile must apply was written before it started.
+    const since = this.#desired.mark?.();
     // Plan as late as the account's mutate bucket allows (see AwsRateLimiter.whenAvailable):
     // while it is empty, changes keep arriving and this reconcile's calls carry them all.
     const scope = ARN_SCOPE.exec(arn);
@@ -263,7 +270,7 @@ export class TargetGroupReconciler {
       });
     }
     const startedAtMs = o.clock();
-    const desired = await this.#desired.resolve(arn);
+    const desired = await this.#desired.resolve(arn, since);
     const stored = await this.#records.read(arn);
     const definition = desired.targetGroup ?? stored.definition;
     const progress: Progress = {

@@ -53,6 +53,7 @@ async function startHub(): Promise<{
   address: string;
   redis: RedisClient;
   bindings: BindingStore;
+  store: ClusterEndpointStore;
   desired: TargetGroupDesiredState;
 }> {
   const prefix = `t-${randomBytes(4).toString('hex')}`;
@@ -102,7 +103,7 @@ async function startHub(): Promise<{
       status: { status: () => CONNECTED },
     },
   );
-  return { address: `127.0.0.1:${port}`, redis: client, bindings, desired };
+  return { address: `127.0.0.1:${port}`, redis: client, bindings, store, desired };
 }
 
 /** The real agent publisher of one cluster, authenticating with its bearer token. */
@@ -298,6 +299,88 @@ describe('TargetGroupDesiredState', () => {
     expect(after.has('10.1.0.51:8080')).toBe(false);
     const moved = [...after].filter(([key, arn]) => before.has(key) && before.get(key) !== arn);
     expect(moved.length).toBeLessThanOrEqual(2);
+  });
+
+  it('shares one resolution of a pool among the groups reconciled together', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(21), targetGroupArn(22), targetGroupArn(23)];
+    await hub.bindings.apply(
+      prodBinding({
+        $case: 'pool',
+        pool: {
+          groups: arns.map((arn) => targetGroup({ arn, capacity: 40 })),
+          listenerRuleArn: '',
+        },
+      }),
+    );
+    agent('east', hub.address).upsert(web('web-a', ips(1, 0, 60)));
+    const total = async (): Promise<number> => {
+      const states = await Promise.all(arns.map((arn) => hub.desired.resolve(arn)));
+      return states.reduce((n, s) => n + s.targets.size, 0);
+    };
+    await waitFor(async () => (await total()) === 60, { what: 'all 60 endpoints placed' });
+
+    // Three reconciles that started together: one read of the pool, one assignment.
+    const since = hub.desired.mark();
+    const states = await Promise.all(arns.map((arn) => hub.desired.resolve(arn, since)));
+    expect(hub.desired.mark()).toBe(since + 1);
+    const placed = states.flatMap((s) => [...s.targets.keys()]);
+    expect(placed).toHaveLength(60);
+    expect(new Set(placed).size).toBe(60);
+    // One after the other, each call begins its own: none started before the previous one began.
+    for (const arn of arns) await hub.desired.resolve(arn);
+    expect(hub.desired.mark()).toBe(since + 4);
+  });
+
+  it('never serves a reconcile from a resolution begun before it started', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(24);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    const east = agent('east', hub.address);
+    east.upsert(web('web-e', ips(1, 0, 2)));
+    await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
+
+    // A resolution that stops after reading the clusters, at the storage epoch check, until the
+    // gate opens.
+    let gate: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (gate = resolve));
+    let stops = 0;
+    const desired = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: () => CONNECTED },
+        storageEpoch: {
+          known: () => 'epoch',
+          stored: async () => {
+            if (stops++ === 0) await held;
+            return 'epoch';
+          },
+        },
+      },
+    );
+    const first = desired.mark();
+    const old = desired.resolve(arn, first);
+    await waitFor(() => stops === 1, { what: 'the first resolution to read the clusters' });
+    // Begun before the first resolution: may share it.
+    const early = desired.resolve(arn, first);
+
+    // A change lands while the first resolution is held; then a reconcile starts.
+    east.upsert(web('web-e', ips(1, 0, 3)));
+    await waitFor(
+      async () =>
+        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
+          .size === 3,
+      { what: 'the third endpoint stored' },
+    );
+    const late = desired.resolve(arn, desired.mark());
+    gate?.();
+    expect((await old).targets.size).toBe(2);
+    expect((await early).targets.size).toBe(2);
+    expect((await late).targets.size).toBe(3);
+    expect(desired.mark()).toBe(first + 2);
   });
 
   it('drops an endpoint from the desired targets as soon as it turns terminating', async () => {
