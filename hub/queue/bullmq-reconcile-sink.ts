@@ -1,10 +1,11 @@
-import { SpanKind, trace, type Span, type Tracer } from '@opentelemetry/api';
+import { SpanKind, context, trace, type Span, type Tracer } from '@opentelemetry/api';
 import { Queue } from 'bullmq';
 import type { Binding, Logger, ServiceKey, TraceContext } from '../../shared/index.js';
 import {
   SpanAttribute,
   SpanName,
   TGFED_TRACER_NAME,
+  markSpanFailed,
   serviceKeyString,
   silentLogger,
   traceHeadersFromContext,
@@ -71,6 +72,36 @@ interface IndexedBinding {
   readonly binding: Binding;
   readonly content: string;
   readonly groups: readonly string[];
+}
+
+/** One group's share of a flush: the requests of every batch that joined it, merged. */
+interface MergedRequest {
+  /** The batches' links (their enqueue spans', or their own traceparents when not recording). */
+  readonly traceLinks: Set<string>;
+  /** The earliest observation time of the batches. */
+  observedAtMs: number | undefined;
+  /** One open `tgfed.reconcile.enqueue` span per batch, ended when the flush is done. */
+  readonly spans: Span[];
+}
+
+/** Requests for changed endpoints gathered while the previous flush was under way. */
+interface PendingFlush {
+  readonly requests: Map<string, MergedRequest>;
+  readonly done: Promise<Map<string, EnqueuedReconcile>>;
+  readonly settle: {
+    resolve: (enqueued: Map<string, EnqueuedReconcile>) => void;
+    reject: (err: unknown) => void;
+  };
+}
+
+function pendingFlush(): PendingFlush {
+  let settle!: PendingFlush['settle'];
+  const done = new Promise<Map<string, EnqueuedReconcile>>((resolve, reject) => {
+    settle = { resolve, reject };
+  });
+  // A caller that gave up (its stream ended) must not leave an unhandled rejection behind.
+  done.catch(() => undefined);
+  return { requests: new Map(), done, settle };
 }
 
 function groupsOf(binding: Binding): string[] {
@@ -151,6 +182,10 @@ export class BullMqReconcileSink implements ReconcileSink {
   #revision: number | undefined;
   #generation: string | undefined;
   #state: SinkState = 'open';
+  /** The flush under way, if any. */
+  #flushing: Promise<void> | undefined;
+  /** Requests waiting for the flush under way to end; they go in the next one. */
+  #pending: PendingFlush | undefined;
 
   /**
    * @param connection shared by the queues (BullMQ does not close a connection it was given); the
@@ -228,6 +263,16 @@ export class BullMqReconcileSink implements ReconcileSink {
     return [...groups].sort();
   }
 
+  /**
+   * Enqueues the groups the batch's services feed and resolves once every one is in a job, so
+   * that the batch is acknowledged only then.
+   *
+   * Concurrent batches share the adds (group commit): while one flush of adds is under way, the
+   * batches that arrive gather, and the next flush makes one add per group for all of them, each
+   * after its batch was written. Under load this turns an add per group and batch into an add
+   * per group and round trip; alone, a batch waits for nothing. Each batch still gets its own
+   * enqueue span per group, linked from the reconcile.
+   */
   async changed(
     clusterId: string,
     services: readonly ServiceKey[],
@@ -237,13 +282,87 @@ export class BullMqReconcileSink implements ReconcileSink {
     const groups = this.targetGroupsFor(clusterId, services);
     trace.getActiveSpan()?.setAttribute(SpanAttribute.TGFED_BATCH_TARGET_GROUPS, groups.length);
     if (groups.length === 0) return;
-    const traceparent = traceHeadersFromContext(batchTrace)?.traceparent;
-    await this.#enqueueAll(
-      groups,
-      'endpoints',
-      traceparent === undefined ? [] : [traceparent],
-      observedAtMs,
+    if (this.#state !== 'open') throw new ReconcileEnqueueError('the reconcile sink is closed');
+    const batchLink = traceHeadersFromContext(batchTrace)?.traceparent;
+    const flush = (this.#pending ??= pendingFlush());
+    const parent = context.active();
+    for (const arn of groups) {
+      const address = reconcileQueueFor(arn, this.#options);
+      const span = this.#tracer.startSpan(
+        SpanName.RECONCILE_ENQUEUE,
+        { kind: SpanKind.PRODUCER, attributes: this.#enqueueAttributes(address, arn, 'endpoints') },
+        parent,
+      );
+      const link = traceHeadersOf(span.spanContext())?.traceparent ?? batchLink;
+      let merged = flush.requests.get(arn);
+      if (merged === undefined) {
+        merged = { traceLinks: new Set(), observedAtMs: undefined, spans: [] };
+        flush.requests.set(arn, merged);
+      }
+      if (link !== undefined) merged.traceLinks.add(link);
+      if (observedAtMs !== undefined) {
+        merged.observedAtMs = Math.min(merged.observedAtMs ?? observedAtMs, observedAtMs);
+      }
+      merged.spans.push(span);
+    }
+    this.#flushPending();
+    await flush.done;
+  }
+
+  /** Starts the next flush unless one is under way (it starts the next one when it ends). */
+  #flushPending(): void {
+    if (this.#flushing !== undefined || this.#pending === undefined) return;
+    const flush = this.#pending;
+    this.#pending = undefined;
+    this.#flushing = this.#flush(flush).finally(() => {
+      this.#flushing = undefined;
+      this.#flushPending();
+    });
+  }
+
+  async #flush(flush: PendingFlush): Promise<void> {
+    const entries = [...flush.requests];
+    const settled = await Promise.allSettled(
+      entries.map(([arn, merged]) => {
+        const request: ReconcileRequest = {
+          targetGroupArn: arn,
+          reason: 'endpoints',
+          requestedAtMs: this.#clock(),
+          traceLinks: [...merged.traceLinks].slice(-MAX_TRACE_LINKS),
+          ...(merged.observedAtMs === undefined ? {} : { observedAtMs: merged.observedAtMs }),
+        };
+        return this.#add(reconcileQueueFor(arn, this.#options), request);
+      }),
     );
+    const enqueued = new Map<string, EnqueuedReconcile>();
+    let failure: unknown;
+    entries.forEach(([arn, merged], i) => {
+      const result = settled[i] as PromiseSettledResult<EnqueuedReconcile>;
+      merged.spans.forEach((span, n) => {
+        if (result.status === 'fulfilled') {
+          span.setAttributes({
+            [SpanAttribute.MESSAGING_MESSAGE_ID]: result.value.jobId,
+            // Joined a pending job, or another batch's request in the same add.
+            [SpanAttribute.TGFED_RECONCILE_COALESCED]: result.value.coalesced || n > 0,
+          });
+        } else markSpanFailed(span, result.reason);
+        span.end();
+      });
+      if (result.status === 'fulfilled') enqueued.set(arn, result.value);
+      else failure ??= result.reason;
+    });
+    this.#logger.debug(
+      {
+        reason: 'endpoints',
+        groups: entries.length,
+        requests: entries.reduce((n, [, m]) => n + m.spans.length, 0),
+        coalesced: [...enqueued.values()].filter((e) => e.coalesced).length,
+      },
+      'reconciles enqueued',
+    );
+    // Every batch of the flush fails with the first error: none of them is acknowledged.
+    if (failure === undefined) flush.settle.resolve(enqueued);
+    else flush.settle.reject(failure);
   }
 
   /**
@@ -270,36 +389,48 @@ export class BullMqReconcileSink implements ReconcileSink {
       SpanName.RECONCILE_ENQUEUE,
       {
         kind: SpanKind.PRODUCER,
-        attributes: {
-          [SpanAttribute.MESSAGING_SYSTEM]: 'bullmq',
-          [SpanAttribute.MESSAGING_OPERATION_TYPE]: 'send',
-          [SpanAttribute.MESSAGING_OPERATION_NAME]: 'add',
-          [SpanAttribute.MESSAGING_DESTINATION_NAME]: `${address.prefix}:${address.name}`,
-          [SpanAttribute.TGFED_SHARD]: address.shard,
-          [SpanAttribute.TGFED_TARGET_GROUP_ARN]: targetGroupArn,
-          [SpanAttribute.TGFED_RECONCILE_REASON]: reason,
-        },
+        attributes: this.#enqueueAttributes(address, targetGroupArn, reason),
       },
-      (span) => this.#request(span, address, targetGroupArn, reason, traceLinks, observedAtMs),
+      async (span) => {
+        const own = traceHeadersOf(span.spanContext())?.traceparent;
+        const enqueued = await this.#add(address, {
+          targetGroupArn,
+          reason,
+          requestedAtMs: this.#clock(),
+          traceLinks: own === undefined ? traceLinks.slice(0, MAX_TRACE_LINKS) : [own],
+          ...(observedAtMs === undefined ? {} : { observedAtMs }),
+        });
+        span.setAttributes({
+          [SpanAttribute.MESSAGING_MESSAGE_ID]: enqueued.jobId,
+          [SpanAttribute.TGFED_RECONCILE_COALESCED]: enqueued.coalesced,
+        });
+        return enqueued;
+      },
     );
   }
 
-  async #request(
-    span: Span,
+  #enqueueAttributes(
     address: ReconcileQueueAddress,
     targetGroupArn: string,
     reason: ReconcileReason,
-    traceLinks: readonly string[],
-    observedAtMs: number | undefined,
-  ): Promise<EnqueuedReconcile> {
-    const own = traceHeadersOf(span.spanContext())?.traceparent;
-    const request: ReconcileRequest = {
-      targetGroupArn,
-      reason,
-      requestedAtMs: this.#clock(),
-      traceLinks: own === undefined ? traceLinks.slice(0, MAX_TRACE_LINKS) : [own],
-      ...(observedAtMs === undefined ? {} : { observedAtMs }),
+  ): Record<string, string | number> {
+    return {
+      [SpanAttribute.MESSAGING_SYSTEM]: 'bullmq',
+      [SpanAttribute.MESSAGING_OPERATION_TYPE]: 'send',
+      [SpanAttribute.MESSAGING_OPERATION_NAME]: 'add',
+      [SpanAttribute.MESSAGING_DESTINATION_NAME]: `${address.prefix}:${address.name}`,
+      [SpanAttribute.TGFED_SHARD]: address.shard,
+      [SpanAttribute.TGFED_TARGET_GROUP_ARN]: targetGroupArn,
+      [SpanAttribute.TGFED_RECONCILE_REASON]: reason,
     };
+  }
+
+  /** One BullMQ add (deduplicated per group); a request that joined a pending job keeps its links. */
+  async #add(
+    address: ReconcileQueueAddress,
+    request: ReconcileRequest,
+  ): Promise<EnqueuedReconcile> {
+    const { targetGroupArn } = request;
     const jobId = newReconcileJobId();
     let job;
     try {
@@ -318,10 +449,6 @@ export class BullMqReconcileSink implements ReconcileSink {
     if (coalesced && (request.traceLinks.length > 0 || request.observedAtMs !== undefined)) {
       await this.#keepLinks(address, request);
     }
-    span.setAttributes({
-      [SpanAttribute.MESSAGING_MESSAGE_ID]: job.id ?? jobId,
-      [SpanAttribute.TGFED_RECONCILE_COALESCED]: coalesced,
-    });
     return { targetGroupArn, jobId: job.id ?? jobId, coalesced };
   }
 
@@ -329,6 +456,13 @@ export class BullMqReconcileSink implements ReconcileSink {
   async close(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'closing';
+    // Batches waiting for a flush still get their answer (acked or failed), not a hang.
+    await this.#flushing?.catch(() => undefined);
+    if (this.#pending !== undefined) {
+      const pending = this.#pending;
+      this.#pending = undefined;
+      await this.#flush(pending).catch(() => undefined);
+    }
     const results = await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
     this.#state = 'closed';

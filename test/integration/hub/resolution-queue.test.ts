@@ -133,6 +133,50 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     expect(new Set([...links, ...(pending.get(A_GROUP)?.[0]?.traceLinks ?? [])]).size).toBe(50);
   });
 
+  it('makes one add per group for the batches that arrive while an add is under way', async () => {
+    const { sink, redis } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const address = reconcileQueueFor(A_GROUP, sink.options);
+    // 40 batches at once: the first flushes alone, the other 39 wait for it and share the next.
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        sink.changed(i % 2 ? 'prod-eu' : 'prod-us', [{ namespace: 'shop', name: 'web' }], trace(i)),
+      ),
+    );
+    // BullMQ logs every add in the queue's event stream: a new job or a deduplicated one.
+    const events = await redis.xrange(`${address.prefix}:${address.name}:events`, '-', '+');
+    const adds = events.filter(([, fields]) =>
+      ['added', 'deduplicated', 'debounced'].includes(fields[1] ?? ''),
+    );
+    expect(adds).toHaveLength(2);
+    expect((await pendingJobs(sink)).get(A_GROUP)).toHaveLength(1);
+    // No batch's link is lost in the merge.
+    const links = await takeTraceLinks(redis, address, A_GROUP);
+    const job = (await pendingJobs(sink)).get(A_GROUP)?.[0];
+    expect(new Set([...links, ...(job?.traceLinks ?? [])]).size).toBe(40);
+
+    // A batch alone is added at once, without waiting for anything.
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(77));
+    const after = await redis.xrange(`${address.prefix}:${address.name}:events`, '-', '+');
+    expect(after.filter(([, f]) => f[1] === 'deduplicated' || f[1] === 'added')).toHaveLength(3);
+  });
+
+  it('fails every batch of a flush whose add failed, so that none is acknowledged', async () => {
+    const { sink, redis } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    redis.disconnect();
+    const results = await Promise.allSettled(
+      Array.from({ length: 5 }, (_, i) =>
+        sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(i)),
+      ),
+    );
+    expect(results.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+    // And the sink recovers with its connection.
+    await redis.connect();
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(9));
+    expect((await pendingJobs(sink)).get(A_GROUP)).toHaveLength(1);
+  });
+
   it('enqueues only the groups of the binding whose service changed', async () => {
     const { sink } = newSink();
     await sink.updateBindings({ revision: 1, bindings: BINDINGS });
