@@ -25,11 +25,11 @@ export class StoredClusterStates {
   readonly #redis: RedisClient;
   readonly #store: ClusterEndpointStore;
   /**
-   * `cluster\nservice` → the service as last read and the digest it was read at. A service whose
+   * Cluster → service → the service as last read and the digest it was read at. A service whose
    * stored digest has not moved is not read again: a worker resolves the same services for
    * every group of a pool and at every reconcile, and most of them did not change.
    */
-  readonly #cache = new Map<string, { digest: string; state: ClusterServiceState }>();
+  readonly #cache = new Map<string, Map<string, { digest: string; state: ClusterServiceState }>>();
 
   constructor(redis: RedisClient, store: ClusterEndpointStore) {
     this.#redis = redis;
@@ -69,10 +69,9 @@ export class StoredClusterStates {
     selectors: readonly ServiceSelector[],
   ): Promise<ClusterEndpointState> {
     const metas = await this.#store.serviceMetas(clusterId);
-    for (const cached of this.#cache.keys()) {
-      const [cluster, service] = cached.split('\n');
-      if (cluster === clusterId && !metas.has(service ?? '')) this.#cache.delete(cached);
-    }
+    let cache = this.#cache.get(clusterId);
+    if (cache === undefined) this.#cache.set(clusterId, (cache = new Map()));
+    for (const service of cache.keys()) if (!metas.has(service)) cache.delete(service);
     const wanted = [...metas].filter(([key, meta]) => {
       const service = parseServiceKey(key);
       return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
@@ -80,8 +79,7 @@ export class StoredClusterStates {
     const services = new Map<string, ClusterServiceState>();
     const reads: Promise<void>[] = [];
     for (const [key, meta] of wanted) {
-      const cacheKey = `${clusterId}\n${key}`;
-      const cached = this.#cache.get(cacheKey);
+      const cached = cache.get(key);
       if (cached !== undefined && cached.digest === digestHex(meta.digest)) {
         services.set(key, { ...cached.state, labels: meta.labels });
         continue;
@@ -90,11 +88,11 @@ export class StoredClusterStates {
         this.#store.readService(clusterId, parseServiceKey(key)).then((s) => {
           // Removed between the index read and the service read: it is gone.
           if (s === undefined) {
-            this.#cache.delete(cacheKey);
+            cache.delete(key);
             return;
           }
           const state = { service: s.service, labels: s.labels, endpoints: s.endpoints };
-          this.#cache.set(cacheKey, { digest: digestHex(s.digest), state });
+          cache.set(key, { digest: digestHex(s.digest), state });
           services.set(key, state);
         }),
       );
