@@ -142,6 +142,14 @@ function prodBinding(target: Binding['target']): Binding {
   });
 }
 
+/** A pool binding of shop/web over `arns`, each group holding at most `capacity`. */
+function prodPool(arns: readonly string[], capacity: number): Binding {
+  return prodBinding({
+    $case: 'pool',
+    pool: { groups: arns.map((arn) => targetGroup({ arn, capacity })), listenerRuleArn: '' },
+  });
+}
+
 async function resolvedTo(
   desired: TargetGroupDesiredState,
   arn: string,
@@ -251,15 +259,7 @@ describe('TargetGroupDesiredState', () => {
   it('shards a pool within capacity and keeps targets in place through churn', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(11), targetGroupArn(12), targetGroupArn(13)];
-    await hub.bindings.apply(
-      prodBinding({
-        $case: 'pool',
-        pool: {
-          groups: arns.map((arn) => targetGroup({ arn, capacity: 40 })),
-          listenerRuleArn: '',
-        },
-      }),
-    );
+    await hub.bindings.apply(prodPool(arns, 40));
     const east = agent('east', hub.address);
     east.upsert(web('web-a', ips(1, 0, 50)), web('web-b', ips(1, 50, 100)));
 
@@ -304,15 +304,7 @@ describe('TargetGroupDesiredState', () => {
   it('shares one resolution of a pool among the groups reconciled together', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(21), targetGroupArn(22), targetGroupArn(23)];
-    await hub.bindings.apply(
-      prodBinding({
-        $case: 'pool',
-        pool: {
-          groups: arns.map((arn) => targetGroup({ arn, capacity: 40 })),
-          listenerRuleArn: '',
-        },
-      }),
-    );
+    await hub.bindings.apply(prodPool(arns, 40));
     agent('east', hub.address).upsert(web('web-a', ips(1, 0, 60)));
     const total = async (): Promise<number> => {
       const states = await Promise.all(arns.map((arn) => hub.desired.resolve(arn)));
