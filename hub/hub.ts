@@ -19,6 +19,7 @@ import {
   QueueReconcileTrigger,
   addIntrospection,
   findProtoDir,
+  registerAdminMetrics,
   type AdminExtensions,
 } from './admin/index.js';
 import { CidrRejectionWindow, HubAlertEvaluator } from './alerts/index.js';
@@ -371,6 +372,7 @@ export class Hub {
       extensions,
       logger: this.#log,
     });
+    registerAdminMetrics(this.telemetry.meter, this.#admin.counters);
 
     const protoDir = this.#deps.protoDir ?? findProtoDir();
     if (protoDir === undefined) {

@@ -98,6 +98,8 @@ export {
   SpanName,
   TGFED_METER_NAME,
   TGFED_TRACER_NAME,
+  type AdminCallRejectionReason,
+  type AgentStreamRejectionReason,
   type AwsCallResult,
   type EndpointRejectionReason,
   type HubBatchResult,

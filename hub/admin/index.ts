@@ -28,6 +28,7 @@ export {
   type OperatorReconcileQueue,
   type TargetGroupRecordSource,
 } from './desired-state-extensions.js';
+export { registerAdminMetrics } from './admin-metrics.js';
 export { AdminCounters, AdminService, type AdminServiceDeps } from './admin-service.js';
 export {
   ClusterInventory,

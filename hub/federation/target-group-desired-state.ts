@@ -432,5 +432,4 @@ export class TargetGroupDesiredState {
     }
     return [...ids].sort(compareText);
   }
-
 }

@@ -48,6 +48,9 @@ export const MetricName = {
   HUB_BATCHES: 'tgfed_hub_batches',
   HUB_ENDPOINT_CHANGES: 'tgfed_hub_endpoint_changes',
   HUB_ENDPOINTS_REJECTED: 'tgfed_hub_endpoints_rejected',
+  HUB_AGENT_STREAMS: 'tgfed_hub_agent_streams',
+  HUB_AGENT_STREAMS_REJECTED: 'tgfed_hub_agent_streams_rejected',
+  HUB_ADMIN_CALLS_REJECTED: 'tgfed_hub_admin_calls_rejected',
   HUB_APPLY_DURATION: 'tgfed_hub_apply_duration_seconds',
   HUB_BINDING_CONFLICTS: 'tgfed_hub_binding_conflicts',
   HUB_RECOVERY_IN_PROGRESS: 'tgfed_hub_recovery_in_progress',
@@ -96,6 +99,18 @@ export type HubClusterState = 'connected' | 'disconnected' | 'stale';
 export type HubBatchResult = 'applied' | 'rejected';
 /** `reason` of `tgfed_hub_endpoints_rejected_total`. */
 export type EndpointRejectionReason = 'address_not_allowed' | 'limit_exceeded' | 'invalid';
+/** `reason` of `tgfed_hub_agent_streams_rejected_total`: why a stream or one of its batches was refused. */
+export type AgentStreamRejectionReason =
+  | 'too_many_streams'
+  | 'unauthenticated'
+  | 'permission_denied'
+  | 'malformed'
+  | 'protocol_violation'
+  | 'sequence'
+  | 'digest_mismatch'
+  | 'heartbeat_timeout';
+/** `reason` of `tgfed_hub_admin_calls_rejected_total`. */
+export type AdminCallRejectionReason = 'unauthenticated' | 'permission_denied' | 'invalid_argument';
 /** `state` of `tgfed_queue_jobs`. */
 export type QueueJobState = 'waiting' | 'active' | 'delayed';
 /** `outcome` of `tgfed_reconciles_total`. */

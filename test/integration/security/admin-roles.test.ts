@@ -8,6 +8,7 @@ import { hashAdminToken, type AdminCounters } from '../../../hub/admin/index.js'
 import type { HeldDeregistration } from '../../../hub/reconcile/index.js';
 import type { Binding } from '../../../shared/index.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
+import { scrapeMetrics } from '../../support/prometheus-text.js';
 import { TestFederation } from '../../support/test-federation.js';
 import { agentTokenOf, bearer } from '../../support/test-hub-settings.js';
 import { RogueAgent } from './rogue-agent.js';
@@ -25,6 +26,13 @@ const arn = targetGroupArn(971);
 let fed: TestFederation;
 let dir: string;
 let held: HeldDeregistration;
+
+/** `tgfed_hub_admin_calls_rejected_total{reason}` on the hub's /metrics. */
+async function adminRejections(reason: string): Promise<number | undefined> {
+  return (await scrapeMetrics(fed.hub.healthPort)).value('tgfed_hub_admin_calls_rejected_total', {
+    reason,
+  });
+}
 
 function counters(): AdminCounters {
   const admin = fed.hub.adminService;
@@ -160,6 +168,7 @@ describe('The admin API under callers without the admin role', () => {
       expect((result as grpc.ServiceError).details).toContain('needs the admin role');
     }
     expect(counters().permissionDenied).toBe(denied + writes().length);
+    expect(await adminRejections('permission_denied')).toBe(counters().permissionDenied);
     expect(await adminState()).toBe(before);
     // The same caller may still read.
     expect(codeOf(await call('listBindings', {}, readOnlyToken))).toBe('ok');
@@ -177,6 +186,7 @@ describe('The admin API under callers without the admin role', () => {
       }
     }
     expect(counters().unauthenticated).toBe(unauthenticated + tokens.length * 6);
+    expect(await adminRejections('unauthenticated')).toBe(counters().unauthenticated);
     expect(await adminState()).toBe(before);
   });
 

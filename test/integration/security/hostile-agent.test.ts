@@ -90,6 +90,15 @@ async function rejectedMetric(clusterId: string, reason: string): Promise<number
   );
 }
 
+/** `tgfed_hub_agent_streams_rejected_total{reason}` on the hub's /metrics. */
+async function streamRejections(reason: string): Promise<number> {
+  return (
+    (await scrapeMetrics(fed.hub.healthPort)).value('tgfed_hub_agent_streams_rejected_total', {
+      reason,
+    }) ?? 0
+  );
+}
+
 async function storedAddresses(clusterId: string, name: string): Promise<string[]> {
   const service = await store.readService(clusterId, { namespace: 'shop', name });
   return [...(service?.endpoints.keys() ?? [])].sort();
@@ -139,6 +148,8 @@ describe('The hub under a rogue agent', () => {
   it('refuses a hello naming another cluster (PERMISSION_DENIED) and streams without a known token (UNAUTHENTICATED), counting each', async () => {
     const denied = counters().permissionDenied;
     const unauthenticated = counters().unauthenticated;
+    const deniedMetric = await streamRejections('permission_denied');
+    const unauthenticatedMetric = await streamRejections('unauthenticated');
 
     const impostor = rogue('rogue-auth').open();
     impostor.hello('honest');
@@ -160,6 +171,9 @@ describe('The hub under a rogue agent', () => {
       expect(kinds(stream.responses)).not.toContain('welcome');
     }
     expect(counters().unauthenticated).toBe(unauthenticated + 3);
+    // Exported as well, for the operator's dashboards and alerts.
+    expect(await streamRejections('permission_denied')).toBe(deniedMetric + 1);
+    expect(await streamRejections('unauthenticated')).toBe(unauthenticatedMetric + 3);
   });
 
   it('NACKs addresses outside the cluster’s CIDRs, counts them in tgfed_hub_endpoints_rejected_total and never stores or targets them', async () => {

@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ServiceEndpointSets } from '../../../agent/aggregate/service-endpoint-sets.js';
 import { registerPublisherMetrics } from '../../../agent/publish/publisher-metrics.js';
 import { SyncPublisher } from '../../../agent/publish/sync-publisher.js';
+import { AdminCounters, registerAdminMetrics } from '../../../hub/admin/index.js';
 import { InstrumentedTargetGroupApis, withObservedChanges } from '../../../hub/aws/index.js';
 import type { TargetGroupApi, TargetGroupApiFactory } from '../../../hub/aws/index.js';
 import { FederationMetrics } from '../../../hub/federation/federation-metrics.js';
@@ -153,6 +154,7 @@ describe('tgfed instruments on /metrics', () => {
     registerIngestMetrics(meter, counters);
     counters.batchAcked('a', 'applied', 4, 12);
     counters.endpointsRejected('a', 'address_not_allowed', 1);
+    registerAdminMetrics(meter, new AdminCounters());
 
     const statuses: Record<string, ClusterStatus> = {
       a: { connection: 'connected', awaitingResync: false },
