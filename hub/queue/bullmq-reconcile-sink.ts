@@ -314,10 +314,12 @@ export class BullMqReconcileSink implements ReconcileSink {
     if (this.#flushing !== undefined || this.#pending === undefined) return;
     const flush = this.#pending;
     this.#pending = undefined;
-    this.#flushing = this.#flush(flush).finally(() => {
-      this.#flushing = undefined;
-      this.#flushPending();
-    });
+    this.#flushing = this.#flush(flush)
+      .catch((err: unknown) => flush.settle.reject(err))
+      .finally(() => {
+        this.#flushing = undefined;
+        this.#flushPending();
+      });
   }
 
   async #flush(flush: PendingFlush): Promise<void> {
@@ -456,13 +458,9 @@ export class BullMqReconcileSink implements ReconcileSink {
   async close(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'closing';
-    // Batches waiting for a flush still get their answer (acked or failed), not a hang.
-    await this.#flushing?.catch(() => undefined);
-    if (this.#pending !== undefined) {
-      const pending = this.#pending;
-      this.#pending = undefined;
-      await this.#flush(pending).catch(() => undefined);
-    }
+    // Batches waiting for a flush still get their answer (acked or failed), not a hang: each
+    // flush starts the next one when it ends.
+    while (this.#flushing !== undefined) await this.#flushing.catch(() => undefined);
     const results = await Promise.allSettled([...this.#queues.values()].map((q) => q.close()));
     this.#queues.clear();
     this.#state = 'closed';
