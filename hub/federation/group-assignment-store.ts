@@ -49,29 +49,32 @@ export class GroupAssignmentStore {
 
   /**
    * Replaces a group's assignment; skipped when `before` (what {@link read} returned) is equal.
-   * Returns true when something was written.
+   * With `before`, only the difference is written (a rolling restart moves a few targets of a
+   * group at a time); without it, the hash is rewritten whole. Returns true when something was
+   * written.
    */
   async write(
     targetGroupArn: string,
     assignment: ReadonlyMap<string, string>,
     before?: ReadonlyMap<string, string>,
   ): Promise<boolean> {
-    if (before !== undefined && sameEntries(before, assignment)) return false;
     const key = this.key(targetGroupArn);
-    const tx = this.#redis.multi().del(key);
-    // HSET with many fields in one command; chunked to keep each command's argument list small.
-    const entries = [...assignment];
-    for (let i = 0; i < entries.length; i += 1000) {
-      tx.hset(key, Object.fromEntries(entries.slice(i, i + 1000)));
+    const removed =
+      before === undefined ? [] : [...before.keys()].filter((k) => !assignment.has(k));
+    const changed =
+      before === undefined
+        ? [...assignment]
+        : [...assignment].filter(([k, v]) => before.get(k) !== v);
+    if (before !== undefined && removed.length === 0 && changed.length === 0) return false;
+    const tx = this.#redis.multi();
+    if (before === undefined) tx.del(key);
+    // HSET / HDEL with many fields in one command; chunked to keep each argument list small.
+    for (let i = 0; i < removed.length; i += 1000) tx.hdel(key, ...removed.slice(i, i + 1000));
+    for (let i = 0; i < changed.length; i += 1000) {
+      tx.hset(key, Object.fromEntries(changed.slice(i, i + 1000)));
     }
     const results = await tx.exec();
     for (const [err] of results ?? []) if (err !== null) throw err;
     return true;
   }
-}
-
-function sameEntries(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }

@@ -8,6 +8,12 @@ import {
 import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
 import type { ClusterEndpointState, ClusterServiceState } from './desired-targets.js';
 
+/** A service as last read, with the digest it was read at. */
+interface CachedService {
+  readonly digest: string;
+  readonly state: ClusterServiceState;
+}
+
 /** SCAN page size: large enough to finish quickly, small enough not to block Redis. */
 const SCAN_COUNT = 1000;
 
@@ -29,7 +35,7 @@ export class StoredClusterStates {
    * stored digest has not moved is not read again: a worker resolves the same services for
    * every group of a pool and at every reconcile, and most of them did not change.
    */
-  readonly #cache = new Map<string, Map<string, { digest: string; state: ClusterServiceState }>>();
+  readonly #cache = new Map<string, Map<string, CachedService>>();
 
   constructor(redis: RedisClient, store: ClusterEndpointStore) {
     this.#redis = redis;
@@ -70,7 +76,7 @@ export class StoredClusterStates {
   ): Promise<ClusterEndpointState> {
     const metas = await this.#store.serviceMetas(clusterId);
     let cache = this.#cache.get(clusterId);
-    if (cache === undefined) this.#cache.set(clusterId, (cache = new Map()));
+    if (cache === undefined) this.#cache.set(clusterId, (cache = new Map<string, CachedService>()));
     for (const service of cache.keys()) if (!metas.has(service)) cache.delete(service);
     const wanted = [...metas].filter(([key, meta]) => {
       const service = parseServiceKey(key);
