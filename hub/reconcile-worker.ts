@@ -128,6 +128,11 @@ export class ReconcileWorker {
     return this.#reconciler;
   }
 
+  /** The clusters' statuses as this worker resolves with them, once started. */
+  get clusterStatus(): ClusterStatusTracker | undefined {
+    return this.#clusterStatus;
+  }
+
   /** The drift / retry scheduler, once started. */
   get scheduler(): ReconcileScheduler | undefined {
     return this.#scheduler;
@@ -172,6 +177,7 @@ export class ReconcileWorker {
       keys,
       disconnectedGraceMs: o.disconnectedGraceMs,
       resyncTimeoutMs: o.resyncTimeoutMs,
+      initialSyncHoldMs: o.initialSyncHoldMs,
       logger: this.#log,
       clock,
       // A cluster that disconnects, goes stale or resyncs changes its groups' desired state

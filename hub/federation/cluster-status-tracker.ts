@@ -23,6 +23,12 @@ export interface ClusterStatusTrackerOptions {
    * @default 600000
    */
   resyncTimeoutMs?: number;
+  /**
+   * How long after its stream was admitted a cluster awaiting resync counts as in its initial
+   * sync (`ClusterStatus.initialSync`) while it has not sent SYNCED. 0 turns the hold off.
+   * @default 10000
+   */
+  initialSyncHoldMs?: number;
   /** How often {@link ClusterStatusTracker.start} re-reads Redis. @default 1000 */
   refreshIntervalMs?: number;
   /**
@@ -61,6 +67,7 @@ export class ClusterStatusTracker implements ClusterStatusSource {
   readonly #sessions: ClusterSessionRecords;
   readonly #graceMs: number;
   readonly #resyncTimeoutMs: number;
+  readonly #initialSyncHoldMs: number;
   readonly #refreshIntervalMs: number;
   readonly #onResyncTimeout: ((clusterId: string, storageEpoch: string) => void) | undefined;
   readonly #onStatusChange: ClusterStatusTrackerOptions['onStatusChange'];
@@ -87,6 +94,7 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     this.#keys = options.keys ?? new StateKeys();
     this.#graceMs = nonNegative('disconnectedGraceMs', options.disconnectedGraceMs ?? 300_000);
     this.#resyncTimeoutMs = nonNegative('resyncTimeoutMs', options.resyncTimeoutMs ?? 600_000);
+    this.#initialSyncHoldMs = nonNegative('initialSyncHoldMs', options.initialSyncHoldMs ?? 10_000);
     this.#refreshIntervalMs = nonNegative('refreshIntervalMs', options.refreshIntervalMs ?? 1_000);
     this.#onResyncTimeout = options.onResyncTimeout;
     this.#onStatusChange = options.onStatusChange;
@@ -182,7 +190,8 @@ export class ClusterStatusTracker implements ClusterStatusSource {
       if (
         previous !== undefined &&
         (previous.connection !== status.connection ||
-          previous.awaitingResync !== status.awaitingResync)
+          previous.awaitingResync !== status.awaitingResync ||
+          previous.initialSync !== status.initialSync)
       ) {
         try {
           listener(id, status, previous);
@@ -197,9 +206,17 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     this.#tracked.add(clusterId);
     const now = this.#clock();
     const observed = this.#observed.get(clusterId);
+    const awaitingResync = this.#awaitingResync(clusterId, observed?.record, now);
+    const record = observed?.record;
     return {
       connection: this.#connection(observed, now),
-      awaitingResync: this.#awaitingResync(clusterId, observed?.record, now),
+      awaitingResync,
+      initialSync:
+        awaitingResync &&
+        observed !== undefined &&
+        record !== undefined &&
+        sessionConnection(record, observed.held, now, this.#graceMs) === 'syncing' &&
+        now - record.connectedSinceMs < this.#initialSyncHoldMs,
     };
   }
 

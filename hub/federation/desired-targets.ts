@@ -27,6 +27,12 @@ export interface ClusterStatus {
    * and the resync timeout has not passed: its stored endpoints may be incomplete.
    */
   readonly awaitingResync: boolean;
+  /**
+   * True while the cluster, awaiting its resync, streams its first full sync on its current
+   * stream (for at most the tracker's `initialSyncHoldMs`): its endpoints are still arriving, so
+   * registrations into its groups wait and then go in one call instead of one per batch.
+   */
+  readonly initialSync?: boolean;
 }
 
 /** Where resolution learns each cluster's status. */
@@ -93,6 +99,8 @@ export interface DesiredGroup {
   readonly deregistrationsBlocked: boolean;
   /** The clusters that block deregistrations, sorted. */
   readonly awaitingResyncClusters: string[];
+  /** Selected clusters still streaming their initial sync (see `ClusterStatus.initialSync`), sorted. */
+  readonly initialSyncClusters: string[];
 }
 
 /** Outcome of {@link resolveDesiredTargets}. */
@@ -192,6 +200,7 @@ export function resolveDesiredTargets(
   const candidates = new Map<string, Map<string, Candidate>>();
   const selectedClusters: string[] = [];
   const awaitingResync: string[] = [];
+  const initialSync: string[] = [];
 
   for (const cluster of clusterStates) {
     const labels = options.directory.labels(cluster.clusterId) ?? {};
@@ -199,6 +208,7 @@ export function resolveDesiredTargets(
     selectedClusters.push(cluster.clusterId);
     const status = options.status.status(cluster.clusterId);
     if (status.awaitingResync) awaitingResync.push(cluster.clusterId);
+    if (status.initialSync === true) initialSync.push(cluster.clusterId);
     if (status.connection === 'stale' && staleClusterPolicy === 'withdraw') continue;
     for (const state of cluster.services.values()) {
       if (!matchesServiceSelector(binding.services, state.service, state.labels)) continue;
@@ -265,12 +275,14 @@ export function resolveDesiredTargets(
   }
 
   const blocked = awaitingResync.sort(compareText);
+  const syncing = initialSync.sort(compareText);
   const newGroup = (targetGroup: TargetGroup): DesiredGroup => ({
     targetGroup,
     targets: new Map(),
     conflicts: [],
     deregistrationsBlocked: blocked.length > 0,
     awaitingResyncClusters: [...blocked],
+    initialSyncClusters: [...syncing],
   });
   const groups = new Map<string, DesiredGroup>();
   const place = (group: DesiredGroup, key: string, target: DesiredTarget): void => {

@@ -77,6 +77,11 @@ export interface GroupDesiredState {
   /** The clusters that block deregistrations, sorted. */
   readonly awaitingResyncClusters: string[];
   /**
+   * Feeding clusters still streaming their initial sync: the worker holds registrations until
+   * they are done (or their hold runs out), so that the group fills in one call. Sorted.
+   */
+  readonly initialSyncClusters: string[];
+  /**
    * Targets (`ip:port`) that fit in no group: the overflow of every pool the group belongs to,
    * plus targets beyond this group's capacity when several bindings fill it. Sorted.
    */
@@ -197,6 +202,7 @@ export class TargetGroupDesiredState {
       conflicts: [],
       deregistrationsBlocked: false,
       awaitingResyncClusters: [],
+      initialSyncClusters: [],
       overflow: [],
       resolvedAtMs: this.#clock(),
     };
@@ -210,6 +216,7 @@ export class TargetGroupDesiredState {
     const placedBy = new Map<string, string>();
     const conflictClusters = new Map<string, Set<string>>();
     const awaiting = new Set<string>();
+    const syncing = new Set<string>();
     const overflow = new Set<string>();
     const addConflict = (key: string, clusters: Iterable<string>): void => {
       let set = conflictClusters.get(key);
@@ -223,6 +230,7 @@ export class TargetGroupDesiredState {
       const group = resolved.groups.get(targetGroupArn);
       if (group === undefined) return;
       for (const c of group.awaitingResyncClusters) awaiting.add(c);
+      for (const c of group.initialSyncClusters) syncing.add(c);
       for (const conflict of group.conflicts) addConflict(conflict.target, conflict.clusters);
       for (const [key, target] of group.targets) {
         const existing = targets.get(key);
@@ -297,6 +305,7 @@ export class TargetGroupDesiredState {
       conflicts,
       deregistrationsBlocked: awaitingResyncClusters.length > 0,
       awaitingResyncClusters,
+      initialSyncClusters: [...syncing].sort(compareText),
       overflow: [...overflow].sort(compareText),
     };
   }

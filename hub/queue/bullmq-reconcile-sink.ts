@@ -18,14 +18,12 @@ import type { ReconcileSink } from '../ingest/reconcile-sink.js';
 import type { RedisClient } from '../state/index.js';
 import {
   MAX_TRACE_LINKS,
-  OBSERVED_AT_MEMBER,
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
+  keepTraceLinks,
   newReconcileJobId,
-  observedAtKey,
   reconcileJobOptions,
   reconcileQueueFor,
-  traceLinksKey,
   type CompiledReconcileQueueOptions,
   type ReconcileQueueAddress,
   type ReconcileQueueOptions,
@@ -490,25 +488,17 @@ export class BullMqReconcileSink implements ReconcileSink {
   // Telemetry only: a link (or observation time) that races with the worker taking it lands in
   // the next reconcile.
   async #keepLinks(address: ReconcileQueueAddress, request: ReconcileRequest): Promise<void> {
-    const key = traceLinksKey(address, request.targetGroupArn);
-    const ttlMs = this.#options.traceLinksTtlMs;
     try {
-      const multi = this.#connection.multi();
-      if (request.traceLinks.length > 0) {
-        multi
-          .rpush(key, ...request.traceLinks)
-          .ltrim(key, -MAX_TRACE_LINKS, -1)
-          .pexpire(key, ttlMs);
-      }
-      if (request.observedAtMs !== undefined) {
-        const observed = observedAtKey(address, request.targetGroupArn);
-        multi
-          .zadd(observed, 'LT', request.observedAtMs, OBSERVED_AT_MEMBER)
-          .pexpire(observed, ttlMs);
-      }
-      await multi.exec();
+      await keepTraceLinks(this.#connection, address, request.targetGroupArn, {
+        traceLinks: request.traceLinks,
+        observedAtMs: request.observedAtMs,
+        ttlMs: this.#options.traceLinksTtlMs,
+      });
     } catch (err) {
-      this.#logger.warn({ err, key }, 'cannot keep trace links of a coalesced reconcile');
+      this.#logger.warn(
+        { err, targetGroupArn: request.targetGroupArn },
+        'cannot keep trace links of a coalesced reconcile',
+      );
     }
   }
 

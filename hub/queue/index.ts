@@ -23,6 +23,7 @@ export {
   reconcileQueueFor,
   reconcileShard,
   takeObservedAt,
+  keepTraceLinks,
   takeTraceLinks,
   traceLinksKey,
   type CompiledReconcileQueueOptions,

@@ -255,6 +255,34 @@ export function newReconcileJobId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 }
 
+/**
+ * Keeps trace links and the earliest observation time for a group's next reconcile to take: the
+ * hub's for a request coalesced into a pending job, the worker's for changes a reconcile did not
+ * apply yet (registrations waiting for a cluster's initial sync). Kept `ttlMs` when nobody takes
+ * them.
+ */
+export async function keepTraceLinks(
+  redis: RedisClient,
+  address: ReconcileQueueAddress,
+  targetGroupArn: string,
+  kept: { traceLinks: readonly string[]; observedAtMs?: number | undefined; ttlMs: number },
+): Promise<void> {
+  const multi = redis.multi();
+  if (kept.traceLinks.length > 0) {
+    const key = traceLinksKey(address, targetGroupArn);
+    multi
+      .rpush(key, ...kept.traceLinks)
+      .ltrim(key, -MAX_TRACE_LINKS, -1)
+      .pexpire(key, kept.ttlMs);
+  }
+  if (kept.observedAtMs !== undefined) {
+    const observed = observedAtKey(address, targetGroupArn);
+    multi.zadd(observed, 'LT', kept.observedAtMs, OBSERVED_AT_MEMBER).pexpire(observed, kept.ttlMs);
+  }
+  const results = await multi.exec();
+  for (const [err] of results ?? []) if (err !== null) throw err;
+}
+
 /** Takes (reads and clears) the coalesced trace links of a group; for the worker. */
 export async function takeTraceLinks(
   redis: RedisClient,

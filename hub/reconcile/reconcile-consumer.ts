@@ -22,6 +22,7 @@ import {
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
   reconcileQueueAddresses,
+  keepTraceLinks,
   takeObservedAt,
   takeTraceLinks,
   type CompiledReconcileQueueOptions,
@@ -283,6 +284,17 @@ export class ReconcileConsumer {
             }),
         );
         annotateReconcileSpan(span, result);
+        if ((result.record.waitingForSync ?? 0) > 0) {
+          // Registrations wait for a cluster's initial sync: the reconcile that makes them links
+          // these batches and measures their propagation latency.
+          await keepTraceLinks(this.#connection, address, request.targetGroupArn, {
+            traceLinks: links.kept,
+            observedAtMs: observed.length === 0 ? undefined : Math.min(...observed),
+            ttlMs: this.queueOptions.traceLinksTtlMs,
+          }).catch((err: unknown) =>
+            this.#log.warn({ err }, 'cannot keep the trace links of waiting registrations'),
+          );
+        }
         this.#options.onReconciled?.(result, request);
         const { calls } = result.record;
         return {

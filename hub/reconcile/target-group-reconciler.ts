@@ -312,6 +312,7 @@ export class TargetGroupReconciler {
     let failure: AwsCallError | undefined;
     let held: HeldDeregistration | undefined;
     let plan: ReturnType<typeof planReconcile> | undefined;
+    let waitingForSync = 0;
     const owned = new Set(stored.owned);
 
     try {
@@ -337,7 +338,7 @@ export class TargetGroupReconciler {
         : released
           ? 'released'
           : undefined;
-      plan = planReconcile({
+      const planned = planReconcile({
         desired: desired.targets,
         actual,
         owned,
@@ -348,6 +349,14 @@ export class TargetGroupReconciler {
         guard: { maxShare: o.guardMaxShare, minTargets: o.guardMinTargets },
         bypass,
       });
+      // While a feeding cluster streams its initial sync, its endpoints are still arriving:
+      // registering now would take a call per batch. They wait and go in one call once it is done
+      // (its status change brings the group back). Deregistrations are blocked then anyway.
+      waitingForSync =
+        desired.initialSyncClusters.length > 0
+          ? planned.registerFirst.length + planned.registerAfter.length
+          : 0;
+      plan = waitingForSync > 0 ? { ...planned, registerFirst: [], registerAfter: [] } : planned;
       if (plan.held !== undefined) {
         held =
           stored.held !== undefined && stored.held.releasedBy === undefined
@@ -422,6 +431,7 @@ export class TargetGroupReconciler {
       { desired: desired.targets.size, actual: countPresent(actual), owned: owned.size },
       {
         waitingForCapacity: plan?.waitingForCapacity ?? 0,
+        waitingForSync,
         deregistrationsBlocked: plan?.blockedDeregistrations ?? 0,
         consecutiveFailures,
         ...(failure === undefined
@@ -436,7 +446,10 @@ export class TargetGroupReconciler {
       nextDueAtMs = now + this.#retryDelay(failure, consecutiveFailures);
     } else if (
       plan !== undefined &&
-      (plan.waitingForCapacity > 0 || plan.blockedDeregistrations > 0 || plan.watchedForHealth > 0)
+      (plan.waitingForCapacity > 0 ||
+        waitingForSync > 0 ||
+        plan.blockedDeregistrations > 0 ||
+        plan.watchedForHealth > 0)
     ) {
       nextDueAtMs = Math.min(nextDueAtMs, now + o.followUpMs);
     }

@@ -30,6 +30,11 @@ export interface ReconcileRecord {
   readonly owned: number;
   /** Desired targets not registered because the group is full (they wait for room). */
   readonly waitingForCapacity: number;
+  /**
+   * Registrations not made yet because a feeding cluster is still streaming its initial sync
+   * (they go in one call once it is done). Absent in records written before it existed.
+   */
+  readonly waitingForSync?: number;
   /** Deregistrations not made because a feeding cluster has not resynced (DESIGN.md, Safety). */
   readonly deregistrationsBlocked: number;
   /** Targets ELB refused (`InvalidTarget`), `ip:port`; at most 20 listed. */

@@ -69,7 +69,15 @@ describe('ClusterStatusTracker', () => {
     await s.redis.set(s.keys.epoch(), 'epoch-1');
     await admit(s, 'a', 'stream-1');
     await s.tracker.refresh();
-    expect(s.tracker.status('a')).toEqual({ connection: 'connected', awaitingResync: true });
+    // Streaming its first sync in this epoch: registrations into its groups wait for it...
+    expect(s.tracker.status('a')).toEqual({
+      connection: 'connected',
+      awaitingResync: true,
+      initialSync: true,
+    });
+    // ...but only for initialSyncHoldMs (10 s) after its stream was admitted.
+    s.clock.now += 10_000;
+    expect(s.tracker.status('a')).toMatchObject({ awaitingResync: true, initialSync: false });
 
     await s.records.synced('a', 'stream-1', {
       atMs: s.clock.now,
@@ -77,12 +85,20 @@ describe('ClusterStatusTracker', () => {
       lastAckedSequence: 3,
     });
     await s.tracker.refresh();
-    expect(s.tracker.status('a')).toEqual({ connection: 'connected', awaitingResync: false });
+    expect(s.tracker.status('a')).toEqual({
+      connection: 'connected',
+      awaitingResync: false,
+      initialSync: false,
+    });
 
     // A reconnect within the same storage epoch resyncs a complete state: nothing to hold.
     await admit(s, 'a', 'stream-2');
     await s.tracker.refresh();
-    expect(s.tracker.status('a')).toEqual({ connection: 'connected', awaitingResync: false });
+    expect(s.tracker.status('a')).toEqual({
+      connection: 'connected',
+      awaitingResync: false,
+      initialSync: false,
+    });
   });
 
   it('keeps a disconnected cluster within its grace period and calls it stale after', async () => {
@@ -100,6 +116,7 @@ describe('ClusterStatusTracker', () => {
     expect(s.tracker.status('a')).toEqual({
       connection: 'disconnected-within-grace',
       awaitingResync: false,
+      initialSync: false,
     });
     s.clock.now += graceMs + 1;
     expect(s.tracker.status('a').connection).toBe('stale');
@@ -158,9 +175,14 @@ describe('ClusterStatusTracker', () => {
     expect(s.tracker.status('never')).toEqual({
       connection: 'disconnected-within-grace',
       awaitingResync: true,
+      initialSync: false,
     });
     s.clock.now += resyncTimeoutMs;
-    expect(s.tracker.status('never')).toEqual({ connection: 'stale', awaitingResync: false });
+    expect(s.tracker.status('never')).toEqual({
+      connection: 'stale',
+      awaitingResync: false,
+      initialSync: false,
+    });
     expect(s.timeouts).toEqual(['never']);
   });
 });

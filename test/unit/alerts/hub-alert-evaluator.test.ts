@@ -111,6 +111,7 @@ function desired(n: number, conflicts: GroupDesiredState['conflicts'] = []): Gro
     conflicts,
     deregistrationsBlocked: false,
     awaitingResyncClusters: [],
+    initialSyncClusters: [],
     overflow: [],
     resolvedAtMs: NOW,
   };
