@@ -95,6 +95,10 @@ export class ReconcileWorker {
   #reconciler: TargetGroupReconciler | undefined;
   #health: HealthServer | undefined;
   #closing: Promise<void> | undefined;
+  /** Clusters whose status changed and whose groups are not requested yet. */
+  readonly #statusChanged = new Set<string>();
+  /** The round of reconcile requests for changed clusters under way, if any. */
+  #statusRound: Promise<void> | undefined;
 
   constructor(options: CompiledWorkerOptions, deps: ReconcileWorkerDependencies = {}) {
     this.options = options;
@@ -183,9 +187,8 @@ export class ReconcileWorker {
       // A cluster that disconnects, goes stale or resyncs changes its groups' desired state
       // without any endpoint change: those groups are reconciled now.
       onStatusChange: (clusterId, status) => {
-        this.#reconcileGroupsOf(bindings, directory, clusterId).catch((err: unknown) =>
-          this.#log.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles of a cluster'),
-        );
+        this.#statusChanged.add(clusterId);
+        this.#reconcileChangedClusters(bindings, directory);
         this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
       },
     });
@@ -342,22 +345,45 @@ export class ReconcileWorker {
     );
   }
 
-  /** Enqueues a reconcile of every group a binding selecting the cluster targets. */
+  /**
+   * Enqueues a reconcile of every group fed by a cluster whose status changed. The clusters that
+   * change together (a refresh, or while the previous round of requests is under way) share one
+   * round: each of their groups is requested once, not once per cluster.
+   */
+  #reconcileChangedClusters(bindings: BindingStore, directory: ClusterDirectory): void {
+    this.#statusRound ??= (async () => {
+      while (this.#statusChanged.size > 0) {
+        const clusters = [...this.#statusChanged];
+        this.#statusChanged.clear();
+        try {
+          await this.#reconcileGroupsOf(bindings, directory, clusters);
+        } catch (err) {
+          this.#log.warn({ err, clusters }, 'cannot enqueue reconciles of clusters');
+        }
+      }
+    })().finally(() => {
+      this.#statusRound = undefined;
+    });
+  }
+
+  /** Enqueues a reconcile of every group a binding selecting one of the clusters targets. */
   async #reconcileGroupsOf(
     bindings: BindingStore,
     directory: ClusterDirectory,
-    clusterId: string,
+    clusterIds: readonly string[],
   ): Promise<void> {
     const sink = this.#sink;
     if (sink === undefined) return;
-    const labels = directory.get(clusterId)?.labels ?? {};
     const groups = new Set<string>();
     for (const binding of (await bindings.snapshot()).bindings) {
-      if (!selectsCluster(binding.clusters, clusterId, labels)) continue;
+      const selected = clusterIds.some((id) =>
+        selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}),
+      );
+      if (!selected) continue;
       if (binding.target.$case === 'targetGroup') groups.add(binding.target.targetGroup.arn);
       else for (const g of binding.target.pool.groups) groups.add(g.arn);
     }
-    for (const arn of groups) await sink.request(arn, 'cluster-status');
+    await Promise.all([...groups].map((arn) => sink.request(arn, 'cluster-status')));
   }
 
   /**
@@ -376,6 +402,7 @@ export class ReconcileWorker {
       ['scheduler', () => this.#scheduler?.close()],
       ['consumer', () => this.#consumer?.close(graceMs)],
       ['listener weights', () => this.#listenerWeights?.close()],
+      ['status change requests', () => this.#statusRound],
       ['queues', () => this.#sink?.close()],
       ['queue metrics', () => this.#queueMetrics?.close()],
       [

@@ -158,6 +158,7 @@ class RecordingSimulator extends Elbv2Simulator {
 const simulator = new RecordingSimulator({
   rateLimits: { mutate: scenario.mutate, describe: scenario.describe },
   latencyMs: { min: scenario.latencyMinMs, max: scenario.latencyMaxMs },
+  deregistrationDelayMs: scenario.deregistrationDelaySeconds * 1_000,
   maxCallLog: 5_000_000,
 });
 const simServer = await startElbv2Simulator({ simulator });

@@ -34,6 +34,11 @@ export interface FleetScenario {
   describe: BucketSpec;
   latencyMinMs: number;
   latencyMaxMs: number;
+  /**
+   * How long a deregistered target drains (AWS's default deregistration delay is 300 s); it counts
+   * toward the group's quota meanwhile, so a restart of every pod needs room for both.
+   */
+  deregistrationDelaySeconds: number;
   /** Worker processes and reconciles per worker process. */
   workers: number;
   workerConcurrency: number;
@@ -69,6 +74,7 @@ const fleet100k: FleetScenario = {
   ...AWS_DEFAULT_BUCKETS,
   latencyMinMs: 50,
   latencyMaxMs: 150,
+  deregistrationDelaySeconds: 300,
   workers: 2,
   workerConcurrency: 16,
   loadProcesses: 2,
