@@ -8,6 +8,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
 import { bearer } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // ListAlerts of a real hub, fed by test agents over the real protocol, with a real worker on
 // tgfed's ELBv2 simulator and the test environment's Redis: the hub's own evaluation of the
@@ -83,15 +84,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: sim.url,
-        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: sim.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(sim.url));
 });
 
 afterAll(async () => {

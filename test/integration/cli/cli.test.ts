@@ -16,6 +16,7 @@ import { ACCOUNT, REGION } from '../../support/binding-fixtures.js';
 import { bearer } from '../../support/test-hub-settings.js';
 import { TestFederation } from '../../support/test-federation.js';
 import { spawnTgfed as spawnTgfedProcess, tgfedInProcess, type CliResult } from './tgfed-runner.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // The `tgfed` CLI against a real hub (real Redis) with a real worker on the ELBv2 simulator:
 // in-process through runTgfed with captured streams, and the real entry as a child process for
@@ -123,15 +124,7 @@ beforeAll(async () => {
   );
   hubSettings['adminTokensFile'] = tokensFile;
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: sim.url,
-        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: sim.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(sim.url));
   hub = `127.0.0.1:${fed.hub.adminPort}`;
   closedPort = await freePort();
   const group = (name: string) =>

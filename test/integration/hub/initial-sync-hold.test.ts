@@ -9,6 +9,7 @@ import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fix
 import { agentTokenOf } from '../../support/test-hub-settings.js';
 import { TestFederation } from '../../support/test-federation.js';
 import { RogueAgent, batchRequest, replaceChange } from '../security/rogue-agent.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // After a cold start (or a Redis loss) every cluster streams its whole state before SYNCED.
 // While it does, the workers hold registrations into its groups, so that a group fills in one
@@ -104,15 +105,7 @@ beforeAll(async () => {
     workerSettings: { initialSyncHoldMs: 30_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: sim.url,
-        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: sim.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(sim.url));
 });
 
 afterAll(async () => {
@@ -148,18 +141,7 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
     // with initialSyncHoldMs 0 takes over the queues (the first one stops).
     await fed.workers[0]?.shutdown(0);
     fed.workers.shift();
-    await fed.startWorker(
-      {
-        awsClients: {
-          elbv2: {
-            endpoint: sim.url,
-            credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-          },
-          sts: { endpoint: sim.url },
-        },
-      },
-      { initialSyncHoldMs: 0 },
-    );
+    await fed.startWorker(simulatorWorkerDeps(sim.url), { initialSyncHoldMs: 0 });
     const arn = await boundGroup('unheld');
     const stream = await resyncing('unheld');
     await stream.send(addresses(2, 1, 10));

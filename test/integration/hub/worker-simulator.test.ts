@@ -7,6 +7,7 @@ import { ReconcileOutcome } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // The workers against tgfed's own ELBv2 simulator, which models what moto does not: the
 // target quota, health states, draining, and throttling. Every test has its own group(s).
@@ -66,15 +67,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5, transientRetryMaxMs: 2_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: sim.url,
-        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: sim.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(sim.url));
 });
 
 afterAll(async () => {

@@ -19,6 +19,7 @@ import { endpointSlice } from '../../support/endpoint-slices.js';
 import { scrapeMetrics, type PrometheusScrape } from '../../support/prometheus-text.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
 import type { TestAgent } from '../../support/test-agent.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // A scripted scenario on a real hub, a test agent speaking the real protocol and a real worker
 // on the ELBv2 simulator (real Redis), then each component's /metrics scraped over HTTP: the
@@ -82,15 +83,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 60_000 },
   });
   await fed.start();
-  const worker = await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: sim.url,
-        credentials: { accessKeyId: 'AKIDWORKER', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: sim.url },
-    },
-  });
+  const worker = await fed.startWorker(simulatorWorkerDeps(sim.url));
   workerPort = worker.healthPort;
   await fed.applyBinding(
     binding({
