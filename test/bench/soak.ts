@@ -60,6 +60,8 @@ import {
 } from './fleet/scenario.js';
 
 const DEPLOYED_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=4';
+/** The chart's `worker.nodeOptions`. */
+const DEPLOYED_WORKER_NODE_OPTIONS = '--max-old-space-size=384 --max-semi-space-size=16';
 /** Longest warm-up before the first memory window (a sixth of the soak when shorter). */
 const WARM_UP_MAX_S = 300;
 /** Memory may grow by less than this between the first and the last window. */
@@ -254,7 +256,12 @@ class SoakProcess {
       command: process.execPath,
       args: [join(repo, 'dist/bundle', this.bundle), '--config', this.config],
       cwd: repo,
-      env: { ...process.env, NODE_OPTIONS: DEPLOYED_NODE_OPTIONS, ...this.env },
+      env: {
+        ...process.env,
+        NODE_OPTIONS:
+          this.bundle === 'tgfed-worker.mjs' ? DEPLOYED_WORKER_NODE_OPTIONS : DEPLOYED_NODE_OPTIONS,
+        ...this.env,
+      },
       ready: async () => {
         try {
           return (await fetch(`http://127.0.0.1:${healthPort}/readyz`)).ok;

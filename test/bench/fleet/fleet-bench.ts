@@ -61,6 +61,8 @@ import {
 } from './scenario.js';
 
 const DEPLOYED_NODE_OPTIONS = '--max-old-space-size=256 --max-semi-space-size=4';
+/** The chart's `worker.nodeOptions`. */
+const DEPLOYED_WORKER_NODE_OPTIONS = '--max-old-space-size=384 --max-semi-space-size=16';
 
 // --- arguments --------------------------------------------------------------------------------
 
@@ -84,7 +86,7 @@ const { values: flags, positionals } = parseArgs({
     // V8 flags of the hub / worker processes: by default those the Helm chart sets
     // (deploy/helm/tgfed-hub/values.yaml, nodeOptions).
     'hub-node-options': { type: 'string', default: DEPLOYED_NODE_OPTIONS },
-    'worker-node-options': { type: 'string', default: DEPLOYED_NODE_OPTIONS },
+    'worker-node-options': { type: 'string', default: DEPLOYED_WORKER_NODE_OPTIONS },
     // After the cold start, ask the hub for a heap snapshot (needs --heapsnapshot-signal=SIGUSR2).
     'snapshot-hub': { type: 'boolean', default: false },
   },
