@@ -134,13 +134,17 @@ export class TestFederation {
     return worker;
   }
 
-  /** Starts (or returns) the agent of a cluster; it publishes what `setEndpoints` gives it. */
-  agent(clusterId: string): TestAgent {
+  /**
+   * Starts (or returns) the agent of a cluster; it publishes what `setEndpoints` gives it.
+   * @param port where a new agent connects (e.g. a fault relay in front of the hub)
+   * @default the hub's agent port
+   */
+  agent(clusterId: string, port: number = this.hub.agentPort): TestAgent {
     let agent = this.agents.get(clusterId);
     if (agent === undefined) {
       agent = new TestAgent({
         clusterId,
-        target: `127.0.0.1:${this.hub.agentPort}`,
+        target: `127.0.0.1:${port}`,
         metadata: () => bearer(agentTokenOf(clusterId)),
       });
       this.agents.set(clusterId, agent);

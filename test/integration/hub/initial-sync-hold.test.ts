@@ -118,10 +118,12 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
   it('wait until SYNCED, then fill the group in one call', async () => {
     const arn = await boundGroup('held');
     const stream = await resyncing('held');
-    // Three batches, each a debounce window apart: each would have been a call of its own.
+    // Three batches, each reconciled before the next: each would have been a call of its own.
     for (const [n, count] of [10, 20, 30].entries()) {
       await stream.send(addresses(1, 1, count));
-      await new Promise((r) => setTimeout(r, 600));
+      await waitFor(async () => (await fed.records.read(arn)).last?.waitingForSync === count, {
+        what: `a reconcile holding the ${count} targets of batch ${n + 1}`,
+      });
       expect(registerCalls(arn), `after batch ${n + 1}`).toHaveLength(0);
     }
     // Reconciled (a reconcile ran for the batches) but nothing registered.

@@ -16,6 +16,7 @@ import { endpointSlice } from '../../support/endpoint-slices.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
 import { agentTokenOf } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // The real agent as a process (agent/main.ts) on the test kube-apiserver, killed with SIGKILL
 // in the middle of a scale-up and started again while the cluster keeps changing.
@@ -95,15 +96,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDAGENTKILL', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDAGENTKILL'));
   tokenFile = join(fed.dir, 'agent-token');
   writeFileSync(tokenFile, agentTokenOf('east'));
 }, 60_000);

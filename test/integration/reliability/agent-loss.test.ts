@@ -8,9 +8,8 @@ import { alertKeys, listAlerts } from '../../support/admin-alerts.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { FaultRelay } from '../../support/fault-relay.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
-import { TestAgent } from '../../support/test-agent.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
-import { agentTokenOf, bearer } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // An agent that dies without a goodbye: its connection is cut under it and it never comes back
 // until the test lets it. The default stale policy applies (withdraw only what ELB reports
@@ -50,23 +49,9 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDAGENTLOSS', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDAGENTLOSS'));
   eastRelay = new FaultRelay([fed.hub.agentPort]);
-  const east = new TestAgent({
-    clusterId: 'east',
-    target: `127.0.0.1:${await eastRelay.listen()}`,
-    metadata: () => bearer(agentTokenOf('east')),
-  });
-  fed.agents.set('east', east);
-  east.publisher.start();
+  fed.agent('east', await eastRelay.listen());
 });
 
 afterAll(async () => {

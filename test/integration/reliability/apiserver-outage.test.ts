@@ -18,6 +18,7 @@ import { endpointSlice } from '../../support/endpoint-slices.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
 import { agentTokenOf } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // A real agent watching its own kube-apiserver (private: the test kills it), feeding a real hub,
 // worker and the ELBv2 simulator. The API server is gone for a while, then comes back.
@@ -65,15 +66,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDKUBEOUTAGE', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDKUBEOUTAGE'));
   const tokenFile = join(fed.dir, 'agent-token');
   writeFileSync(tokenFile, agentTokenOf('east'));
   agent = new Agent(

@@ -9,6 +9,7 @@ import { alertKeys, listAlerts } from '../../support/admin-alerts.js';
 import { REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // AWS failing in the ways it does: a throttling storm over a whole account, 5xx errors, access
 // denied in one account, a target group deleted behind tgfed's back. Two accounts; each test has
@@ -91,15 +92,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDAWSFAULTS', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDAWSFAULTS'));
 });
 
 afterAll(async () => {

@@ -8,9 +8,9 @@ import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { FaultRelay } from '../../support/fault-relay.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
-import { TestAgent } from '../../support/test-agent.js';
+import type { TestAgent } from '../../support/test-agent.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
-import { agentTokenOf, bearer } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // The east agent reaches the hub through a relay that cuts (FIN), resets (RST), delays and
 // holds its connection while the agent keeps changing; west connects directly. Every pod
@@ -57,23 +57,9 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDCONNFAULTS', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDCONNFAULTS'));
   relay = new FaultRelay([fed.hub.agentPort]);
-  east = new TestAgent({
-    clusterId: 'east',
-    target: `127.0.0.1:${await relay.listen()}`,
-    metadata: () => bearer(agentTokenOf('east')),
-  });
-  fed.agents.set('east', east);
-  east.publisher.start();
+  east = fed.agent('east', await relay.listen());
 });
 
 afterAll(async () => {

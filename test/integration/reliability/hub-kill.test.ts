@@ -21,6 +21,7 @@ import { TestAgent } from '../../support/test-agent.js';
 import { webIp } from '../../support/test-federation.js';
 import { agentTokenOf, bearer, testHubSettings } from '../../support/test-hub-settings.js';
 import { startTgfedProcess, type TgfedProcess } from '../../support/tgfed-process.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // Two hub replicas as real processes on one Redis, agents behind a relay that sends each new
 // connection to the first replica that accepts it (a load balancer). Replica A is killed with
@@ -146,15 +147,7 @@ beforeAll(async () => {
       followUpMs: 1_000,
       driftIntervalMs: 600_000,
     }),
-    {
-      awsClients: {
-        elbv2: {
-          endpoint: simServer.url,
-          credentials: { accessKeyId: 'AKIDHKILL', secretAccessKey: 'secret' },
-        },
-        sts: { endpoint: simServer.url },
-      },
-    },
+    simulatorWorkerDeps(simServer.url, 'AKIDHKILL'),
   );
   await worker.start();
   for (const c of clusters) {

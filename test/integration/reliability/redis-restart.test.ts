@@ -10,9 +10,8 @@ import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fix
 import { FaultRelay } from '../../support/fault-relay.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
 import { RestartableRedis } from '../../support/restartable-redis.js';
-import { TestAgent } from '../../support/test-agent.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
-import { agentTokenOf, bearer } from '../../support/test-hub-settings.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // A private redis-server (append-only file, fsync always) that the test kills with SIGKILL and
 // starts again on the same port: once with its data, once empty. Hub and worker keep running
@@ -80,25 +79,11 @@ beforeAll(async () => {
   await fed.start();
   // The test's own client sees the outages too; they are the point here, not errors.
   fed.redis.on('error', () => undefined);
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDREDISRESTART', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDREDISRESTART'));
   for (const c of clusters) {
     const relay = new FaultRelay([fed.hub.agentPort]);
     relays.set(c.id, relay);
-    const agent = new TestAgent({
-      clusterId: c.id,
-      target: `127.0.0.1:${await relay.listen()}`,
-      metadata: () => bearer(agentTokenOf(c.id)),
-    });
-    fed.agents.set(c.id, agent);
-    agent.publisher.start();
+    fed.agent(c.id, await relay.listen());
   }
   await fed.applyBinding(
     binding({

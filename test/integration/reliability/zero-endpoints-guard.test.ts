@@ -10,6 +10,7 @@ import { alertKeys, listAlerts } from '../../support/admin-alerts.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { RecordingSimulator } from '../../support/recording-simulator.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
+import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // An agent that suddenly reports no endpoints at all for a service (a broken selector, an
 // emptied namespace): the mass-deregistration guard holds the removal and alerts; the healthy
@@ -42,15 +43,7 @@ beforeAll(async () => {
     workerSettings: { driftIntervalMs: 600_000 },
   });
   await fed.start();
-  await fed.startWorker({
-    awsClients: {
-      elbv2: {
-        endpoint: simServer.url,
-        credentials: { accessKeyId: 'AKIDGUARD', secretAccessKey: 'secret' },
-      },
-      sts: { endpoint: simServer.url },
-    },
-  });
+  await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDGUARD'));
 });
 
 afterAll(async () => {
