@@ -195,6 +195,8 @@ export class ReconcileWorker {
     this.#clusterStatus = clusterStatus;
     clusterStatus.track(directory.list().map((c) => c.id));
     await clusterStatus.start();
+    const records = new TargetGroupRecords(redis, o.redisKeyPrefix);
+    this.#records = records;
     const desired = new TargetGroupDesiredState(
       { redis, store, bindings },
       {
@@ -203,6 +205,15 @@ export class ReconcileWorker {
         listedClusters: () => directory.list().map((c) => c.id),
         staleClusterPolicy: o.staleClusterPolicy,
         clock,
+        // Draining targets take room only when they count toward the quota.
+        ...(o.drainingCountsTowardCapacity
+          ? {
+              occupancy: {
+                counts: (arns: readonly string[]) => records.heldCounts(arns),
+                targets: (arns: readonly string[]) => records.heldTargets(arns),
+              },
+            }
+          : {}),
         storageEpoch: {
           known: () => clusterStatus.storageEpoch,
           stored: async () => (await redis.get(keys.epoch())) ?? '',
@@ -215,8 +226,6 @@ export class ReconcileWorker {
       },
     );
 
-    const records = new TargetGroupRecords(redis, o.redisKeyPrefix);
-    this.#records = records;
     const limiter = new AwsRateLimiter(redis, {
       keyPrefix: o.redisKeyPrefix,
       limits: {

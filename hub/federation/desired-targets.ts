@@ -128,6 +128,11 @@ export interface ResolveOptions {
   readonly staleClusterPolicy?: StaleClusterPolicy;
   /** The pool's last assignment, `ip:port` → group ARN, so that churn moves only what must move. */
   readonly previousAssignment?: ReadonlyMap<string, string>;
+  /**
+   * Per group of the pool, every target AWS holds in it (registered or draining), as the workers
+   * last knew it: new targets then go where they fit counting draining ones (see `assignToPool`).
+   */
+  readonly occupied?: ReadonlyMap<string, ReadonlySet<string>>;
 }
 
 /** The `ip:port` key of a target (IPv6 in brackets, as in URLs). */
@@ -183,6 +188,17 @@ function compareSource(a: TargetSource, b: TargetSource): number {
   );
 }
 
+/** A binding's targets before they are placed in its groups ({@link collectDesiredTargets}). */
+export interface CollectedTargets {
+  /** `ip:port` → the target from its winning cluster, sorted by key. */
+  readonly winners: Map<string, DesiredTarget>;
+  readonly conflicts: Map<string, Conflict>;
+  /** Selected clusters, awaiting resync and streaming their initial sync; each sorted. */
+  readonly clusters: string[];
+  readonly awaitingResync: string[];
+  readonly initialSync: string[];
+}
+
 /**
  * The desired targets of every target group a binding feeds, from the stored state of the
  * clusters (pass every cluster the hub knows; unselected ones are skipped).
@@ -196,6 +212,19 @@ export function resolveDesiredTargets(
   clusterStates: Iterable<ClusterEndpointState>,
   options: ResolveOptions,
 ): DesiredTargets {
+  return placeDesiredTargets(
+    binding,
+    collectDesiredTargets(binding, clusterStates, options),
+    options,
+  );
+}
+
+/** The first half of {@link resolveDesiredTargets}: the winning target of each `ip:port`. */
+export function collectDesiredTargets(
+  binding: NormalizedBinding,
+  clusterStates: Iterable<ClusterEndpointState>,
+  options: Pick<ResolveOptions, 'directory' | 'status' | 'staleClusterPolicy'>,
+): CollectedTargets {
   const staleClusterPolicy = options.staleClusterPolicy ?? 'withdraw-if-unhealthy';
   const candidates = new Map<string, Map<string, Candidate>>();
   const selectedClusters: string[] = [];
@@ -274,8 +303,28 @@ export function resolveDesiredTargets(
     });
   }
 
-  const blocked = awaitingResync.sort(compareText);
-  const syncing = initialSync.sort(compareText);
+  return {
+    winners,
+    conflicts: conflictByKey,
+    clusters: selectedClusters.sort(compareText),
+    awaitingResync: awaitingResync.sort(compareText),
+    initialSync: initialSync.sort(compareText),
+  };
+}
+
+/**
+ * The second half of {@link resolveDesiredTargets}: the collected targets placed in the
+ * binding's groups (see `assignToPool`). Cheap next to collecting, so a resolution may place
+ * twice (first without, then with the groups' occupants).
+ */
+export function placeDesiredTargets(
+  binding: NormalizedBinding,
+  collected: CollectedTargets,
+  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied'>,
+): DesiredTargets {
+  const { winners, conflicts: conflictByKey } = collected;
+  const blocked = collected.awaitingResync;
+  const syncing = collected.initialSync;
   const newGroup = (targetGroup: TargetGroup): DesiredGroup => ({
     targetGroup,
     targets: new Map(),
@@ -301,6 +350,7 @@ export function resolveDesiredTargets(
     winners.keys(),
     targetGroups.map((g) => ({ arn: g.arn, capacity: g.capacity })),
     options.previousAssignment,
+    options.occupied,
   );
   for (const [key, target] of winners) {
     const arn = result.assignment.get(key);
@@ -308,5 +358,5 @@ export function resolveDesiredTargets(
     if (group !== undefined) place(group, key, target);
   }
 
-  return { groups, overflow: result.overflow, clusters: selectedClusters.sort(compareText) };
+  return { groups, overflow: result.overflow, clusters: [...collected.clusters] };
 }

@@ -55,7 +55,8 @@ function compareText(a: string, b: string): number {
 
 /**
  * Assigns every target to one group of a pool: weighted rendezvous hashing with capacity caps,
- * made sticky by `previous`.
+ * made sticky by `previous`, and aware of the targets each group still holds in AWS when
+ * `occupied` is given.
  *
  * 1. A target keeps its previous group while that group exists and is within capacity (a group
  *    whose capacity shrank keeps the targets that score highest for it), so churn moves only the
@@ -64,12 +65,24 @@ function compareText(a: string, b: string): number {
  * 2. Every other target, in sorted order, goes to the group that scores highest for it among
  *    those with room; when no group has room it is reported in `overflow`.
  *
+ * With `occupied` (per group, every target AWS holds in it: registered or draining), room counts
+ * what AWS counts. A deregistered target drains for the group's deregistration delay and keeps
+ * its place in the quota meanwhile, so a group whose old targets drain has less room than its
+ * desired count says:
+ * - a target already held by a group with room stays there (no call needed);
+ * - a target kept from `previous` but not registered yet leaves a group that has no room counting
+ *   its draining targets (it would wait for the drain; elsewhere it need not);
+ * - new targets go first to groups with room counting draining ones, and only when none has any
+ *   to a group with room by capacity alone, where they wait for the drain. So draining never
+ *   makes a target overflow: `overflow` depends on the desired targets and capacities only.
+ *
  * Deterministic: the same inputs give the same assignment in every process.
  */
 export function assignToPool(
   targets: Iterable<string>,
   groups: readonly PoolGroupCapacity[],
   previous?: ReadonlyMap<string, string>,
+  occupied?: ReadonlyMap<string, ReadonlySet<string>>,
 ): PoolAssignment {
   const sortedTargets = [...new Set(targets)].sort(compareText);
   // A duplicated ARN counts once, with its first capacity (validation rejects duplicates anyway).
@@ -117,31 +130,81 @@ export function assignToPool(
       );
       unplaced.push(...kept.splice(group.capacity));
     }
+    const held = occupied?.get(arn);
+    if (held !== undefined) {
+      // Registered targets first; then unregistered ones while the group has room counting
+      // what it still holds in AWS (the others would only wait there for a drain).
+      const registered = kept.filter((t) => held.has(t));
+      const waiting = kept.filter((t) => !held.has(t));
+      const others = held.size - registered.length;
+      const room = Math.max(0, group.capacity - others - registered.length);
+      if (waiting.length > room) {
+        unplaced.push(...waiting.splice(room));
+        kept.length = 0;
+        kept.push(...registered, ...waiting);
+      }
+    }
     for (const target of kept) assignment.set(target, arn);
     counts.set(arn, kept.length);
   }
+
+  // AWS's occupants of each group that are not (yet) assigned to it: draining or leaving.
+  const elsewhere = new Map<string, number>();
+  if (occupied !== undefined) {
+    for (const group of groupList) {
+      let n = 0;
+      for (const target of occupied.get(group.arn) ?? []) {
+        if (assignment.get(target) !== group.arn) n++;
+      }
+      elsewhere.set(group.arn, n);
+    }
+  }
+  const place = (target: string, arn: string): void => {
+    assignment.set(target, arn);
+    counts.set(arn, (counts.get(arn) ?? 0) + 1);
+    // Placed where AWS already holds it: it no longer occupies a place as a leaving target.
+    if (occupied?.get(arn)?.has(target) === true) {
+      elsewhere.set(arn, (elsewhere.get(arn) ?? 0) - 1);
+    }
+  };
+  const best = (
+    h: number,
+    fits: (group: (typeof groupList)[number]) => boolean,
+  ): (typeof groupList)[number] | undefined => {
+    let chosen: (typeof groupList)[number] | undefined;
+    let bestScore = -Infinity;
+    for (const group of groupList) {
+      if (!fits(group)) continue;
+      const s = score(h, group.hash, group.capacity);
+      if (s > bestScore) {
+        bestScore = s;
+        chosen = group;
+      }
+    }
+    return chosen;
+  };
+  const hasRoom = (group: (typeof groupList)[number]): boolean =>
+    (counts.get(group.arn) ?? 0) < group.capacity;
+  const hasRoomCountingAws = (group: (typeof groupList)[number]): boolean =>
+    (counts.get(group.arn) ?? 0) + (elsewhere.get(group.arn) ?? 0) < group.capacity;
 
   // Step 2: place the rest by rendezvous score among groups with room.
   unplaced.sort(compareText);
   const overflow: string[] = [];
   for (const target of unplaced) {
     const h = hashOf(target);
-    let best: (typeof groupList)[number] | undefined;
-    let bestScore = -Infinity;
-    for (const group of groupList) {
-      if ((counts.get(group.arn) ?? 0) >= group.capacity) continue;
-      const s = score(h, group.hash, group.capacity);
-      if (s > bestScore) {
-        bestScore = s;
-        best = group;
-      }
+    let chosen: (typeof groupList)[number] | undefined;
+    if (occupied !== undefined) {
+      chosen =
+        groupList.find((g) => occupied.get(g.arn)?.has(target) === true && hasRoom(g)) ??
+        best(h, hasRoomCountingAws);
     }
-    if (best === undefined) {
+    chosen ??= best(h, hasRoom);
+    if (chosen === undefined) {
       overflow.push(target);
       continue;
     }
-    assignment.set(target, best.arn);
-    counts.set(best.arn, (counts.get(best.arn) ?? 0) + 1);
+    place(target, chosen.arn);
   }
 
   let moved = 0;

@@ -3,7 +3,8 @@ import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
 import type { BindingStore } from './binding-store.js';
 import type { NormalizedBinding } from './binding-validation.js';
 import {
-  resolveDesiredTargets,
+  collectDesiredTargets,
+  placeDesiredTargets,
   type ClusterDirectory,
   type ClusterStatusSource,
   type DesiredTarget,
@@ -41,6 +42,25 @@ export interface TargetGroupDesiredStateOptions {
    * @default none
    */
   readonly storageEpoch?: StorageEpochGuard;
+  /**
+   * What AWS holds in each group, for pools whose groups run short of room (see
+   * {@link GroupOccupancySource}). Without it, pools are placed by desired targets alone.
+   * @default none
+   */
+  readonly occupancy?: GroupOccupancySource;
+}
+
+/**
+ * The targets AWS holds in each target group (registered or draining), as the workers last knew
+ * them. A pool resolution reads the counts every time and the targets only when some group might
+ * not fit its desired targets beside them, and then places new targets where they fit counting
+ * the draining ones: a full rolling restart of a half-full pool then waits for no drain.
+ */
+export interface GroupOccupancySource {
+  /** How many targets each group holds, in the order given. */
+  counts(targetGroupArns: readonly string[]): Promise<number[]>;
+  /** The targets (`ip:port`) each group holds, in the order given. */
+  targets(targetGroupArns: readonly string[]): Promise<Set<string>[]>;
 }
 
 /**
@@ -405,13 +425,17 @@ export class TargetGroupDesiredState {
       selected.map((id) => this.#clusters.load(id, [binding.services])),
     );
     const storageLost = await this.#storageLost(knownEpoch);
-    const previousAssignment = await this.#assignments.readPool(
-      targetGroupsOf(binding).map((g) => g.arn),
-    );
-    return resolveDesiredTargets(binding, states, {
+    const groups = targetGroupsOf(binding);
+    const arns = groups.map((g) => g.arn);
+    const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
+    const [previousAssignment, heldCounts] = await Promise.all([
+      this.#assignments.readPool(arns),
+      occupancy?.counts(arns),
+    ]);
+    const options = {
       directory: this.#options.directory,
       status: {
-        status: (id) => {
+        status: (id: string) => {
           const s = statuses.get(id) ?? this.#options.status.status(id);
           return storageLost ? { ...s, awaitingResync: true } : s;
         },
@@ -420,7 +444,24 @@ export class TargetGroupDesiredState {
       ...(this.#options.staleClusterPolicy === undefined
         ? {}
         : { staleClusterPolicy: this.#options.staleClusterPolicy }),
+    };
+    const collected = collectDesiredTargets(binding, states, options);
+    const placed = placeDesiredTargets(binding, collected, options);
+    if (occupancy === undefined) return placed;
+    // A group can run short of room only if what AWS holds in it plus what it gets new reaches
+    // its capacity: targets waiting there for room mean it is full, and so do draining ones in
+    // the way. Otherwise the occupants are not read.
+    const short = groups.some((g, i) => {
+      let fresh = 0;
+      for (const key of placed.groups.get(g.arn)?.targets.keys() ?? []) {
+        if (previousAssignment.get(key) !== g.arn) fresh++;
+      }
+      return (heldCounts?.[i] ?? 0) + fresh >= g.capacity;
     });
+    if (!short) return placed;
+    const occupants = await occupancy.targets(arns);
+    const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
+    return placeDesiredTargets(binding, collected, { previousAssignment, occupied });
   }
 
   /** True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}). */

@@ -171,6 +171,17 @@ export class TargetGroupRecords {
    * What the per-group gauges show, in one HMGET and without the group's targets: the last
    * reconcile's record, the held operation and the definition (for the capacity).
    */
+  /** How many targets AWS holds in each group (registered or draining), as last known. */
+  async heldCounts(arns: readonly string[]): Promise<number[]> {
+    return Promise.all(arns.map((arn) => this.#redis.hlen(this.actualKey(arn))));
+  }
+
+  /** The targets (`ip:port`) AWS holds in each group (registered or draining), as last known. */
+  async heldTargets(arns: readonly string[]): Promise<Set<string>[]> {
+    const keys = await Promise.all(arns.map((arn) => this.#redis.hkeys(this.actualKey(arn))));
+    return keys.map((k) => new Set(k));
+  }
+
   async summary(arn: string): Promise<TargetGroupSummary> {
     const key = this.metaKey(arn);
     const [last, held, definition] = await this.#redis.hmget(key, 'last', 'held', 'definition');

@@ -28,6 +28,7 @@ import { waitFor } from '../../env/wait-for.js';
 import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
 import { endpointSlice, type TestEndpoint } from '../../support/endpoint-slices.js';
 import { TestAgent } from '../../support/test-agent.js';
+import { TargetGroupRecords } from '../../../hub/reconcile/target-group-records.js';
 
 const closers: (() => unknown)[] = [];
 afterEach(async () => {
@@ -55,6 +56,7 @@ async function startHub(): Promise<{
   bindings: BindingStore;
   store: ClusterEndpointStore;
   desired: TargetGroupDesiredState;
+  prefix: string;
 }> {
   const prefix = `t-${randomBytes(4).toString('hex')}`;
   const client = redis();
@@ -103,7 +105,7 @@ async function startHub(): Promise<{
       status: { status: () => CONNECTED },
     },
   );
-  return { address: `127.0.0.1:${port}`, redis: client, bindings, store, desired };
+  return { address: `127.0.0.1:${port}`, redis: client, bindings, store, desired, prefix };
 }
 
 /** The real agent publisher of one cluster, authenticating with its bearer token. */
@@ -373,6 +375,75 @@ describe('TargetGroupDesiredState', () => {
     expect((await early).targets.size).toBe(2);
     expect((await late).targets.size).toBe(3);
     expect(desired.mark()).toBe(first + 2);
+  });
+
+  it('places new targets of a pool beside the targets still draining in its groups', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(25), targetGroupArn(26)];
+    await hub.bindings.apply(prodPool(arns, 40));
+    const east = agent('east', hub.address);
+    east.upsert(web('web-d', ips(1, 0, 20)));
+    const records = new TargetGroupRecords(hub.redis, hub.prefix);
+    const aware = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: () => CONNECTED },
+        occupancy: {
+          counts: (a) => records.heldCounts(a),
+          targets: (a) => records.heldTargets(a),
+        },
+      },
+    );
+    const placed = async (desired: TargetGroupDesiredState): Promise<Map<string, string>> => {
+      const since = desired.mark();
+      const states = await Promise.all(arns.map((arn) => desired.resolve(arn, since)));
+      return new Map(
+        states.flatMap((s) => [...s.targets.keys()].map((k) => [k, s.targetGroupArn])),
+      );
+    };
+    let before = new Map<string, string>();
+    await waitFor(async () => (before = await placed(aware)).size === 20, {
+      what: 'the 20 endpoints placed',
+    });
+    // AWS holds them, and the first group also drains 40 old targets: it is full.
+    const [full, roomy] = arns as [string, string];
+    for (const arn of arns) {
+      await records.registered(
+        arn,
+        [...before].filter(([, a]) => a === arn).map(([k]) => k),
+      );
+    }
+    await records.deregistered(
+      full,
+      Array.from({ length: 40 }, (_, i) => `10.9.0.${i}:8080`),
+    );
+
+    // Ten pods come. Placed by desired count alone, some would go to the full group and wait
+    // there for the drain (the plain resolution shows it, from the same assignment).
+    east.upsert(web('web-d', ips(1, 0, 30)));
+    const plain = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      { directory: { labels: (id) => CLUSTER_LABELS[id] }, status: { status: () => CONNECTED } },
+    );
+    const fresh = (m: Map<string, string>): string[] =>
+      [...m].filter(([k]) => !before.has(k)).map(([, arn]) => arn);
+    let after = new Map<string, string>();
+    await waitFor(async () => (after = await placed(aware)).size === 30, {
+      what: 'the 30 endpoints placed',
+    });
+    expect(fresh(after)).toEqual(Array.from({ length: 10 }, () => roomy));
+    for (const [key, arn] of before) expect(after.get(key)).toBe(arn);
+    // Reset the stored assignment to what it was before the ten came, then resolve plainly.
+    for (const arn of arns) {
+      await hub.redis.del(hub.desired.assignmentKey(arn));
+      const share = [...before].filter(([, a]) => a === arn);
+      await hub.redis.hset(
+        hub.desired.assignmentKey(arn),
+        Object.fromEntries(share.map(([k]) => [k, 'web'])),
+      );
+    }
+    expect(fresh(await placed(plain))).toContain(full);
   });
 
   it('drops an endpoint from the desired targets as soon as it turns terminating', async () => {

@@ -123,4 +123,107 @@ describe('assignToPool', () => {
     expect(second.overflow).toEqual(['10.0.0.3:80']);
     expect([...second.assignment.keys()].sort()).toEqual(targets.slice(0, 2));
   });
+
+  describe('with the targets AWS holds in each group (occupied)', () => {
+    /**
+     * A rolling restart of every pod, one at a time, in a pool with room for live plus draining
+     * targets: the old target drains in its group (keeping its place in the quota), the new one is
+     * placed. Returns how many new targets landed in a group without room counting the draining
+     * ones, i.e. would wait for a drain.
+     */
+    function restartAll(useOccupancy: boolean): number {
+      const groups = ['a', 'b', 'c', 'd'].map((arn) => ({ arn, capacity: 100 }));
+      let live = Array.from({ length: 200 }, (_, i) => `10.3.0.${i}:80`);
+      let assignment = assignToPool(live, groups).assignment;
+      const held = new Map(groups.map((g) => [g.arn, new Set<string>()]));
+      for (const [t, arn] of assignment) held.get(arn)?.add(t);
+      let waiting = 0;
+      for (let i = 0; i < 200; i++) {
+        const fresh = `10.4.0.${i}:80`;
+        live = [...live.slice(1), fresh];
+        const result = assignToPool(live, groups, assignment, useOccupancy ? held : undefined);
+        assignment = result.assignment;
+        const arn = assignment.get(fresh) as string;
+        const group = held.get(arn) as Set<string>;
+        // Held in AWS: the draining old targets plus everything live there.
+        if (group.size + 1 > 100) waiting++;
+        else group.add(fresh);
+      }
+      return waiting;
+    }
+
+    it('places every new target of a full rolling restart where it fits beside the draining ones', () => {
+      expect(restartAll(true)).toBe(0);
+      // Placed by desired count alone, some land in groups full of draining targets.
+      expect(restartAll(false)).toBeGreaterThan(0);
+    });
+
+    it('never reports overflow because of draining targets, and never exceeds a capacity', () => {
+      const heldArb = fc.array(fc.tuple(fc.integer({ min: 0, max: 5 }), targetArb), {
+        maxLength: 150,
+      });
+      fc.assert(
+        fc.property(targetsArb, groupsArb, heldArb, (targets, groups, heldList) => {
+          const occupied = new Map<string, Set<string>>();
+          for (const [i, t] of heldList) {
+            const arn = groups[i % groups.length]?.arn as string;
+            const set = occupied.get(arn) ?? new Set<string>();
+            occupied.set(arn, set.add(t));
+          }
+          const previous = assignToPool(targets.slice(0, targets.length >> 1), groups).assignment;
+          const result = assignToPool(targets, groups, previous, occupied);
+          for (const g of groups)
+            expect(result.counts.get(g.arn) ?? 0).toBeLessThanOrEqual(g.capacity);
+          expect(result.assignment.size + result.overflow.length).toBe(targets.length);
+          expect(result.overflow.length).toBe(Math.max(0, targets.length - totalCapacity(groups)));
+          const again = assignToPool([...targets].reverse(), groups, previous, occupied);
+          expect([...again.assignment].sort()).toEqual([...result.assignment].sort());
+        }),
+      );
+    });
+
+    it('leaves a target where AWS already holds it, when that group has room', () => {
+      const groups = [
+        { arn: 'a', capacity: 10 },
+        { arn: 'b', capacity: 10 },
+      ];
+      const target = '10.5.0.1:80';
+      const plain = assignToPool([target], groups).assignment.get(target) as string;
+      const other = plain === 'a' ? 'b' : 'a';
+      const held = new Map([[other, new Set([target])]]);
+      expect(assignToPool([target], groups, undefined, held).assignment.get(target)).toBe(other);
+    });
+
+    it('moves a kept target not registered yet out of a group full of draining targets', () => {
+      const groups = [
+        { arn: 'a', capacity: 10 },
+        { arn: 'b', capacity: 10 },
+      ];
+      const target = '10.6.0.1:80';
+      const draining = Array.from({ length: 10 }, (_, i) => `10.6.1.${i}:80`);
+      const previous = new Map([[target, 'a']]);
+      const full = new Map([['a', new Set(draining)]]);
+      const result = assignToPool([target], groups, previous, full);
+      expect(result.assignment.get(target)).toBe('b');
+      expect(result.moved).toBe(1);
+      // Registered there already, it stays: moving it would cost two calls and free nothing.
+      const registered = new Map([['a', new Set([...draining.slice(1), target])]]);
+      expect(assignToPool([target], groups, previous, registered).assignment.get(target)).toBe('a');
+    });
+
+    it('still places by capacity alone when no group has room counting draining targets', () => {
+      const groups = [
+        { arn: 'a', capacity: 2 },
+        { arn: 'b', capacity: 2 },
+      ];
+      const draining = new Map([
+        ['a', new Set(['10.7.0.1:80', '10.7.0.2:80'])],
+        ['b', new Set(['10.7.0.3:80', '10.7.0.4:80'])],
+      ]);
+      const targets = ['10.7.1.1:80', '10.7.1.2:80', '10.7.1.3:80'];
+      const result = assignToPool(targets, groups, undefined, draining);
+      expect(result.overflow).toEqual([]);
+      expect(result.assignment).toEqual(assignToPool(targets, groups).assignment);
+    });
+  });
 });
