@@ -397,6 +397,23 @@ export class BindingStore {
     return (await this.snapshot()).bindings;
   }
 
+  /**
+   * The revision and generation alone (two small reads): a snapshot taken at the same pair holds
+   * the same bindings, because every write moves the revision and a loss the generation.
+   */
+  async position(): Promise<{ revision: number; generation: string }> {
+    const results = await this.#redis
+      .multi()
+      .get(this.#keys.revision)
+      .get(this.#keys.generation)
+      .exec();
+    const [revision, generation] = (results ?? []).map(([err, value]) => {
+      if (err !== null) throw err;
+      return value as string | null;
+    });
+    return { revision: Number(revision ?? 0), generation: generation ?? '' };
+  }
+
   /** The bindings revision: changes with every write; 0 when Redis holds none. */
   async revision(): Promise<number> {
     return Number((await this.#redis.get(this.#keys.revision)) ?? 0);

@@ -111,6 +111,12 @@ export interface DesiredTargets {
   readonly overflow: string[];
   /** Selected clusters, sorted. */
   readonly clusters: string[];
+  /**
+   * Groups this placement gave a target their stored share lacks (see `TargetGroupDesiredState`):
+   * each writes its own share when it is resolved, so until then that target is registered by
+   * no group.
+   */
+  readonly unsettled?: string[];
 }
 
 /** What to do with a stale cluster's targets. */

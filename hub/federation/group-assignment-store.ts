@@ -33,18 +33,25 @@ export class GroupAssignmentStore {
   /**
    * The previous assignment of a pool: `ip:port` → group ARN, over every group given. A target
    * found in two groups (possible between two resolutions of one pool) counts for the first
-   * group in `groupArns` order.
+   * group in `groupArns` order. With each group's share as stored.
    */
-  async readPool(groupArns: readonly string[]): Promise<Map<string, string>> {
+  async readPool(groupArns: readonly string[]): Promise<{
+    previous: Map<string, string>;
+    /** Each group's stored share as read (`ip:port` → binding name). */
+    shares: Map<string, Map<string, string>>;
+  }> {
     const unique = [...new Set(groupArns)];
     const stored = await Promise.all(unique.map((arn) => this.read(arn)));
     const previous = new Map<string, string>();
+    const shares = new Map<string, Map<string, string>>();
     unique.forEach((arn, i) => {
-      for (const target of stored[i]?.keys() ?? []) {
+      const share = stored[i] ?? new Map<string, string>();
+      shares.set(arn, share);
+      for (const target of share.keys()) {
         if (!previous.has(target)) previous.set(target, arn);
       }
     });
-    return previous;
+    return { previous, shares };
   }
 
   /**

@@ -198,6 +198,11 @@ export function assignToPool(
       chosen =
         groupList.find((g) => occupied.get(g.arn)?.has(target) === true && hasRoom(g)) ??
         best(h, hasRoomCountingAws);
+      // Room nowhere: a target that left its group to look for room goes back and waits there,
+      // rather than to whichever group scores highest (it would only wait there instead).
+      const before = previous?.get(target);
+      const back = before === undefined ? undefined : groupByArn.get(before);
+      if (chosen === undefined && back !== undefined && hasRoom(back)) chosen = back;
     }
     chosen ??= best(h, hasRoom);
     if (chosen === undefined) {

@@ -1,6 +1,6 @@
 import type { Conflict, TargetGroup } from '../../shared/index.js';
 import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
-import type { BindingStore } from './binding-store.js';
+import type { BindingSnapshot, BindingStore } from './binding-store.js';
 import type { NormalizedBinding } from './binding-validation.js';
 import {
   collectDesiredTargets,
@@ -106,6 +106,12 @@ export interface GroupDesiredState {
    * plus targets beyond this group's capacity when several bindings fill it. Sorted.
    */
   readonly overflow: string[];
+  /**
+   * Other groups of its pools that the resolution gave targets their stored shares lack: they
+   * should be reconciled soon, so that each writes its share and such a target does not wait
+   * for their next change or drift check. Sorted.
+   */
+  readonly unsettledPoolGroups: string[];
   readonly resolvedAtMs: number;
 }
 
@@ -124,6 +130,29 @@ interface SharedResolutions {
   latest: SharedResolution | undefined;
   /** The resolution that begins when `latest` settles, shared by everyone waiting for it. */
   next: Promise<DesiredTargets> | undefined;
+}
+
+/**
+ * The placement with the groups it moved a target into (`unsettled`): a target placed in a group
+ * whose stored share lacks it is in no share that registers it until that group is resolved.
+ * (A target moved out of a group stays in its share meanwhile: registered twice for a moment,
+ * never lost; other bindings' targets in a shared group are not this placement's concern.)
+ */
+function withUnsettled(
+  placed: DesiredTargets,
+  shares: ReadonlyMap<string, ReadonlyMap<string, string>>,
+): DesiredTargets {
+  const unsettled: string[] = [];
+  for (const [arn, group] of placed.groups) {
+    const share = shares.get(arn);
+    for (const key of group.targets.keys()) {
+      if (share?.has(key) !== true) {
+        unsettled.push(arn);
+        break;
+      }
+    }
+  }
+  return { ...placed, unsettled };
 }
 
 /** Winner ranking of one target, as in `resolveDesiredTargets`: freshest connection first. */
@@ -177,6 +206,8 @@ export class TargetGroupDesiredState {
   readonly #shared = new Map<string, SharedResolutions>();
   /** Binding resolutions begun so far; see {@link mark}. */
   #computations = 0;
+  /** The last bindings snapshot read, reused while the store's revision and generation hold. */
+  #snapshot: BindingSnapshot | undefined;
 
   constructor(
     deps: { redis: RedisClient; store: ClusterEndpointStore; bindings: BindingStore },
@@ -211,7 +242,7 @@ export class TargetGroupDesiredState {
    *   only resolutions begun after this call are used.
    */
   async resolve(targetGroupArn: string, since: number = this.mark()): Promise<GroupDesiredState> {
-    const snapshot = await this.#bindings.snapshot();
+    const snapshot = await this.#bindingsSnapshot();
     const feeding = snapshot.bindings.filter((b) =>
       targetGroupsOf(b).some((g) => g.arn === targetGroupArn),
     );
@@ -224,6 +255,7 @@ export class TargetGroupDesiredState {
       awaitingResyncClusters: [],
       initialSyncClusters: [],
       overflow: [],
+      unsettledPoolGroups: [],
       resolvedAtMs: this.#clock(),
     };
     if (feeding.length === 0) return { ...empty, ...(await this.#unbound()) };
@@ -238,6 +270,7 @@ export class TargetGroupDesiredState {
     const awaiting = new Set<string>();
     const syncing = new Set<string>();
     const overflow = new Set<string>();
+    const unsettled = new Set<string>();
     const addConflict = (key: string, clusters: Iterable<string>): void => {
       let set = conflictClusters.get(key);
       if (set === undefined) conflictClusters.set(key, (set = new Set()));
@@ -247,6 +280,7 @@ export class TargetGroupDesiredState {
     feeding.forEach((binding, i) => {
       const resolved = resolutions[i] as DesiredTargets;
       for (const key of resolved.overflow) overflow.add(key);
+      for (const arn of resolved.unsettled ?? []) if (arn !== targetGroupArn) unsettled.add(arn);
       const group = resolved.groups.get(targetGroupArn);
       if (group === undefined) return;
       for (const c of group.awaitingResyncClusters) awaiting.add(c);
@@ -327,7 +361,48 @@ export class TargetGroupDesiredState {
       awaitingResyncClusters,
       initialSyncClusters: [...syncing].sort(compareText),
       overflow: [...overflow].sort(compareText),
+      unsettledPoolGroups: [...unsettled].sort(compareText),
     };
+  }
+
+  /**
+   * The clusters feeding the group that are streaming their initial sync (see
+   * `ClusterStatus.initialSync`), sorted, from the bindings, the listed clusters and the status
+   * source alone: no endpoint state is read, so a reconcile whose registrations were held can
+   * tell cheaply that they still are.
+   */
+  async initialSyncClusters(targetGroupArn: string): Promise<string[]> {
+    const snapshot = await this.#bindingsSnapshot();
+    const listed = [...(this.#options.listedClusters?.() ?? [])];
+    const syncing = new Set<string>();
+    for (const binding of snapshot.bindings) {
+      if (!targetGroupsOf(binding).some((g) => g.arn === targetGroupArn)) continue;
+      for (const id of listed) {
+        if (
+          this.#options.status.status(id).initialSync === true &&
+          selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {})
+        ) {
+          syncing.add(id);
+        }
+      }
+    }
+    return [...syncing].sort(compareText);
+  }
+
+  /**
+   * The bindings, read again only when the store's revision or generation moved: every reconcile
+   * resolves against them, and they rarely change (at fleet scale, parsing every binding at every
+   * reconcile was a visible share of the workers' CPU).
+   */
+  async #bindingsSnapshot(): Promise<BindingSnapshot> {
+    const { revision, generation } = await this.#bindings.position();
+    const cached = this.#snapshot;
+    if (cached !== undefined && cached.revision === revision && cached.generation === generation) {
+      return cached;
+    }
+    const snapshot = await this.#bindings.snapshot();
+    this.#snapshot = snapshot;
+    return snapshot;
   }
 
   /**
@@ -428,7 +503,7 @@ export class TargetGroupDesiredState {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
-    const [previousAssignment, heldCounts] = await Promise.all([
+    const [{ previous: previousAssignment, shares }, heldCounts] = await Promise.all([
       this.#assignments.readPool(arns),
       occupancy?.counts(arns),
     ]);
@@ -447,7 +522,7 @@ export class TargetGroupDesiredState {
     };
     const collected = collectDesiredTargets(binding, states, options);
     const placed = placeDesiredTargets(binding, collected, options);
-    if (occupancy === undefined) return placed;
+    if (occupancy === undefined) return withUnsettled(placed, shares);
     // A group can run short of room only if what AWS holds in it plus what it gets new reaches
     // its capacity: targets waiting there for room mean it is full, and so do draining ones in
     // the way. Otherwise the occupants are not read.
@@ -458,10 +533,13 @@ export class TargetGroupDesiredState {
       }
       return (heldCounts?.[i] ?? 0) + fresh >= g.capacity;
     });
-    if (!short) return placed;
+    if (!short) return withUnsettled(placed, shares);
     const occupants = await occupancy.targets(arns);
     const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
-    return placeDesiredTargets(binding, collected, { previousAssignment, occupied });
+    return withUnsettled(
+      placeDesiredTargets(binding, collected, { previousAssignment, occupied }),
+      shares,
+    );
   }
 
   /** True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}). */

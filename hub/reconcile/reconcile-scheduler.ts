@@ -92,7 +92,13 @@ export class ReconcileScheduler {
       await this.#records.schedule(arn, now + this.#claimMs);
     }
     if (due.length > 0) this.#log.debug({ groups: due.length }, 'due target groups enqueued');
-    return due.length;
+    // Groups another group's resolution gave a target their share lacks (see TargetGroupRecords).
+    const nudged = await this.#records.takeNudged(now, this.#batchSize);
+    for (const arn of nudged) {
+      if (this.#closed) break;
+      await this.#requester.request(arn, 'endpoints');
+    }
+    return due.length + nudged.length;
   }
 
   /** Stops looking up; waits for a look-up in progress. Idempotent. */

@@ -52,6 +52,11 @@ export interface DesiredGroupSource {
    */
   resolve(targetGroupArn: string, since?: number): Promise<GroupDesiredState>;
   mark?(): number;
+  /**
+   * The feeding clusters still streaming their initial sync, found without resolving (see
+   * `TargetGroupDesiredState.initialSyncClusters`).
+   */
+  initialSyncClusters?(targetGroupArn: string): Promise<string[]>;
 }
 
 /** Options of {@link TargetGroupReconciler}. */
@@ -261,6 +266,8 @@ export class TargetGroupReconciler {
     const o = this.options;
     // Every change this reconcile must apply was written before it started.
     const since = this.#desired.mark?.();
+    const stillHeld = await this.#stillWaitingForSync(arn, context);
+    if (stillHeld !== undefined) return stillHeld;
     // Plan as late as the account's mutate bucket allows (see AwsRateLimiter.whenAvailable):
     // while it is empty, changes keep arriving and this reconcile's calls carry them all.
     const scope = ARN_SCOPE.exec(arn);
@@ -271,6 +278,13 @@ export class TargetGroupReconciler {
     }
     const startedAtMs = o.clock();
     const desired = await this.#desired.resolve(arn, since);
+    if (desired.unsettledPoolGroups.length > 0) {
+      // This resolution gave other groups of the pool targets their shares lack; each writes
+      // its share when it is resolved. The change that moved them requests those groups too;
+      // the nudge covers a move that no request of theirs follows (two resolutions at once
+      // that saw different room, say), which would otherwise wait for their drift check.
+      await this.#records.nudge(desired.unsettledPoolGroups, o.clock() + o.followUpMs);
+    }
     const stored = await this.#records.read(arn);
     const definition = desired.targetGroup ?? stored.definition;
     const progress: Progress = {
@@ -475,6 +489,49 @@ export class TargetGroupReconciler {
       'target group reconciled',
     );
     return { targetGroupArn: arn, record, held, driftFound, nextDueAtMs };
+  }
+
+  /**
+   * While the last reconcile held its registrations for a cluster's initial sync and that
+   * cluster is still syncing, the reconcile can do nothing: registrations wait, and
+   * deregistrations are blocked until the cluster has resynced. It is recorded as such, with
+   * the last resolution's counts, without resolving the pool again (at fleet scale, resolving
+   * 225 groups' pools every debounce window of the sync took the workers' CPU from the sync
+   * itself). The cluster's status change when it is done brings the group back.
+   */
+  async #stillWaitingForSync(
+    arn: string,
+    context: ReconcileContext,
+  ): Promise<ReconcileResult | undefined> {
+    if (this.#desired.initialSyncClusters === undefined) return undefined;
+    const summary = await this.#records.summary(arn);
+    const last = summary.last;
+    if (last === undefined || (last.waitingForSync ?? 0) === 0) return undefined;
+    if ((await this.#desired.initialSyncClusters(arn)).length === 0) return undefined;
+    const o = this.options;
+    const startedAtMs = o.clock();
+    const none: Progress = {
+      calls: { describe: 0, register: 0, deregister: 0 },
+      registered: 0,
+      deregistered: 0,
+      invalid: [],
+    };
+    const record = this.#record(
+      'in-sync',
+      context,
+      startedAtMs,
+      none,
+      { desired: last.desired, actual: last.actual, owned: last.owned },
+      {
+        waitingForCapacity: last.waitingForCapacity,
+        waitingForSync: last.waitingForSync,
+        deregistrationsBlocked: last.deregistrationsBlocked,
+        consecutiveFailures: last.consecutiveFailures,
+      },
+    );
+    const nextDueAtMs = startedAtMs + o.followUpMs;
+    await this.#records.noteUnchanged(arn, record, nextDueAtMs);
+    return { targetGroupArn: arn, record, held: summary.held, driftFound: 0, nextDueAtMs };
   }
 
   #record(

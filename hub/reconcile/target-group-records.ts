@@ -112,9 +112,11 @@ function number(text: string | undefined): number {
  * <prefix>:tg-schedule        zset  arn → when the group next needs a reconcile without a change
  *                                   (drift check, retry, follow-up); also the index of groups
  * <prefix>:tg-held            hash  held operation id → arn
+ * <prefix>:tg-nudge           zset  arn → when another group's resolution asked for its
+ *                                   reconcile (it gave the group a target its share lacks)
  * ```
  *
- * The two index keys are small (one entry per group) and are never in a multi-key operation
+ * The index keys are small (one entry per group) and are never in a multi-key operation
  * with the per-group keys.
  */
 export class TargetGroupRecords {
@@ -140,6 +142,10 @@ export class TargetGroupRecords {
 
   scheduleKey(): string {
     return `${this.prefix}:tg-schedule`;
+  }
+
+  nudgeKey(): string {
+    return `${this.prefix}:tg-nudge`;
   }
 
   heldKey(): string {
@@ -280,9 +286,36 @@ export class TargetGroupRecords {
     await this.schedule(arn, result.nextDueAtMs);
   }
 
+  /**
+   * Records a reconcile that read and changed nothing (its registrations still wait for a
+   * cluster's initial sync): its record and when it is next due; the cache's validity and any
+   * held operation stay as they are.
+   */
+  async noteUnchanged(arn: string, record: ReconcileRecord, nextDueAtMs: number): Promise<void> {
+    await this.#redis.hset(this.metaKey(arn), 'last', JSON.stringify(record));
+    await this.schedule(arn, nextDueAtMs);
+  }
+
   /** Sets when the group next needs a reconcile without a change (drift check, retry). */
   async schedule(arn: string, dueAtMs: number): Promise<void> {
     await this.#redis.zadd(this.scheduleKey(), dueAtMs, arn);
+  }
+
+  /**
+   * Asks for the groups' reconcile by `atMs` (never later than already asked). Apart from the
+   * schedule, which each reconcile rewrites as it finishes: a reconcile that began before the
+   * nudge does not cancel it.
+   */
+  async nudge(arns: readonly string[], atMs: number): Promise<void> {
+    if (arns.length === 0) return;
+    await this.#redis.zadd(this.nudgeKey(), 'LT', ...arns.flatMap((arn) => [atMs, arn]));
+  }
+
+  /** Groups nudged for `nowMs` or earlier, oldest first, at most `limit`; taken off the set. */
+  async takeNudged(nowMs: number, limit: number): Promise<string[]> {
+    const arns = await this.#redis.zrangebyscore(this.nudgeKey(), '-inf', nowMs, 'LIMIT', 0, limit);
+    if (arns.length > 0) await this.#redis.zrem(this.nudgeKey(), ...arns);
+    return arns;
   }
 
   /** Groups due by `nowMs`, oldest first, at most `limit`. */

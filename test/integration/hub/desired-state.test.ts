@@ -303,6 +303,34 @@ describe('TargetGroupDesiredState', () => {
     expect(moved.length).toBeLessThanOrEqual(2);
   });
 
+  it('names the other groups of a pool that a resolution gave targets their shares lack', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(27), targetGroupArn(28), targetGroupArn(29)];
+    await hub.bindings.apply(prodPool(arns, 40));
+    const east = agent('east', hub.address);
+    east.upsert(web('web-u', ips(1, 0, 30)));
+    await waitFor(
+      async () =>
+        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
+          .size === 30,
+      { what: 'the 30 endpoints stored' },
+    );
+    const [first, ...others] = arns as [string, ...string[]];
+    // Only the first group resolved: the others' shares are still empty.
+    const state = await resolvedTo(hub.desired, first, (s) => s.targets.size > 0);
+    expect(state.unsettledPoolGroups).toEqual([...others].sort());
+    // Once each has written its share, nobody lacks anything.
+    for (const arn of others) await hub.desired.resolve(arn);
+    for (const arn of arns)
+      expect((await hub.desired.resolve(arn)).unsettledPoolGroups).toEqual([]);
+    expect(
+      (await Promise.all(arns.map((arn) => hub.desired.resolve(arn)))).reduce(
+        (n, s) => n + s.targets.size,
+        0,
+      ),
+    ).toBe(30);
+  });
+
   it('shares one resolution of a pool among the groups reconciled together', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(21), targetGroupArn(22), targetGroupArn(23)];
@@ -465,5 +493,47 @@ describe('TargetGroupDesiredState', () => {
     );
     const state = await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
     expect([...state.targets.keys()]).toEqual(['10.1.0.2:8080', '10.1.0.3:8080']);
+  });
+
+  it('follows a named service and one selected by labels alike, and forgets a removed service', async () => {
+    const hub = await startHub();
+    const [byName, byLabel] = [targetGroupArn(5), targetGroupArn(6)];
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn: byName }) }),
+    );
+    await hub.bindings.apply({
+      ...prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn: byLabel }) }),
+      name: 'by-label',
+      services: {
+        namespace: '',
+        name: '',
+        labels: { matchLabels: { app: 'web' }, matchExpressions: [] },
+      },
+    });
+    const east = agent('east', hub.address);
+    const slice = endpointSlice({
+      namespace: 'shop',
+      service: 'web',
+      name: 'web-f',
+      endpoints: ips(1, 0, 2),
+      labels: { app: 'web' },
+    });
+    // Another service of the cluster: in its index, read by neither binding.
+    east.upsert(
+      slice,
+      endpointSlice({
+        namespace: 'shop',
+        service: 'api',
+        name: 'api-f',
+        endpoints: ips(1, 10, 14),
+      }),
+    );
+    for (const arn of [byName, byLabel]) {
+      await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
+    }
+    east.delete(slice);
+    for (const arn of [byName, byLabel]) {
+      await resolvedTo(hub.desired, arn, (s) => s.targets.size === 0);
+    }
   });
 });

@@ -119,11 +119,24 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
     const arn = await boundGroup('held');
     const stream = await resyncing('held');
     // Three batches, each reconciled before the next: each would have been a call of its own.
+    // The first reconcile resolves and holds the 10 targets; the next ones see that the cluster
+    // is still syncing and hold without resolving again (their record keeps the count it found).
+    let lastStart = 0;
     for (const [n, count] of [10, 20, 30].entries()) {
       await stream.send(addresses(1, 1, count));
-      await waitFor(async () => (await fed.records.read(arn)).last?.waitingForSync === count, {
-        what: `a reconcile holding the ${count} targets of batch ${n + 1}`,
-      });
+      const record = await waitFor(
+        async () => {
+          const last = (await fed.records.read(arn)).last;
+          return last !== undefined &&
+            last.startedAtMs > lastStart &&
+            (last.waitingForSync ?? 0) > 0
+            ? last
+            : undefined;
+        },
+        { what: `a reconcile holding the targets of batch ${n + 1}` },
+      );
+      lastStart = record.startedAtMs;
+      expect(record.waitingForSync).toBe(10);
       expect(registerCalls(arn), `after batch ${n + 1}`).toHaveLength(0);
     }
     // Reconciled (a reconcile ran for the batches) but nothing registered.

@@ -122,52 +122,6 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     expect(refused).toEqual([]);
   });
 
-  it('restarts every pod of a pool without waiting for a drain when the pool has room for both', async () => {
-    // Two groups of 6: room for 6 pods and their 6 replaced targets draining for a minute.
-    const pool = [1, 2].map(() => newGroup({ capacity: 6, deregistrationDelayMs: 60_000 }));
-    await fed.applyBinding(
-      binding({
-        name: 'restart-pool',
-        clusters: { names: ['east'], labels: undefined },
-        target: {
-          $case: 'pool',
-          pool: {
-            groups: pool.map((arn) => targetGroup({ arn, capacity: 6 })),
-            listenerRuleArn: '',
-          },
-        },
-      }),
-    );
-    const union = (): string[] => pool.flatMap((arn) => registered(arn)).sort();
-    fed.setEndpoints('east', range(1, 6));
-    await waitFor(() => JSON.stringify(union()) === JSON.stringify(expected(1, range(1, 6))), {
-      what: 'the six pods registered',
-    });
-    const oldShare = pool.map((arn) => registered(arn).length);
-
-    // A rolling restart: one pod at a time, each replacement registered before the next. Each new
-    // target must go where it fits beside the replaced ones, which drain in their groups for a
-    // minute: placed by desired count alone, a group takes more new targets than it has room for,
-    // and they wait out the drain (this test's timeout is 20 s per pod).
-    const hosts = range(1, 6);
-    for (let i = 0; i < 6; i++) {
-      hosts[i] = 21 + i;
-      fed.setEndpoints('east', hosts);
-      await waitFor(() => JSON.stringify(union()) === JSON.stringify(expected(1, hosts)), {
-        what: `pod ${i + 1} of 6 replaced`,
-        timeoutMs: 20_000,
-      });
-    }
-    pool.forEach((arn, i) => {
-      expect(registered(arn).length).toBe(6 - (oldShare[i] ?? 0));
-      expect(sim.simulator.targets(arn)).toHaveLength(6);
-    });
-    const refused = pool.flatMap((arn) =>
-      sim.simulator.calls({ targetGroupArn: arn }).filter((c) => c.errorCode),
-    );
-    expect(refused).toEqual([]);
-  });
-
   it('backs off through a throttling storm and still converges', async () => {
     const arn = newGroup();
     sim.simulator.injectFault({
@@ -289,5 +243,52 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
       timeoutMs: 30_000,
     });
     expect(registered(arn)).toHaveLength(31);
+  });
+
+  // Last: it replaces east's pods, which the tests above rely on.
+  it('restarts every pod of a pool without waiting for a drain when the pool has room for both', async () => {
+    // Two groups of 6: room for 6 pods and their 6 replaced targets draining for a minute.
+    const pool = [1, 2].map(() => newGroup({ capacity: 6, deregistrationDelayMs: 60_000 }));
+    await fed.applyBinding(
+      binding({
+        name: 'restart-pool',
+        clusters: { names: ['east'], labels: undefined },
+        target: {
+          $case: 'pool',
+          pool: {
+            groups: pool.map((arn) => targetGroup({ arn, capacity: 6 })),
+            listenerRuleArn: '',
+          },
+        },
+      }),
+    );
+    const union = (): string[] => pool.flatMap((arn) => registered(arn)).sort();
+    fed.setEndpoints('east', range(1, 6));
+    await waitFor(() => JSON.stringify(union()) === JSON.stringify(expected(1, range(1, 6))), {
+      what: 'the six pods registered',
+    });
+    const oldShare = pool.map((arn) => registered(arn).length);
+
+    // A rolling restart: one pod at a time, each replacement registered before the next. Each new
+    // target must go where it fits beside the replaced ones, which drain in their groups for a
+    // minute: placed by desired count alone, a group takes more new targets than it has room for,
+    // and they wait out the drain (this test's timeout is 20 s per pod).
+    const hosts = range(1, 6);
+    for (let i = 0; i < 6; i++) {
+      hosts[i] = 21 + i;
+      fed.setEndpoints('east', hosts);
+      await waitFor(() => JSON.stringify(union()) === JSON.stringify(expected(1, hosts)), {
+        what: `pod ${i + 1} of 6 replaced`,
+        timeoutMs: 20_000,
+      });
+    }
+    pool.forEach((arn, i) => {
+      expect(registered(arn).length).toBe(6 - (oldShare[i] ?? 0));
+      expect(sim.simulator.targets(arn)).toHaveLength(6);
+    });
+    const refused = pool.flatMap((arn) =>
+      sim.simulator.calls({ targetGroupArn: arn }).filter((c) => c.errorCode),
+    );
+    expect(refused).toEqual([]);
   });
 });

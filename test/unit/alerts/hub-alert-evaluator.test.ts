@@ -113,6 +113,7 @@ function desired(n: number, conflicts: GroupDesiredState['conflicts'] = []): Gro
     awaitingResyncClusters: [],
     initialSyncClusters: [],
     overflow: [],
+    unsettledPoolGroups: [],
     resolvedAtMs: NOW,
   };
 }

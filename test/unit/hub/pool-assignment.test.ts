@@ -211,6 +211,23 @@ describe('assignToPool', () => {
       expect(assignToPool([target], groups, previous, registered).assignment.get(target)).toBe('a');
     });
 
+    it('keeps a waiting target in its group when no group has room counting draining targets', () => {
+      const groups = [
+        { arn: 'a', capacity: 2 },
+        { arn: 'b', capacity: 2 },
+      ];
+      const target = '10.8.0.1:80';
+      const plain = assignToPool([target], groups).assignment.get(target) as string;
+      const waitingIn = plain === 'a' ? 'b' : 'a';
+      const full = new Map([
+        ['a', new Set(['10.8.1.1:80', '10.8.1.2:80'])],
+        ['b', new Set(['10.8.1.3:80', '10.8.1.4:80'])],
+      ]);
+      const result = assignToPool([target], groups, new Map([[target, waitingIn]]), full);
+      expect(result.assignment.get(target)).toBe(waitingIn);
+      expect(result.moved).toBe(0);
+    });
+
     it('still places by capacity alone when no group has room counting draining targets', () => {
       const groups = [
         { arn: 'a', capacity: 2 },

@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { ReconcileScheduler } from '../../../hub/reconcile/reconcile-scheduler.js';
+import { TargetGroupRecords } from '../../../hub/reconcile/target-group-records.js';
+import type { ReconcileReason } from '../../../hub/queue/index.js';
+import { createRedis, type RedisClient } from '../../../hub/state/index.js';
+import { targetGroupArn } from '../../support/binding-fixtures.js';
+
+const closers: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close();
+});
+
+function setUp(): {
+  records: TargetGroupRecords;
+  requests: [string, ReconcileReason][];
+  scheduler: ReconcileScheduler;
+  clock: { now: number };
+} {
+  const redis: RedisClient = createRedis({ mode: 'standalone', url: inject('redisUrl') });
+  const prefix = `sched-${randomBytes(4).toString('hex')}`;
+  closers.push(async () => {
+    const keys = await redis.keys(`${prefix}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+    await redis.quit();
+  });
+  const records = new TargetGroupRecords(redis, prefix);
+  const requests: [string, ReconcileReason][] = [];
+  const clock = { now: 1_000_000 };
+  const scheduler = new ReconcileScheduler(
+    records,
+    { request: (arn, reason) => Promise.resolve(requests.push([arn, reason])) },
+    { clock: () => clock.now },
+  );
+  closers.push(() => scheduler.close());
+  return { records, requests, scheduler, clock };
+}
+
+describe('ReconcileScheduler on the real Redis', () => {
+  it('enqueues a nudged group when its nudge is due, once, even if its schedule moved later', async () => {
+    const { records, requests, scheduler, clock } = setUp();
+    const [a, b] = [targetGroupArn(1), targetGroupArn(2)];
+    await records.schedule(a, clock.now + 300_000);
+    await records.schedule(b, clock.now + 300_000);
+    await records.nudge([a], clock.now + 15_000);
+    // A later nudge does not postpone an earlier one.
+    await records.nudge([a], clock.now + 60_000);
+    // A reconcile of `a` that began before the nudge finishes and sets its next drift check.
+    await records.schedule(a, clock.now + 300_000);
+
+    expect(await scheduler.tick()).toBe(0);
+    clock.now += 15_000;
+    expect(await scheduler.tick()).toBe(1);
+    expect(requests).toEqual([[a, 'endpoints']]);
+    clock.now += 60_000;
+    expect(await scheduler.tick()).toBe(0);
+    expect(requests).toHaveLength(1);
+  });
+
+  it('enqueues groups whose schedule is due and claims them', async () => {
+    const { records, requests, scheduler, clock } = setUp();
+    const arn = targetGroupArn(3);
+    await records.schedule(arn, clock.now - 1);
+    expect(await scheduler.tick()).toBe(1);
+    expect(requests).toEqual([[arn, 'drift']]);
+    // Claimed: not due again until its reconcile reports back or the claim runs out.
+    expect(await scheduler.tick()).toBe(0);
+  });
+});
