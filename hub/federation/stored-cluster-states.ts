@@ -3,6 +3,7 @@ import {
   digestHex,
   matchesServiceSelector,
   parseServiceKey,
+  serviceKeyString,
   type ServiceSelector,
 } from '../../shared/index.js';
 import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
@@ -74,10 +75,20 @@ export class StoredClusterStates {
     clusterId: string,
     selectors: readonly ServiceSelector[],
   ): Promise<ClusterEndpointState> {
-    const metas = await this.#store.serviceMetas(clusterId);
+    // Selectors that all name their service read just those services' metas; a selector by
+    // labels or a blank name needs the cluster's whole index.
+    const named = selectors.every((s) => s.namespace !== '' && s.name !== '')
+      ? [...new Set(selectors.map((s) => serviceKeyString(s)))]
+      : undefined;
+    const metas =
+      named === undefined
+        ? await this.#store.serviceMetas(clusterId)
+        : await this.#store.serviceMetasOf(clusterId, named);
     let cache = this.#cache.get(clusterId);
     if (cache === undefined) this.#cache.set(clusterId, (cache = new Map<string, CachedService>()));
-    for (const service of cache.keys()) if (!metas.has(service)) cache.delete(service);
+    for (const service of named ?? [...cache.keys()]) {
+      if (!metas.has(service)) cache.delete(service);
+    }
     const wanted = [...metas].filter(([key, meta]) => {
       const service = parseServiceKey(key);
       return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));

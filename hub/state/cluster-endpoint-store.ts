@@ -125,6 +125,24 @@ export class ClusterEndpointStore {
     return new Map(Object.entries(raw).map(([key, value]) => [key, decodeServiceMeta(key, value)]));
   }
 
+  /**
+   * Service key → meta for the given services only (HMGET: one field each, not the cluster's
+   * whole index); services the cluster does not hold are absent.
+   */
+  async serviceMetasOf(
+    clusterId: string,
+    serviceKeys: readonly string[],
+  ): Promise<Map<string, ServiceMeta>> {
+    const metas = new Map<string, ServiceMeta>();
+    if (serviceKeys.length === 0) return metas;
+    const raw = await this.#redis.hmget(this.keys.services(clusterId), ...serviceKeys);
+    serviceKeys.forEach((key, i) => {
+      const value = raw[i];
+      if (value !== null && value !== undefined) metas.set(key, decodeServiceMeta(key, value));
+    });
+    return metas;
+  }
+
   /** Cluster totals as of the last batch (zeros when nothing is stored). */
   async totals(clusterId: string): Promise<ClusterTotals> {
     const [endpoints, services] = await this.#redis.hmget(
