@@ -255,17 +255,14 @@ export function reconcileJobOptions(
 }
 
 /**
- * The delay of a change's reconcile: until a wall-clock multiple of `windowMs`, the first one at
- * least half a window away. In [windowMs / 2, windowMs * 1.5), windowMs on average as with a
- * fixed delay; 0 without a window. The same instants for every group and every hub replica
- * (clocks agree to within milliseconds under NTP), so groups changed at about the same time are
- * reconciled at the same time; and a burst of changes always has half a window to gather, so a
- * window ending just after its first change does not split it into an extra call.
+ * The delay of a change's reconcile: until the end of the debounce window it falls in, windows
+ * being consecutive multiples of `windowMs` on the wall clock. In (0, windowMs]; 0 without a
+ * window. The same instants for every group and every hub replica (clocks agree to within
+ * milliseconds under NTP), so groups changed within one window are reconciled at the same time.
  */
 export function debounceDelay(nowMs: number, windowMs: number): number {
   if (windowMs <= 0) return 0;
-  const toEnd = windowMs - (((nowMs % windowMs) + windowMs) % windowMs);
-  return toEnd < windowMs / 2 ? toEnd + windowMs : toEnd;
+  return windowMs - (((nowMs % windowMs) + windowMs) % windowMs);
 }
 
 /** A fresh job id (BullMQ forbids ids that are integers or start with `0:`). */
