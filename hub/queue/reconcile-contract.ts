@@ -219,12 +219,9 @@ export const OBSERVED_AT_MEMBER = 'at';
  *   job per group: never two reconciles of a group at once, never a change lost behind a running
  *   one. (`ttl` is ignored with `keepLastIfActive`; a stale key whose job vanished is recovered by
  *   `recoverStaleDeduplicationKey`.)
- * - `delay` is the debounce window, as a throttle: the first change starts it and later ones
- *   join it. The windows are aligned on the wall clock ({@link debounceDelay}): every group's
- *   window ends at the same instants, so the groups of a pool that change together are reconciled
- *   together and share one resolution of the pool (`TargetGroupDesiredState`) instead of one
- *   each. BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the window on every
- *   add, which under constant churn would postpone the reconcile forever.
+ * - `delay: debounceMs` is the debounce window, as a throttle: the first change starts it and
+ *   later ones join it. BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
+ *   window on every add, which under constant churn would postpone the reconcile forever.
  * - `operator` requests use `delay: 0` and `replace: true`: a job still delayed is replaced by
  *   one that runs now (`replace` removes only a *delayed* job; a waiting one already runs soon).
  * - `jobId` is unique per request, so the returned job's id tells whether it was coalesced.
@@ -236,12 +233,11 @@ export function reconcileJobOptions(
   request: ReconcileRequest,
   options: CompiledReconcileQueueOptions,
   jobId: string = newReconcileJobId(),
-  nowMs: number = Date.now(),
 ): JobsOptions {
   const now = request.reason === 'operator';
   return {
     jobId,
-    delay: now ? 0 : debounceDelay(nowMs, options.debounceMs),
+    delay: now ? 0 : options.debounceMs,
     deduplication: {
       id: reconcileDeduplicationId(request.targetGroupArn),
       keepLastIfActive: true,
@@ -252,17 +248,6 @@ export function reconcileJobOptions(
     removeOnComplete: { count: options.keepFinishedJobs },
     removeOnFail: { count: options.keepFinishedJobs },
   };
-}
-
-/**
- * The delay of a change's reconcile: until the end of the debounce window it falls in, windows
- * being consecutive multiples of `windowMs` on the wall clock. In (0, windowMs]; 0 without a
- * window. The same instants for every group and every hub replica (clocks agree to within
- * milliseconds under NTP), so groups changed within one window are reconciled at the same time.
- */
-export function debounceDelay(nowMs: number, windowMs: number): number {
-  if (windowMs <= 0) return 0;
-  return windowMs - (((nowMs % windowMs) + windowMs) % windowMs);
 }
 
 /** A fresh job id (BullMQ forbids ids that are integers or start with `0:`). */

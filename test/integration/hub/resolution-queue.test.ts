@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -111,36 +110,6 @@ const BINDINGS: Binding[] = [
 ];
 
 describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
-  it('ends every group’s debounce window at the same instants, so groups changed together run together', async () => {
-    const debounceMs = 2_000;
-    const { sink } = newSink({ debounceMs });
-    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
-    // Start just after a window boundary, so that both changes fall in one window.
-    while (Date.now() % debounceMs > 100) await sleep(10);
-    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1));
-    await sleep(300);
-    await sink.changed('prod-us', [{ namespace: 'shop', name: 'api' }], trace(2));
-
-    const due = new Map<string, number>();
-    for (const address of reconcileQueueAddresses(sink.options)) {
-      const queue = new Queue<ReconcileRequest>(address.name, {
-        connection: connection(),
-        prefix: address.prefix,
-      });
-      for (const job of await queue.getJobs(['delayed'])) {
-        due.set(job.data.targetGroupArn, job.timestamp + (job.opts.delay ?? 0));
-      }
-      await queue.close();
-    }
-    expect([...due.keys()].sort()).toEqual([A_GROUP, B_GROUP].sort());
-    const [a, b] = [due.get(A_GROUP) as number, due.get(B_GROUP) as number];
-    // Added 300 ms apart, due at the same window end (BullMQ stamps the job a moment after the
-    // sink computes its delay, hence a few milliseconds of slack).
-    expect(Math.abs(a - b)).toBeLessThanOrEqual(5);
-    const offset = a % debounceMs;
-    expect(Math.min(offset, debounceMs - offset)).toBeLessThanOrEqual(5);
-  });
-
   it('coalesces many changes to one group within the debounce window into exactly one waiting job', async () => {
     const { sink, redis } = newSink();
     await sink.updateBindings({ revision: 1, bindings: BINDINGS });
