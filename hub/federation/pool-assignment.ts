@@ -73,8 +73,9 @@ function compareText(a: string, b: string): number {
  * - a target kept from `previous` but not registered yet leaves a group that has no room counting
  *   its draining targets (it would wait for the drain; elsewhere it need not);
  * - new targets go first to groups with room counting draining ones, and only when none has any
- *   to a group with room by capacity alone, where they wait for the drain. So draining never
- *   makes a target overflow: `overflow` depends on the desired targets and capacities only.
+ *   to a group with room by capacity alone, where they wait for the drain; targets that left a
+ *   group are placed before new ones, and go back when room is nowhere. So draining decides
+ *   where targets go, never which overflow: `overflow` is what it is without `occupied`.
  *
  * Deterministic: the same inputs give the same assignment in every process.
  */
@@ -107,6 +108,8 @@ export function assignToPool(
   const assignment = new Map<string, string>();
   const counts = new Map<string, number>(groupList.map((g) => [g.arn, 0]));
   const unplaced: string[] = [];
+  /** Kept targets not registered yet that leave a group without room counting AWS's targets. */
+  const leaving: string[] = [];
 
   // Step 1: keep previous placements, trimmed to each group's capacity.
   const keptByGroup = new Map<string, string[]>();
@@ -139,7 +142,7 @@ export function assignToPool(
       const others = held.size - registered.length;
       const room = Math.max(0, group.capacity - others - registered.length);
       if (waiting.length > room) {
-        unplaced.push(...waiting.splice(room));
+        leaving.push(...waiting.splice(room));
         kept.length = 0;
         kept.push(...registered, ...waiting);
       }
@@ -189,7 +192,10 @@ export function assignToPool(
     (counts.get(group.arn) ?? 0) + (elsewhere.get(group.arn) ?? 0) < group.capacity;
 
   // Step 2: place the rest by rendezvous score among groups with room.
+  // Targets that left a group to look for room go first: they were placed before any new
+  // target, and going back must find their place still free.
   unplaced.sort(compareText);
+  unplaced.unshift(...leaving.sort(compareText));
   const overflow: string[] = [];
   for (const target of unplaced) {
     const h = hashOf(target);

@@ -93,10 +93,12 @@ export class ReconcileScheduler {
     }
     if (due.length > 0) this.#log.debug({ groups: due.length }, 'due target groups enqueued');
     // Groups another group's resolution gave a target their share lacks (see TargetGroupRecords).
-    const nudged = await this.#records.takeNudged(now, this.#batchSize);
+    // Each nudge is cleared only once its request is in: one that fails stays for the next look-up.
+    const nudged = await this.#records.nudged(now, this.#batchSize);
     for (const arn of nudged) {
       if (this.#closed) break;
       await this.#requester.request(arn, 'endpoints');
+      await this.#records.clearNudge(arn);
     }
     return due.length + nudged.length;
   }

@@ -311,11 +311,14 @@ export class TargetGroupRecords {
     await this.#redis.zadd(this.nudgeKey(), 'LT', ...arns.flatMap((arn) => [atMs, arn]));
   }
 
-  /** Groups nudged for `nowMs` or earlier, oldest first, at most `limit`; taken off the set. */
-  async takeNudged(nowMs: number, limit: number): Promise<string[]> {
-    const arns = await this.#redis.zrangebyscore(this.nudgeKey(), '-inf', nowMs, 'LIMIT', 0, limit);
-    if (arns.length > 0) await this.#redis.zrem(this.nudgeKey(), ...arns);
-    return arns;
+  /** Groups nudged for `nowMs` or earlier, oldest first, at most `limit`. */
+  async nudged(nowMs: number, limit: number): Promise<string[]> {
+    return this.#redis.zrangebyscore(this.nudgeKey(), '-inf', nowMs, 'LIMIT', 0, limit);
+  }
+
+  /** Takes a group's nudge off the set, once its reconcile was requested. */
+  async clearNudge(arn: string): Promise<void> {
+    await this.#redis.zrem(this.nudgeKey(), arn);
   }
 
   /** Groups due by `nowMs`, oldest first, at most `limit`. */

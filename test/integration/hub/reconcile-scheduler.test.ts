@@ -57,6 +57,28 @@ describe('ReconcileScheduler on the real Redis', () => {
     expect(requests).toHaveLength(1);
   });
 
+  it('keeps a nudge whose request failed for the next look-up', async () => {
+    const { records, requests, clock } = setUp();
+    const arn = targetGroupArn(4);
+    await records.nudge([arn], clock.now);
+    let fail = true;
+    const scheduler = new ReconcileScheduler(
+      records,
+      {
+        request: (a, reason) =>
+          fail
+            ? Promise.reject(new Error('Redis down'))
+            : Promise.resolve(requests.push([a, reason])),
+      },
+      { clock: () => clock.now },
+    );
+    closers.push(() => scheduler.close());
+    await expect(scheduler.tick()).rejects.toThrow('Redis down');
+    fail = false;
+    expect(await scheduler.tick()).toBe(1);
+    expect(requests).toEqual([[arn, 'endpoints']]);
+  });
+
   it('enqueues groups whose schedule is due and claims them', async () => {
     const { records, requests, scheduler, clock } = setUp();
     const arn = targetGroupArn(3);

@@ -176,6 +176,8 @@ describe('assignToPool', () => {
             expect(result.counts.get(g.arn) ?? 0).toBeLessThanOrEqual(g.capacity);
           expect(result.assignment.size + result.overflow.length).toBe(targets.length);
           expect(result.overflow.length).toBe(Math.max(0, targets.length - totalCapacity(groups)));
+          // Draining targets decide where targets go, never which ones overflow.
+          expect(result.overflow).toEqual(assignToPool(targets, groups, previous).overflow);
           const again = assignToPool([...targets].reverse(), groups, previous, occupied);
           expect([...again.assignment].sort()).toEqual([...result.assignment].sort());
         }),
