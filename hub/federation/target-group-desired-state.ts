@@ -372,16 +372,17 @@ export class TargetGroupDesiredState {
    * tell cheaply that they still are.
    */
   async initialSyncClusters(targetGroupArn: string): Promise<string[]> {
+    // Mostly none is syncing: then no read at all.
+    const candidates = [...(this.#options.listedClusters?.() ?? [])].filter(
+      (id) => this.#options.status.status(id).initialSync === true,
+    );
+    if (candidates.length === 0) return [];
     const snapshot = await this.#bindingsSnapshot();
-    const listed = [...(this.#options.listedClusters?.() ?? [])];
     const syncing = new Set<string>();
     for (const binding of snapshot.bindings) {
       if (!targetGroupsOf(binding).some((g) => g.arn === targetGroupArn)) continue;
-      for (const id of listed) {
-        if (
-          this.#options.status.status(id).initialSync === true &&
-          selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {})
-        ) {
+      for (const id of candidates) {
+        if (selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {})) {
           syncing.add(id);
         }
       }

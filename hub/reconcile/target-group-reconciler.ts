@@ -503,11 +503,12 @@ export class TargetGroupReconciler {
     arn: string,
     context: ReconcileContext,
   ): Promise<ReconcileResult | undefined> {
-    if (this.#desired.initialSyncClusters === undefined) return undefined;
+    // The syncing clusters first: outside a sync that costs no read at all.
+    const syncing = (await this.#desired.initialSyncClusters?.(arn)) ?? [];
+    if (syncing.length === 0) return undefined;
     const summary = await this.#records.summary(arn);
     const last = summary.last;
     if (last === undefined || (last.waitingForSync ?? 0) === 0) return undefined;
-    if ((await this.#desired.initialSyncClusters(arn)).length === 0) return undefined;
     const o = this.options;
     const startedAtMs = o.clock();
     const none: Progress = {
