@@ -6,7 +6,7 @@ import {
   serviceKeyString,
   type ServiceSelector,
 } from '../../shared/index.js';
-import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
+import type { ClusterEndpointStore, RedisClient, ServiceMeta } from '../state/index.js';
 import type { ClusterEndpointState, ClusterServiceState } from './desired-targets.js';
 
 /** A service as last read, with the digest it was read at. */
@@ -70,20 +70,16 @@ export class StoredClusterStates {
   /**
    * The services of one cluster that at least one selector matches, with their endpoints.
    * Services no selector matches are not read (their endpoints can be many).
+   *
+   * With the state comes its {@link fingerprint}: the digests of every service the selectors
+   * were matched against, the read ones as read. Equal fingerprints read later mean the same
+   * state (up to a 64-bit digest collision).
    */
   async load(
     clusterId: string,
     selectors: readonly ServiceSelector[],
-  ): Promise<ClusterEndpointState> {
-    // Selectors that all name their service read just those services' metas; a selector by
-    // labels or a blank name needs the cluster's whole index.
-    const named = selectors.every((s) => s.namespace !== '' && s.name !== '')
-      ? [...new Set(selectors.map((s) => serviceKeyString(s)))]
-      : undefined;
-    const metas =
-      named === undefined
-        ? await this.#store.serviceMetas(clusterId)
-        : await this.#store.serviceMetasOf(clusterId, named);
+  ): Promise<ClusterEndpointState & { readonly fingerprint: string }> {
+    const { named, metas } = await this.#metas(clusterId, selectors);
     let cache = this.#cache.get(clusterId);
     if (cache === undefined) this.#cache.set(clusterId, (cache = new Map<string, CachedService>()));
     for (const service of named ?? [...cache.keys()]) {
@@ -93,11 +89,12 @@ export class StoredClusterStates {
       const service = parseServiceKey(key);
       return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
     });
+    const digests = new Map([...metas].map(([key, meta]) => [key, digestHex(meta.digest)]));
     const services = new Map<string, ClusterServiceState>();
     const reads: Promise<void>[] = [];
     for (const [key, meta] of wanted) {
       const cached = cache.get(key);
-      if (cached !== undefined && cached.digest === digestHex(meta.digest)) {
+      if (cached !== undefined && cached.digest === digests.get(key)) {
         services.set(key, { ...cached.state, labels: meta.labels });
         continue;
       }
@@ -106,10 +103,14 @@ export class StoredClusterStates {
           // Removed between the index read and the service read: it is gone.
           if (s === undefined) {
             cache.delete(key);
+            digests.set(key, '');
             return;
           }
           const state = { service: s.service, labels: s.labels, endpoints: s.endpoints };
-          cache.set(key, { digest: digestHex(s.digest), state });
+          const digest = digestHex(s.digest);
+          cache.set(key, { digest, state });
+          // What was used: changed since the index read, it is the newer digest.
+          digests.set(key, digest);
           services.set(key, state);
         }),
       );
@@ -121,8 +122,44 @@ export class StoredClusterStates {
       const state = services.get(key);
       if (state !== undefined) ordered.set(key, state);
     }
-    return { clusterId, services: ordered };
+    return { clusterId, services: ordered, fingerprint: fingerprintOf(digests) };
   }
+
+  /**
+   * The fingerprint {@link load} would return now, from the services' index alone: no endpoint
+   * is read. Equal to an earlier load's fingerprint when none of the services it matched
+   * against changed since.
+   */
+  async fingerprint(clusterId: string, selectors: readonly ServiceSelector[]): Promise<string> {
+    const { metas } = await this.#metas(clusterId, selectors);
+    return fingerprintOf(new Map([...metas].map(([key, meta]) => [key, digestHex(meta.digest)])));
+  }
+
+  /**
+   * Selectors that all name their service read just those services' metas; a selector by labels
+   * or a blank name needs the cluster's whole index.
+   */
+  async #metas(
+    clusterId: string,
+    selectors: readonly ServiceSelector[],
+  ): Promise<{ named: string[] | undefined; metas: Map<string, ServiceMeta> }> {
+    const named = selectors.every((s) => s.namespace !== '' && s.name !== '')
+      ? [...new Set(selectors.map((s) => serviceKeyString(s)))]
+      : undefined;
+    const metas =
+      named === undefined
+        ? await this.#store.serviceMetas(clusterId)
+        : await this.#store.serviceMetasOf(clusterId, named);
+    return { named, metas };
+  }
+}
+
+/** Service key → digest, in key order, as one string. */
+function fingerprintOf(digests: ReadonlyMap<string, string>): string {
+  return [...digests]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([key, digest]) => `${key}=${digest}`)
+    .join('\n');
 }
 
 function isCluster(redis: RedisClient): redis is Cluster {

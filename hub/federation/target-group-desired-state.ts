@@ -6,6 +6,8 @@ import {
   collectDesiredTargets,
   placeDesiredTargets,
   type ClusterDirectory,
+  type ClusterEndpointState,
+  type ClusterStatus,
   type ClusterStatusSource,
   type DesiredTarget,
   type DesiredTargets,
@@ -115,21 +117,56 @@ export interface GroupDesiredState {
   readonly resolvedAtMs: number;
 }
 
-/** How long a finished binding resolution stays available to reconciles begun before it. */
+/**
+ * How long a finished binding resolution stays available to reconciles begun before it, and how
+ * long after it began it may be reused once its inputs are checked unchanged (see
+ * `TargetGroupDesiredState#stillHolds`). After that a reconcile resolves the pool afresh: with
+ * the pool's assignment and its groups' occupancy as they are then.
+ */
 const SHARED_RESOLUTION_KEEP_MS = 5_000;
+
+/** What a binding resolution was computed from, to tell later that it still holds. */
+interface ResolutionInputs {
+  readonly knownEpoch: string | undefined;
+  readonly storageLost: boolean;
+  /** The selected clusters with their statuses, as one string. */
+  readonly clusters: string;
+  /** Each selected cluster's state fingerprint (`StoredClusterStates.load`), in their order. */
+  readonly fingerprints: readonly string[];
+  /** When its reads began. */
+  readonly startedAtMs: number;
+}
+
+interface ResolvedBinding {
+  readonly desired: DesiredTargets;
+  readonly inputs: ResolutionInputs;
+  /**
+   * Groups of `desired.unsettled` whose shares were written from this resolution since: a
+   * reconcile using it later does not nudge them again.
+   */
+  readonly settled: Set<string>;
+}
 
 interface SharedResolution {
   /** Its place in the order resolutions began (see `TargetGroupDesiredState.mark`). */
   readonly seq: number;
   settled: boolean;
   failed?: boolean;
-  readonly result: Promise<DesiredTargets>;
+  readonly result: Promise<ResolvedBinding>;
 }
 
 interface SharedResolutions {
   latest: SharedResolution | undefined;
   /** The resolution that begins when `latest` settles, shared by everyone waiting for it. */
-  next: Promise<DesiredTargets> | undefined;
+  next: Promise<ResolvedBinding> | undefined;
+}
+
+/** Counts of binding resolutions (for tests). */
+export interface ResolutionCounts {
+  /** Pools (or single groups) resolved from their clusters' stored state. */
+  readonly computed: number;
+  /** Resolutions used again after their inputs were found unchanged. */
+  readonly reused: number;
 }
 
 /**
@@ -190,7 +227,13 @@ function targetGroupsOf(binding: NormalizedBinding): TargetGroup[] {
  * Shared resolutions: a binding is resolved over all its groups at once (the pool's clusters read
  * and its assignment computed), and the groups of a pool that a worker reconciles at about the
  * same time use one such resolution, as long as it began after their reconcile started (see
- * {@link mark}): every change written before a reconcile started is in what it uses.
+ * {@link mark}): every change written before a reconcile started is in what it uses. A
+ * resolution that began earlier is used too when its inputs are unchanged: the same clusters
+ * with the same statuses, the same stored digests of the services it matched (read again from
+ * the services' index, without their endpoints) and the same storage epoch, for at most
+ * {@link SHARED_RESOLUTION_KEEP_MS} after it began. So after a cold start's sync, the ten groups
+ * of a pool that a worker reconciles one after another, as their accounts' rate limits let
+ * them, cost one resolution, not ten.
  *
  * Two bindings feeding one group: their targets are merged; the same `ip:port` from different
  * clusters is a conflict, registered once from the same winner `resolveDesiredTargets` would
@@ -206,6 +249,8 @@ export class TargetGroupDesiredState {
   readonly #shared = new Map<string, SharedResolutions>();
   /** Binding resolutions begun so far; see {@link mark}. */
   #computations = 0;
+  #computed = 0;
+  #reused = 0;
   /** The last bindings snapshot read, reused while the store's revision and generation hold. */
   #snapshot: BindingSnapshot | undefined;
 
@@ -223,6 +268,11 @@ export class TargetGroupDesiredState {
   /** Where a group's assignment is persisted (for tests and the admin API). */
   assignmentKey(targetGroupArn: string): string {
     return this.#assignments.key(targetGroupArn);
+  }
+
+  /** How many binding resolutions were computed and how many reused since this was made. */
+  get resolutions(): ResolutionCounts {
+    return { computed: this.#computed, reused: this.#reused };
   }
 
   /**
@@ -260,9 +310,10 @@ export class TargetGroupDesiredState {
     };
     if (feeding.length === 0) return { ...empty, ...(await this.#unbound()) };
     const ownBefore = await this.#assignments.read(targetGroupArn);
-    const resolutions = await Promise.all(
+    const used = await Promise.all(
       feeding.map((binding) => this.#bindingResolution(binding, snapshot.generation, since)),
     );
+    const resolutions = used.map((r) => r.desired);
 
     const targets = new Map<string, DesiredTarget>();
     const placedBy = new Map<string, string>();
@@ -277,10 +328,13 @@ export class TargetGroupDesiredState {
       for (const c of clusters) set.add(c);
     };
 
+    const settledBy = (arn: string, i: number): boolean => used[i]?.settled.has(arn) === true;
     feeding.forEach((binding, i) => {
       const resolved = resolutions[i] as DesiredTargets;
       for (const key of resolved.overflow) overflow.add(key);
-      for (const arn of resolved.unsettled ?? []) if (arn !== targetGroupArn) unsettled.add(arn);
+      for (const arn of resolved.unsettled ?? []) {
+        if (arn !== targetGroupArn && !settledBy(arn, i)) unsettled.add(arn);
+      }
       const group = resolved.groups.get(targetGroupArn);
       if (group === undefined) return;
       for (const c of group.awaitingResyncClusters) awaiting.add(c);
@@ -345,6 +399,12 @@ export class TargetGroupDesiredState {
       assignment.set(key, placedBy.get(key) ?? '');
     }
     await this.#assignments.write(targetGroupArn, assignment, ownBefore);
+    for (const r of used) {
+      const share = r.desired.groups.get(targetGroupArn);
+      if (share !== undefined && [...share.targets.keys()].every((key) => assignment.has(key))) {
+        r.settled.add(targetGroupArn);
+      }
+    }
 
     const conflicts = [...conflictClusters]
       .filter(([key, clusters]) => clusters.size > 1 && sortedTargets.has(key))
@@ -434,22 +494,25 @@ export class TargetGroupDesiredState {
 
   /**
    * The resolution of one binding over all its groups, shared by the groups it feeds: the one
-   * begun last is used when it began after `since`; otherwise a new one begins, or, while one is
-   * under way, the next one, which every group asking meanwhile shares. So the groups of a pool
-   * reconciled together cost one read of the pool's clusters and one assignment, not one each.
+   * begun last is used when it began after `since`; otherwise a new one begins (or, while one is
+   * under way, the next one, which every group asking meanwhile shares), and that new one is the
+   * last one again if its inputs are found unchanged. So the groups of a pool reconciled together
+   * or one after another cost one read of the pool's clusters and one assignment, not one each.
    */
-  #bindingResolution(
+  async #bindingResolution(
     binding: NormalizedBinding,
     generation: string | undefined,
     since: number,
-  ): Promise<DesiredTargets> {
+  ): Promise<ResolvedBinding> {
     // The binding's store version changes with every write of it; the generation with a loss.
     const key = `${generation ?? ''}\n${binding.name}\n${binding.version}`;
     const shared = this.#shared.get(key) ?? { latest: undefined, next: undefined };
     this.#shared.set(key, shared);
     const latest = shared.latest;
     if (latest !== undefined && latest.seq > since) return latest.result;
-    if (latest === undefined || latest.settled) return this.#begin(key, shared, binding).result;
+    if (latest === undefined || latest.settled) {
+      return this.#begin(key, shared, binding, latest).result;
+    }
     shared.next ??= latest.result
       .then(
         () => undefined,
@@ -457,16 +520,22 @@ export class TargetGroupDesiredState {
       )
       .then(() => {
         shared.next = undefined;
-        return this.#begin(key, shared, binding).result;
+        return this.#begin(key, shared, binding, latest).result;
       });
     return shared.next;
   }
 
-  #begin(key: string, shared: SharedResolutions, binding: NormalizedBinding): SharedResolution {
+  /** Begins a resolution: `before` again if its inputs still hold, otherwise a new one. */
+  #begin(
+    key: string,
+    shared: SharedResolutions,
+    binding: NormalizedBinding,
+    before: SharedResolution | undefined,
+  ): SharedResolution {
     const resolution: SharedResolution = {
       seq: ++this.#computations,
       settled: false,
-      result: this.#resolveBinding(binding),
+      result: this.#reuseOrResolve(binding, before),
     };
     shared.latest = resolution;
     const settle = (): void => {
@@ -487,20 +556,89 @@ export class TargetGroupDesiredState {
     return resolution;
   }
 
-  /** One binding against the stored state of the clusters it selects, with its pool's assignment. */
-  async #resolveBinding(binding: NormalizedBinding): Promise<DesiredTargets> {
-    // The epoch first, then statuses and states, then the stored epoch: a status can only vouch
-    // for what was read after it if no Redis loss happened in between.
+  async #reuseOrResolve(
+    binding: NormalizedBinding,
+    before: SharedResolution | undefined,
+  ): Promise<ResolvedBinding> {
+    if (before?.settled === true && before.failed !== true) {
+      const resolved = await before.result;
+      if (await this.#stillHolds(binding, resolved.inputs)) {
+        this.#reused++;
+        return resolved;
+      }
+    }
+    return this.#resolveBinding(binding);
+  }
+
+  /**
+   * True when a resolution computed from `inputs` is what resolving now would compute from the
+   * stored state: not older than {@link SHARED_RESOLUTION_KEEP_MS}, the same clusters selected
+   * with the same statuses, the same digests of the services matched, the same storage epoch.
+   * The reads are those of a resolution, in the same order, without reading any endpoint. The
+   * pool's assignment and its groups' occupancy are not compared: they are the resolution's own
+   * placement being written, and registrations moving (the age bound covers the rest).
+   */
+  async #stillHolds(binding: NormalizedBinding, inputs: ResolutionInputs): Promise<boolean> {
+    if (this.#clock() - inputs.startedAtMs > SHARED_RESOLUTION_KEEP_MS) return false;
+    const selection = await this.#selection(binding);
+    if (selection.knownEpoch !== inputs.knownEpoch || selection.clusters !== inputs.clusters) {
+      return false;
+    }
+    const fingerprints = await Promise.all(
+      selection.selected.map((id) => this.#clusters.fingerprint(id, [binding.services])),
+    );
+    if (fingerprints.some((f, i) => f !== inputs.fingerprints[i])) return false;
+    return (await this.#storageLost(selection.knownEpoch)) === inputs.storageLost;
+  }
+
+  /**
+   * The clusters a binding selects now, with their statuses (and those as one string), after the
+   * storage epoch the statuses answer for.
+   */
+  async #selection(binding: NormalizedBinding): Promise<{
+    knownEpoch: string | undefined;
+    selected: string[];
+    statuses: Map<string, ClusterStatus>;
+    clusters: string;
+  }> {
     const knownEpoch = this.#options.storageEpoch?.known();
     const known = await this.#knownClusters();
     const selected = known.filter((id) =>
       selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
     );
     const statuses = new Map(selected.map((id) => [id, this.#options.status.status(id)]));
+    return { knownEpoch, selected, statuses, clusters: JSON.stringify([...statuses]) };
+  }
+
+  /** One binding against the stored state of the clusters it selects, with its pool's assignment. */
+  async #resolveBinding(binding: NormalizedBinding): Promise<ResolvedBinding> {
+    this.#computed++;
+    const startedAtMs = this.#clock();
+    // The epoch first, then statuses and states, then the stored epoch: a status can only vouch
+    // for what was read after it if no Redis loss happened in between.
+    const { knownEpoch, selected, statuses, clusters } = await this.#selection(binding);
     const states = await Promise.all(
       selected.map((id) => this.#clusters.load(id, [binding.services])),
     );
     const storageLost = await this.#storageLost(knownEpoch);
+    const inputs: ResolutionInputs = {
+      knownEpoch,
+      storageLost,
+      clusters,
+      fingerprints: states.map((state) => state.fingerprint),
+      startedAtMs,
+    };
+    const desired = await this.#placeBinding(binding, states, statuses, storageLost);
+    return { desired, inputs, settled: new Set() };
+  }
+
+  /** Collects and places a binding's targets from the states read (see {@link resolveBinding}). */
+  async #placeBinding(
+    binding: NormalizedBinding,
+    states: readonly ClusterEndpointState[],
+    statuses: ReadonlyMap<string, ClusterStatus>,
+    storageLost: boolean,
+  ): Promise<DesiredTargets> {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;

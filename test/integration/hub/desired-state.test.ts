@@ -405,6 +405,69 @@ describe('TargetGroupDesiredState', () => {
     expect(desired.mark()).toBe(first + 2);
   });
 
+  it('reuses a finished resolution of a pool only while its inputs are unchanged', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(25), targetGroupArn(26)];
+    await hub.bindings.apply(prodPool(arns, 40));
+    const east = agent('east', hub.address);
+    agent('west', hub.address).upsert(web('web-w', ips(2, 0, 10)));
+    east.upsert(web('web-e', ips(1, 0, 10)));
+    await waitFor(
+      async () => {
+        const states = await Promise.all(arns.map((arn) => hub.desired.resolve(arn)));
+        return states.reduce((n, s) => n + s.targets.size, 0) === 20;
+      },
+      { what: 'the 20 endpoints of east and west stored' },
+    );
+
+    let now = 1_000_000;
+    let westStatus: ClusterStatus = CONNECTED;
+    const desired = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: (id) => (id === 'west' ? westStatus : CONNECTED) },
+        clock: () => now,
+      },
+    );
+    const total = (states: GroupDesiredState[]): number =>
+      states.reduce((n, s) => n + s.targets.size, 0);
+    const one = async (arn: string): Promise<GroupDesiredState> =>
+      desired.resolve(arn, desired.mark());
+
+    // Reconciles one after another, each begun after the last resolution: nothing changed, so
+    // the first resolution serves them all, and they place the pool's 20 targets once.
+    const first = [await one(arns[0]!), await one(arns[1]!)];
+    expect(total(first)).toBe(20);
+    expect(desired.resolutions).toEqual({ computed: 1, reused: 1 });
+    // Its share written by the first group, the second no longer names it as unsettled.
+    expect(first[1]?.unsettledPoolGroups).toEqual([]);
+
+    // An endpoint change in one cluster: resolved afresh, with it.
+    east.upsert(web('web-e', ips(1, 0, 11)));
+    await waitFor(
+      async () =>
+        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
+          .size === 11,
+      { what: 'the eleventh endpoint of east stored' },
+    );
+    expect(total([await one(arns[0]!), await one(arns[1]!)])).toBe(21);
+    expect(desired.resolutions).toEqual({ computed: 2, reused: 2 });
+
+    // A cluster's status changes without any endpoint change: resolved afresh.
+    westStatus = { connection: 'disconnected-within-grace', awaitingResync: false };
+    const afterStatus = await one(arns[0]!);
+    expect(desired.resolutions).toEqual({ computed: 3, reused: 2 });
+    expect(afterStatus.awaitingResyncClusters).toEqual([]);
+
+    // Unchanged but older than the reuse bound: resolved afresh.
+    await one(arns[1]!);
+    expect(desired.resolutions).toEqual({ computed: 3, reused: 3 });
+    now += 5_001;
+    await one(arns[0]!);
+    expect(desired.resolutions).toEqual({ computed: 4, reused: 3 });
+  });
+
   it('places new targets of a pool beside the targets still draining in its groups', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(25), targetGroupArn(26)];
