@@ -92,6 +92,17 @@ export interface AwsRateLimiterOptions {
    */
   maxWaitMs?: number;
   /**
+   * Tokens of every bucket the limiter never hands out, so that it serves at most `burst - reserve`
+   * calls at once (and never fewer than one). The shared bucket and AWS's refill on different
+   * clocks, and a call reaches AWS some milliseconds after its token was taken, later for some
+   * calls than for others: calls served exactly at the refill rate can reach AWS closer together
+   * than AWS refills, and the one that comes too soon is throttled. A token in reserve absorbs up
+   * to one refill interval of such jitter (250 ms at 4 calls a second) for the price of one call
+   * of the burst.
+   * @default 1
+   */
+  reserveTokens?: number;
+  /**
    * Random numbers in [0, 1) for the jitter added to every sleep, which spreads the retries of
    * workers that wait for the same bucket.
    * @default Math.random
@@ -124,6 +135,7 @@ export interface CompiledAwsRateLimiterOptions {
   /** Sorted most specific first. */
   readonly overrides: readonly AwsRateLimitOverride[];
   readonly maxWaitMs: number;
+  readonly reserveTokens: number;
   readonly random: () => number;
   readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   readonly onWait: ((event: AwsRateLimitWait) => void) | undefined;
@@ -259,11 +271,16 @@ export function compileAwsRateLimiterOptions(
   if (!Number.isInteger(maxWaitMs) || maxWaitMs < 0 || maxWaitMs > MAX_WAIT_MS) {
     throw new AwsRateLimiterOptionsError(`maxWaitMs must be an integer from 0 to ${MAX_WAIT_MS}`);
   }
+  const reserveTokens = options.reserveTokens ?? 1;
+  if (!Number.isInteger(reserveTokens) || reserveTokens < 0 || reserveTokens > MAX_BURST) {
+    throw new AwsRateLimiterOptionsError(`reserveTokens must be an integer from 0 to ${MAX_BURST}`);
+  }
   return {
     keyPrefix,
     limits,
     overrides,
     maxWaitMs,
+    reserveTokens,
     random: options.random ?? Math.random,
     sleep: options.sleep ?? ((ms, signal) => sleepFor(ms, undefined, { signal })),
     onWait: options.onWait,
@@ -424,6 +441,13 @@ export class AwsRateLimiter {
     return this.#options.limits[cls];
   }
 
+  /** The bucket the limiter keeps for a limit: its burst less the reserve, at least one token. */
+  #bucketFor(account: string, region: string, cls: AwsOperationClass): AwsRateLimit {
+    const limit = this.limitFor(account, region, cls);
+    const burst = Math.max(1, limit.burst - this.#options.reserveTokens);
+    return { ratePerSecond: limit.ratePerSecond, burst };
+  }
+
   /** Takes tokens if the bucket has them now; never waits. */
   async tryAcquire(
     account: string,
@@ -432,7 +456,7 @@ export class AwsRateLimiter {
     tokens = 1,
   ): Promise<TryAcquireResult> {
     const key = this.bucketKey(account, region, cls);
-    const limit = this.limitFor(account, region, cls);
+    const limit = this.#bucketFor(account, region, cls);
     if (!Number.isInteger(tokens) || tokens < 1 || tokens > limit.burst) {
       throw new RangeError(`tokens must be an integer from 1 to the burst ${limit.burst}`);
     }
@@ -518,7 +542,7 @@ export class AwsRateLimiter {
     const { signal } = options;
     const { maxWaitMs, random, sleep } = this.#options;
     const key = this.bucketKey(account, region, cls);
-    const limit = this.limitFor(account, region, cls);
+    const limit = this.#bucketFor(account, region, cls);
     let waitedMs = 0;
     for (;;) {
       signal?.throwIfAborted();
@@ -555,7 +579,7 @@ export class AwsRateLimiter {
     if (!Number.isFinite(ms) || ms < 0 || ms > MAX_WAIT_MS) {
       throw new RangeError(`ms must be a number from 0 to ${MAX_WAIT_MS}`);
     }
-    const limit = this.limitFor(account, region, cls);
+    const limit = this.#bucketFor(account, region, cls);
     await this.#command('tgfedAwsBucketPenalize')(
       this.bucketKey(account, region, cls),
       limit.ratePerSecond,

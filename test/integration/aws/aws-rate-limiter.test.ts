@@ -62,7 +62,10 @@ function uniquePrefix(): string {
   return prefix;
 }
 
-/** A limiter on its own connection, on the test's clock, without jitter. */
+/**
+ * A limiter on its own connection, on the test's clock, without jitter, and without a reserve
+ * (the buckets exactly as configured; the reserve has its own test).
+ */
 function limiter(
   clock: TestClock,
   keyPrefix: string,
@@ -73,6 +76,7 @@ function limiter(
     nowMicros: clock.nowMicros,
     sleep: clock.sleep,
     random: () => 0,
+    reserveTokens: 0,
     ...options,
   });
 }
@@ -109,6 +113,31 @@ describe('AwsRateLimiter', () => {
     expect(await drain(aws, ACCOUNT, REGION, 'mutate')).toBe(4);
     clock.advanceMs(3_600_000);
     expect(await drain(aws, ACCOUNT, REGION, 'mutate')).toBe(20);
+  });
+
+  it('keeps one token of every bucket in reserve by default, and never less than one call', async () => {
+    const clock = new TestClock();
+    const prefix = uniquePrefix();
+    const withDefault = new AwsRateLimiter(connection(), {
+      keyPrefix: prefix,
+      nowMicros: clock.nowMicros,
+      sleep: clock.sleep,
+      random: () => 0,
+      limits: { mutate: { ratePerSecond: 4, burst: 20 }, modify: { ratePerSecond: 1, burst: 1 } },
+    });
+    expect(withDefault.options.reserveTokens).toBe(1);
+    // 19 of the 20 at once: AWS's bucket keeps a token more than this one.
+    expect(await drain(withDefault, ACCOUNT, REGION, 'mutate')).toBe(19);
+    // The refill rate is AWS's.
+    clock.advanceMs(1000);
+    expect(await drain(withDefault, ACCOUNT, REGION, 'mutate')).toBe(4);
+    clock.advanceMs(3_600_000);
+    expect(await drain(withDefault, ACCOUNT, REGION, 'mutate')).toBe(19);
+    // A bucket of one call still serves it.
+    expect(await drain(withDefault, ACCOUNT, REGION, 'modify')).toBe(1);
+    expect(() => new AwsRateLimiter(connection(), { reserveTokens: -1 })).toThrow(
+      /reserveTokens must be an integer/,
+    );
   });
 
   it('uses the ELBv2 defaults when no limits are given', async () => {
@@ -410,6 +439,7 @@ describe('AwsRateLimiter on a 3-master Redis Cluster', () => {
       keyPrefix: `tgfed-test-${randomUUID()}`,
       limits: { mutate: { ratePerSecond: 4, burst: 2 } },
       maxWaitMs: 0,
+      reserveTokens: 0,
     });
     const accounts = ['111111111111', '222222222222', '333333333333', '444444444444'];
     const masters = new Set<number>();
