@@ -283,30 +283,32 @@ export async function keepTraceLinks(
   for (const [err] of results ?? []) if (err !== null) throw err;
 }
 
-/** Takes (reads and clears) the coalesced trace links of a group; for the worker. */
+/**
+ * Takes (reads and clears) the coalesced trace links of a group; for the worker. One LPOP of up to
+ * {@link MAX_TRACE_LINKS} (all a kept list holds): atomic without a transaction, which on the
+ * queue connection would copy BullMQ's script table for every job.
+ */
 export async function takeTraceLinks(
   redis: RedisClient,
   address: ReconcileQueueAddress,
   targetGroupArn: string,
 ): Promise<string[]> {
-  const key = traceLinksKey(address, targetGroupArn);
-  const results = await redis.multi().lrange(key, 0, -1).del(key).exec();
-  const [err, links] = results?.[0] ?? [null, []];
-  if (err !== null) throw err;
-  return [...new Set(links as string[])];
+  const links = await redis.lpop(traceLinksKey(address, targetGroupArn), MAX_TRACE_LINKS);
+  return [...new Set(links ?? [])];
 }
 
-/** Takes (reads and clears) the earliest coalesced observation time of a group; for the worker. */
+/**
+ * Takes (reads and clears) the earliest coalesced observation time of a group; for the worker.
+ * The sorted set holds one member, so ZPOPMIN takes it.
+ */
 export async function takeObservedAt(
   redis: RedisClient,
   address: ReconcileQueueAddress,
   targetGroupArn: string,
 ): Promise<number | undefined> {
-  const key = observedAtKey(address, targetGroupArn);
-  const results = await redis.multi().zscore(key, OBSERVED_AT_MEMBER).del(key).exec();
-  const [err, score] = results?.[0] ?? [null, null];
-  if (err !== null) throw err;
-  if (typeof score !== 'string') return undefined;
+  const popped = await redis.zpopmin(observedAtKey(address, targetGroupArn));
+  const score = popped[1];
+  if (score === undefined) return undefined;
   const atMs = Number(score);
   return Number.isFinite(atMs) ? atMs : undefined;
 }
