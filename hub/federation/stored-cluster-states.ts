@@ -89,7 +89,7 @@ export class StoredClusterStates {
       const service = parseServiceKey(key);
       return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
     });
-    const digests = new Map([...metas].map(([key, meta]) => [key, digestHex(meta.digest)]));
+    const digests = digestsOf(metas);
     const services = new Map<string, ClusterServiceState>();
     const reads: Promise<void>[] = [];
     for (const [key, meta] of wanted) {
@@ -132,7 +132,7 @@ export class StoredClusterStates {
    */
   async fingerprint(clusterId: string, selectors: readonly ServiceSelector[]): Promise<string> {
     const { metas } = await this.#metas(clusterId, selectors);
-    return fingerprintOf(new Map([...metas].map(([key, meta]) => [key, digestHex(meta.digest)])));
+    return fingerprintOf(digestsOf(metas));
   }
 
   /**
@@ -152,6 +152,11 @@ export class StoredClusterStates {
         : await this.#store.serviceMetasOf(clusterId, named);
     return { named, metas };
   }
+}
+
+/** Service key → digest (hex), from the services' index. */
+function digestsOf(metas: ReadonlyMap<string, ServiceMeta>): Map<string, string> {
+  return new Map([...metas].map(([key, meta]) => [key, digestHex(meta.digest)]));
 }
 
 /** Service key → digest, in key order, as one string. */

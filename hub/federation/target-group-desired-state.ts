@@ -499,7 +499,7 @@ export class TargetGroupDesiredState {
    * last one again if its inputs are found unchanged. So the groups of a pool reconciled together
    * or one after another cost one read of the pool's clusters and one assignment, not one each.
    */
-  async #bindingResolution(
+  #bindingResolution(
     binding: NormalizedBinding,
     generation: string | undefined,
     since: number,
