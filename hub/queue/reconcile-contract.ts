@@ -260,6 +260,11 @@ export function newReconcileJobId(): string {
  * hub's for a request coalesced into a pending job, the worker's for changes a reconcile did not
  * apply yet (registrations waiting for a cluster's initial sync). Kept `ttlMs` when nobody takes
  * them.
+ *
+ * Plain commands, not a transaction: these are telemetry, each command keeps the keys valid on
+ * its own, and a transaction on the queue connection copies BullMQ's whole script table (ioredis
+ * builds every MULTI as a pipeline that copies the connection's defined scripts), which at fleet scale was a visible
+ * share of the hub's CPU.
  */
 export async function keepTraceLinks(
   redis: RedisClient,
@@ -267,20 +272,23 @@ export async function keepTraceLinks(
   targetGroupArn: string,
   kept: { traceLinks: readonly string[]; observedAtMs?: number | undefined; ttlMs: number },
 ): Promise<void> {
-  const multi = redis.multi();
+  const writes: Promise<unknown>[] = [];
   if (kept.traceLinks.length > 0) {
     const key = traceLinksKey(address, targetGroupArn);
-    multi
-      .rpush(key, ...kept.traceLinks)
-      .ltrim(key, -MAX_TRACE_LINKS, -1)
-      .pexpire(key, kept.ttlMs);
+    writes.push(
+      redis.rpush(key, ...kept.traceLinks),
+      redis.ltrim(key, -MAX_TRACE_LINKS, -1),
+      redis.pexpire(key, kept.ttlMs),
+    );
   }
   if (kept.observedAtMs !== undefined) {
     const observed = observedAtKey(address, targetGroupArn);
-    multi.zadd(observed, 'LT', kept.observedAtMs, OBSERVED_AT_MEMBER).pexpire(observed, kept.ttlMs);
+    writes.push(
+      redis.zadd(observed, 'LT', kept.observedAtMs, OBSERVED_AT_MEMBER),
+      redis.pexpire(observed, kept.ttlMs),
+    );
   }
-  const results = await multi.exec();
-  for (const [err] of results ?? []) if (err !== null) throw err;
+  await Promise.all(writes);
 }
 
 /**
