@@ -48,6 +48,11 @@ export interface ClusterStatusTrackerOptions {
 interface Observed {
   readonly record: ClusterSessionRecord | undefined;
   readonly held: boolean;
+  /**
+   * When a held lease was first seen without a record of its stream (a stream being admitted
+   * writes its record just after it takes the lease); undefined otherwise.
+   */
+  readonly admittingSinceMs: number | undefined;
 }
 
 type TrackerState = 'idle' | 'running' | 'closed';
@@ -83,6 +88,7 @@ export class ClusterStatusTracker implements ClusterStatusSource {
   #state: TrackerState = 'idle';
   #timer: NodeJS.Timeout | undefined;
   #refreshing: Promise<void> | undefined;
+  #refreshBeganAtMs = -Infinity;
 
   constructor(
     redis: RedisClient,
@@ -141,6 +147,13 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     await this.#refreshing?.catch(() => undefined);
   }
 
+  /** Reads again unless a read began within `maxAgeMs` (then waits for that one). */
+  async refreshOlderThan(maxAgeMs: number): Promise<void> {
+    const recent = (): boolean => this.#clock() - this.#refreshBeganAtMs <= maxAgeMs;
+    if (!recent()) await this.#refreshing?.catch(() => undefined);
+    await (recent() ? this.#refreshing : this.refresh());
+  }
+
   /** Reads the storage epoch and every tracked cluster's lease and session record. */
   refresh(): Promise<void> {
     this.#refreshing ??= this.#refresh().finally(() => {
@@ -150,6 +163,7 @@ export class ClusterStatusTracker implements ClusterStatusSource {
   }
 
   async #refresh(): Promise<void> {
+    this.#refreshBeganAtMs = this.#clock();
     const epoch = (await this.#redis.get(this.#keys.epoch())) ?? '';
     if (epoch !== this.#epoch) {
       if (this.#epoch !== undefined) {
@@ -169,7 +183,14 @@ export class ClusterStatusTracker implements ClusterStatusSource {
           this.#redis.get(this.#keys.lease(id)),
           this.#sessions.read(id),
         ]);
-        return { record, held: leaseHolderOf(lease) !== '' };
+        const held = leaseHolderOf(lease) !== '';
+        const admitting = held && (record === undefined || record.disconnectedAtMs !== undefined);
+        const since = this.#observed.get(id)?.admittingSinceMs;
+        return {
+          record,
+          held,
+          admittingSinceMs: admitting ? (since ?? this.#clock()) : undefined,
+        };
       }),
     );
     ids.forEach((id, i) => {
@@ -208,15 +229,18 @@ export class ClusterStatusTracker implements ClusterStatusSource {
     const observed = this.#observed.get(clusterId);
     const awaitingResync = this.#awaitingResync(clusterId, observed?.record, now);
     const record = observed?.record;
+    // Connected since: the stream's record, or, while a stream is being admitted (its lease
+    // taken, its record not written yet), when that was first seen: it is syncing already.
+    const sinceMs = observed?.admittingSinceMs ?? record?.connectedSinceMs;
     return {
       connection: this.#connection(observed, now),
       awaitingResync,
       initialSync:
         awaitingResync &&
         observed !== undefined &&
-        record !== undefined &&
+        sinceMs !== undefined &&
         sessionConnection(record, observed.held, now, this.#graceMs) === 'syncing' &&
-        now - record.connectedSinceMs < this.#initialSyncHoldMs,
+        now - sinceMs < this.#initialSyncHoldMs,
     };
   }
 

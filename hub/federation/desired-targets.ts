@@ -38,6 +38,11 @@ export interface ClusterStatus {
 /** Where resolution learns each cluster's status. */
 export interface ClusterStatusSource {
   status(clusterId: string): ClusterStatus;
+  /**
+   * Reads the statuses again unless a read began within `maxAgeMs`; for a reconcile about to
+   * hold registrations for a sync that may just have ended. Optional.
+   */
+  refreshOlderThan?(maxAgeMs: number): Promise<void>;
 }
 
 /** One service of one cluster as stored (a `StoredService` of the hub state fits). */

@@ -125,6 +125,13 @@ export interface GroupDesiredState {
  */
 const SHARED_RESOLUTION_KEEP_MS = 5_000;
 
+/**
+ * A reconcile that finds a feeding cluster in its initial sync reads the statuses again when
+ * they were read longer ago than this (they are read every second anyway): at most a few extra
+ * reads a second per worker while clusters sync.
+ */
+const STATUS_FRESH_MS = 250;
+
 /** What a binding resolution was computed from, to tell later that it still holds. */
 interface ResolutionInputs {
   readonly knownEpoch: string | undefined;
@@ -432,6 +439,20 @@ export class TargetGroupDesiredState {
    * tell cheaply that they still are.
    */
   async initialSyncClusters(targetGroupArn: string): Promise<string[]> {
+    const syncing = await this.#initialSyncClusters(targetGroupArn);
+    const status = this.#options.status;
+    if (syncing.length === 0 || status.refreshOlderThan === undefined) return syncing;
+    // The statuses are read every second: a sync may have ended since, and the reconcile this
+    // asks for (often the one its SYNCED caused) would hold for nothing. Read them again.
+    try {
+      await status.refreshOlderThan(STATUS_FRESH_MS);
+    } catch {
+      return syncing;
+    }
+    return this.#initialSyncClusters(targetGroupArn);
+  }
+
+  async #initialSyncClusters(targetGroupArn: string): Promise<string[]> {
     // Mostly none is syncing: then no read at all.
     const candidates = [...(this.#options.listedClusters?.() ?? [])].filter(
       (id) => this.#options.status.status(id).initialSync === true,

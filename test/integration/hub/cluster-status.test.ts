@@ -48,6 +48,8 @@ function setup(): {
   return { redis, keys, records, clock, timeouts, tracker };
 }
 
+const admission = { hubId: 'hub-1', agentVersion: 'v1', sessionEpoch: 'ab', atMs: 1 };
+
 async function admit(
   s: ReturnType<typeof setup>,
   clusterId: string,
@@ -98,6 +100,54 @@ describe('ClusterStatusTracker', () => {
       connection: 'connected',
       awaitingResync: false,
       initialSync: false,
+    });
+  });
+
+  it('counts a stream being admitted (its lease taken, its record not yet written) as syncing', async () => {
+    const s = setup();
+    await s.redis.set(s.keys.epoch(), 'epoch-1');
+    await s.redis.set(s.keys.lease('a'), 'token/hub-1');
+    await s.tracker.refresh();
+    expect(s.tracker.status('a')).toEqual({
+      connection: 'connected',
+      awaitingResync: true,
+      initialSync: true,
+    });
+    // For initialSyncHoldMs from when it was first seen so, should the record never come.
+    s.clock.now += 9_000;
+    await s.tracker.refresh();
+    expect(s.tracker.status('a').initialSync).toBe(true);
+    s.clock.now += 1_000;
+    expect(s.tracker.status('a').initialSync).toBe(false);
+    // The record written: from then on its admission time counts.
+    await admit(s, 'a', 'stream-1');
+    await s.tracker.refresh();
+    expect(s.tracker.status('a').initialSync).toBe(true);
+  });
+
+  it('reads again on demand only when the last read began longer ago than asked', async () => {
+    const s = setup();
+    await s.redis.set(s.keys.epoch(), 'epoch-1');
+    await admit(s, 'a', 'stream-1');
+    await s.tracker.refresh();
+    expect(s.tracker.status('a').initialSync).toBe(true);
+    await s.records.synced('a', 'stream-1', {
+      atMs: s.clock.now,
+      storageEpoch: 'epoch-1',
+      lastAckedSequence: 1,
+    });
+    s.clock.now += 100;
+    await s.tracker.refreshOlderThan(250);
+    expect(s.tracker.status('a').initialSync, 'read 100 ms ago: not again').toBe(true);
+    s.clock.now += 200;
+    await s.tracker.refreshOlderThan(250);
+    expect(s.tracker.status('a')).toMatchObject({ awaitingResync: false, initialSync: false });
+    // A new stream learns the epoch of its cluster's last SYNCED (the hub's initial-sync hold).
+    expect(await s.records.admitted('a', { ...admission, streamId: 'stream-2' })).toEqual({
+      syncedStorageEpoch: 'epoch-1',
+    });
+    expect(await s.records.admitted('b', { ...admission, streamId: 'stream-3' })).toEqual({
+      syncedStorageEpoch: undefined,
     });
   });
 
