@@ -163,6 +163,11 @@ export class Hub {
     return this.#sync;
   }
 
+  /** The reconcile queues the ingest enqueues on (absent with a sink of the caller's). */
+  get reconcileQueues(): BullMqReconcileSink | undefined {
+    return this.#reconcileQueues;
+  }
+
   /** Connection status of every cluster for resolution (DESIGN.md, Safety), once started. */
   get clusterStatus(): ClusterStatusSource | undefined {
     return this.#clusterStatus;
@@ -304,6 +309,7 @@ export class Hub {
         subscriptions,
         reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
         sessionRecords: sessions,
+        awaitingResync: (clusterId) => clusterStatus.status(clusterId).awaitingResync,
         tracer: this.telemetry.tracer(),
         onStorageLost: (_previous, epoch) => {
           refreshStatus();
@@ -463,6 +469,7 @@ export class Hub {
         keyPrefix: o.redisKeyPrefix,
         shardCount: o.reconcileShardCount,
         debounceMs: o.reconcileDebounceMs,
+        initialSyncHoldMs: o.initialSyncHoldMs,
         logger: this.#log,
         tracer: this.telemetry.tracer(),
       },

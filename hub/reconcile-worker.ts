@@ -1,4 +1,4 @@
-import type { Logger, Telemetry } from '../shared/index.js';
+import type { Binding, Logger, Telemetry } from '../shared/index.js';
 import {
   SERVICE_NAMES,
   silentLogger,
@@ -185,11 +185,16 @@ export class ReconcileWorker {
       logger: this.#log,
       clock,
       // A cluster that disconnects, goes stale or resyncs changes its groups' desired state
-      // without any endpoint change: those groups are reconciled now.
+      // without any endpoint change: those groups are reconciled now. Except when it has just
+      // begun its initial sync: until that ends, a reconcile of its groups could only record
+      // registrations waiting for it (deregistrations are blocked too), and its end is itself a
+      // status change. At a cold start that spared a resolution and a describe of every group
+      // while the clusters' state was streaming in.
       onStatusChange: (clusterId, status) => {
+        this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
+        if (status.initialSync === true) return;
         this.#statusChanged.add(clusterId);
         this.#reconcileChangedClusters(bindings, directory);
-        this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
       },
     });
     this.#clusterStatus = clusterStatus;
@@ -375,24 +380,36 @@ export class ReconcileWorker {
     });
   }
 
-  /** Enqueues a reconcile of every group a binding selecting one of the clusters targets. */
+  /**
+   * Enqueues a reconcile of every group a binding selecting one of the clusters targets, except
+   * groups that another cluster still in its initial sync feeds: until it is done they can
+   * neither register (held for the sync) nor deregister (blocked while it awaits resync), and
+   * the end of its sync is a status change that brings them back. At a cold start each SYNCED
+   * but the last would otherwise have reconciled every group for nothing.
+   */
   async #reconcileGroupsOf(
     bindings: BindingStore,
     directory: ClusterDirectory,
     clusterIds: readonly string[],
   ): Promise<void> {
     const sink = this.#sink;
+    const status = this.#clusterStatus;
     if (sink === undefined) return;
+    const syncing = (status?.clusters() ?? []).filter((id) => status?.status(id).initialSync);
+    const selects = (binding: Binding, ids: readonly string[]): boolean =>
+      ids.some((id) => selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}));
     const groups = new Set<string>();
+    const waiting = new Set<string>();
     for (const binding of (await bindings.snapshot()).bindings) {
-      const selected = clusterIds.some((id) =>
-        selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}),
-      );
-      if (!selected) continue;
-      if (binding.target.$case === 'targetGroup') groups.add(binding.target.targetGroup.arn);
-      else for (const g of binding.target.pool.groups) groups.add(g.arn);
+      const arns =
+        binding.target.$case === 'targetGroup'
+          ? [binding.target.targetGroup.arn]
+          : binding.target.pool.groups.map((g) => g.arn);
+      if (selects(binding, clusterIds)) for (const arn of arns) groups.add(arn);
+      if (selects(binding, syncing)) for (const arn of arns) waiting.add(arn);
     }
-    await Promise.all([...groups].map((arn) => sink.request(arn, 'cluster-status')));
+    const now = [...groups].filter((arn) => !waiting.has(arn));
+    await Promise.all(now.map((arn) => sink.request(arn, 'cluster-status')));
   }
 
   /**

@@ -62,6 +62,15 @@ export const stateOptionFields = {
     .min(0)
     .default(600_000)
     .describe('After a Redis loss or cold start, how long to wait for clusters to resync'),
+  initialSyncHoldMs: z
+    .number()
+    .int()
+    .min(0)
+    .max(600_000)
+    .default(10_000)
+    .describe(
+      "How long registrations wait for a cluster's initial sync after a cold start or Redis loss (0: off)",
+    ),
   reconcileShardCount: z
     .number()
     .int()

@@ -74,15 +74,6 @@ export const workerOptionsSchema = z
       .describe(
         'How soon a group is reconciled again while targets wait for room or health decides',
       ),
-    initialSyncHoldMs: z
-      .number()
-      .int()
-      .min(0)
-      .max(600_000)
-      .default(10_000)
-      .describe(
-        "How long registrations wait for a cluster's initial sync after a cold start or Redis loss (0: off)",
-      ),
     transientRetryMaxMs: z
       .number()
       .int()

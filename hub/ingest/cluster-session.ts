@@ -44,7 +44,7 @@ import {
 } from './errors.js';
 import { grpcStatusOf } from './grpc-status.js';
 import type { IngestCounters } from './ingest-counters.js';
-import type { ReconcileSink } from './reconcile-sink.js';
+import type { InitialSyncHold, ReconcileSink } from './reconcile-sink.js';
 import type { SubscriptionSource } from './subscription-source.js';
 import type { CompiledSyncServiceOptions } from './sync-service-options.js';
 
@@ -66,6 +66,8 @@ export interface ClusterSessionDeps {
   readonly sessionRecords?: ClusterSessionRecords | undefined;
   /** The storage epoch the hub knows (recorded with SYNCED). */
   readonly storageEpoch?: (() => string | undefined) | undefined;
+  /** See `SyncServiceDeps.awaitingResync`. */
+  readonly awaitingResync?: ((clusterId: string) => boolean) | undefined;
   readonly onClosed: (session: ClusterSession) => void;
   /** Streams of a cluster on standby at this hub (bounded by `maxStandbyStreamsPerCluster`). */
   readonly standbyStreams?: ((clusterId: string) => number) | undefined;
@@ -114,6 +116,8 @@ export class ClusterSession {
   #cache: ClusterEndpointCache | undefined;
   #decoder: EndpointDecoder;
   #expectedSequence = 1;
+  /** While this stream is its cluster's initial sync after a cold start or Redis loss. */
+  #initialSync: InitialSyncHold | undefined;
   /** Services the agent removed during the resync; removed only at SYNCED. */
   readonly #deferredRemovals = new Map<string, ServiceKey>();
   /** Services where the hub holds less than the agent on purpose (rejected addresses). */
@@ -201,6 +205,13 @@ export class ClusterSession {
     } catch (endErr) {
       this.#log.debug({ err: endErr }, 'stream already gone');
     }
+    const initialSync = this.#initialSync;
+    this.#initialSync = undefined;
+    await initialSync
+      ?.end()
+      .catch((endErr: unknown) =>
+        this.#log.warn({ err: endErr }, 'cannot enqueue the reconciles kept back for the sync'),
+      );
     const lease = this.#lease;
     this.#lease = undefined;
     this.#cache = undefined;
@@ -343,16 +354,28 @@ export class ClusterSession {
     this.#leaseTimer.unref();
     const streamId = randomBytes(8).toString('hex');
     this.#streamId = streamId;
-    await this.#record('admission', (records) =>
-      records.admitted(this.#clusterId, {
+    let lastSynced: { syncedStorageEpoch: string | undefined } | undefined;
+    await this.#record('admission', async (records) => {
+      lastSynced = await records.admitted(this.#clusterId, {
         hubId: this.#deps.options.hubId,
         agentVersion: this.#agentVersion,
         sessionEpoch: this.#agentSessionEpoch,
         streamId,
         atMs: Date.now(),
-      }),
-    );
+      });
+    });
     if (this.#state !== 'admitting') return;
+    const storageEpoch = this.#deps.storageEpoch?.();
+    if (
+      lastSynced !== undefined &&
+      storageEpoch !== undefined &&
+      lastSynced.syncedStorageEpoch !== storageEpoch &&
+      (this.#deps.awaitingResync?.(this.#clusterId) ?? true)
+    ) {
+      // The workers hold this cluster's groups' registrations until it has synced: the sink
+      // may keep their reconciles back until then (ended at SYNCED or by close).
+      this.#initialSync = this.#deps.reconcileSink.initialSyncStarted?.(this.#clusterId);
+    }
     const stored = await this.#deps.store.loadCluster(this.#clusterId);
     if (this.#state !== 'admitting') return;
     this.#cache = ClusterEndpointCache.fromStored(stored);
@@ -766,6 +789,10 @@ export class ClusterSession {
       );
     }
     this.#state = 'streaming';
+    // After the SYNCED record: a worker that reads the statuses now finds the sync over.
+    const initialSync = this.#initialSync;
+    this.#initialSync = undefined;
+    await initialSync?.end();
     this.#log.info({ leftoversRemoved: writes.length }, 'agent SYNCED');
     this.#write({ message: { $case: 'ack', ack: { sequence } } });
     // A subscription change during the resync was held back until now.

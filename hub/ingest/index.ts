@@ -19,7 +19,11 @@ export {
 export { grpcStatusOf } from './grpc-status.js';
 export { IngestCounters, type ClusterIngestCounts } from './ingest-counters.js';
 export { registerIngestMetrics } from './ingest-metrics.js';
-export { RecordingReconcileSink, type ReconcileSink } from './reconcile-sink.js';
+export {
+  RecordingReconcileSink,
+  type InitialSyncHold,
+  type ReconcileSink,
+} from './reconcile-sink.js';
 export type { SubscriptionSource } from './subscription-source.js';
 export {
   SyncService,

@@ -15,6 +15,20 @@ export interface ReconcileSink {
     batchTrace: TraceContext | undefined,
     observedAtMs?: number,
   ): Promise<void>;
+
+  /**
+   * A stream of this hub began a cluster's initial sync after a cold start or a Redis loss (its
+   * cluster has not synced against the storage epoch). Until the returned hold ends (the
+   * stream's SYNCED or its end), the sink may keep back the reconciles of the groups the
+   * cluster feeds: their registrations wait for the sync anyway. Optional.
+   */
+  initialSyncStarted?(clusterId: string): InitialSyncHold;
+}
+
+/** A cluster's initial sync as the reconcile sink keeps it (see `initialSyncStarted`). */
+export interface InitialSyncHold {
+  /** Ends the hold (idempotent); resolves once the reconciles it kept back are enqueued. */
+  end(): Promise<void>;
 }
 
 /** A sink that records every call (until the queue layer exists; also for tests). */

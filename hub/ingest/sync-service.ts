@@ -39,6 +39,11 @@ export interface SyncServiceDeps {
   readonly reconcileSink: ReconcileSink;
   /** Where each admitted stream is recorded (admin API, safety layer). @default not recorded */
   readonly sessionRecords?: ClusterSessionRecords;
+  /**
+   * Whether the workers still wait for the cluster to resync (the cluster status tracker's
+   * `awaitingResync`, which ends with the resync timeout). @default always, while not synced
+   */
+  readonly awaitingResync?: (clusterId: string) => boolean;
   /** Called once per detected Redis loss (the safety layer holds deregistrations). */
   readonly onStorageLost?: (previousEpoch: string, epoch: string) => void;
   /** Traces each batch's apply (see `ClusterSession`). @default no spans */
@@ -182,6 +187,7 @@ export class SyncService {
       reconcileSink: this.#deps.reconcileSink,
       sessionRecords: this.#deps.sessionRecords,
       storageEpoch: () => this.#deps.epoch.current,
+      awaitingResync: this.#deps.awaitingResync,
       counters: this.counters,
       options: this.options,
       onClosed: (s) => this.#sessions.delete(s),

@@ -14,11 +14,12 @@ import {
 } from '../../shared/index.js';
 import type { ClusterDirectory } from '../federation/desired-targets.js';
 import { selectsCluster } from '../federation/subscription-resolver.js';
-import type { ReconcileSink } from '../ingest/reconcile-sink.js';
+import type { InitialSyncHold, ReconcileSink } from '../ingest/reconcile-sink.js';
 import type { RedisClient } from '../state/index.js';
 import {
   MAX_TRACE_LINKS,
   RECONCILE_JOB_NAME,
+  ReconcileQueueOptionsError,
   compileReconcileQueueOptions,
   keepTraceLinks,
   newReconcileJobId,
@@ -47,6 +48,13 @@ export interface BullMqReconcileSinkOptions extends ReconcileQueueOptions {
    * as the reconcile's link. @default the global tracer (a no-op unless one is registered)
    */
   tracer?: Tracer;
+  /**
+   * How long at most, from its start, a local cluster's initial sync keeps back the reconciles
+   * of the groups it feeds (see {@link BullMqReconcileSink.initialSyncStarted}); the workers'
+   * `initialSyncHoldMs`, which bounds how long their registrations wait for it. 0: never.
+   * @default 10000
+   */
+  initialSyncHoldMs?: number;
 }
 
 /** Outcome of one enqueue. */
@@ -80,6 +88,21 @@ interface MergedRequest {
   observedAtMs: number | undefined;
   /** One open `tgfed.reconcile.enqueue` span per batch, ended when the flush is done. */
   readonly spans: Span[];
+}
+
+/** What a group's reconciles kept back during initial syncs carry, merged. */
+interface DeferredRequest {
+  readonly traceLinks: Set<string>;
+  observedAtMs: number | undefined;
+}
+
+/** One local cluster's initial sync, while it keeps back the reconciles of its groups. */
+interface SyncHold {
+  readonly clusterId: string;
+  /** The groups of the bindings that select the cluster. */
+  groups: Set<string>;
+  readonly timer: NodeJS.Timeout | undefined;
+  ended: boolean;
 }
 
 /** Requests for changed endpoints gathered while the previous flush was under way. */
@@ -184,6 +207,13 @@ export class BullMqReconcileSink implements ReconcileSink {
   #flushing: Promise<void> | undefined;
   /** Requests waiting for the flush under way to end; they go in the next one. */
   #pending: PendingFlush | undefined;
+  readonly #initialSyncHoldMs: number;
+  /** Local clusters in their initial sync. */
+  readonly #holds = new Set<SyncHold>();
+  /** Per group, how many of {@link #holds} it is fed by. */
+  #waiting = new Map<string, number>();
+  /** Reconciles kept back while their groups are waiting. */
+  readonly #deferred = new Map<string, DeferredRequest>();
 
   /**
    * @param connection shared by the queues (BullMQ does not close a connection it was given); the
@@ -200,6 +230,11 @@ export class BullMqReconcileSink implements ReconcileSink {
     this.#clock = options.clock ?? Date.now;
     this.#logger = options.logger ?? silentLogger();
     this.#tracer = options.tracer ?? trace.getTracer(TGFED_TRACER_NAME);
+    const holdMs = options.initialSyncHoldMs ?? 10_000;
+    if (!Number.isInteger(holdMs) || holdMs < 0 || holdMs > 600_000) {
+      throw new ReconcileQueueOptionsError('initialSyncHoldMs must be an integer from 0 to 600000');
+    }
+    this.#initialSyncHoldMs = holdMs;
   }
 
   /** The compiled queue options (shard count, prefix, debounce) this sink uses. */
@@ -229,6 +264,7 @@ export class BullMqReconcileSink implements ReconcileSink {
     this.#index = next;
     this.#revision = snapshot.revision;
     if (generation !== undefined) this.#generation = generation;
+    if (this.#holds.size > 0) await this.#regroupHolds();
     if (first) return [];
     const affected = new Set<string>();
     for (const [name, entry] of next.byName) {
@@ -277,11 +313,20 @@ export class BullMqReconcileSink implements ReconcileSink {
     batchTrace: TraceContext | undefined,
     observedAtMs?: number,
   ): Promise<void> {
-    const groups = this.targetGroupsFor(clusterId, services);
-    trace.getActiveSpan()?.setAttribute(SpanAttribute.TGFED_BATCH_TARGET_GROUPS, groups.length);
-    if (groups.length === 0) return;
+    const all = this.targetGroupsFor(clusterId, services);
+    const batchSpan = trace.getActiveSpan();
+    batchSpan?.setAttribute(SpanAttribute.TGFED_BATCH_TARGET_GROUPS, all.length);
+    if (all.length === 0) return;
     if (this.#state !== 'open') throw new ReconcileEnqueueError('the reconcile sink is closed');
     const batchLink = traceHeadersFromContext(batchTrace)?.traceparent;
+    const groups = this.#waiting.size === 0 ? all : this.#keepBack(all, batchLink, observedAtMs);
+    if (groups.length < all.length) {
+      batchSpan?.setAttribute(
+        SpanAttribute.TGFED_BATCH_DEFERRED_TARGET_GROUPS,
+        all.length - groups.length,
+      );
+    }
+    if (groups.length === 0) return;
     const flush = (this.#pending ??= pendingFlush());
     const parent = context.active();
     for (const arn of groups) {
@@ -303,6 +348,128 @@ export class BullMqReconcileSink implements ReconcileSink {
       }
       merged.spans.push(span);
     }
+    this.#flushPending();
+    await flush.done;
+  }
+
+  /**
+   * A stream of this hub began the initial sync of a cluster that has not synced against the
+   * storage epoch (a cold start, a Redis loss). Until the hold ends (the stream's SYNCED, its
+   * end, or `initialSyncHoldMs` after it began, as the workers bound their wait), a batch's
+   * reconciles of the groups the cluster feeds are kept back, with their trace links and
+   * observation times, and enqueued when no local sync feeding the group is left. Those
+   * reconciles could only record registrations waiting for the sync (the workers hold them
+   * while a feeding cluster syncs): at fleet scale they were hundreds of jobs a second taking
+   * the CPU the sync itself needed.
+   *
+   * Nothing is lost if this hub dies with reconciles kept back: the batches are written, and
+   * the end of the sync it kept them for (the stream ends, then SYNCED on a new one) is a
+   * status change after which every worker enqueues each group the cluster feeds. Clusters
+   * syncing at other hub replicas keep nothing back here.
+   */
+  initialSyncStarted(clusterId: string): InitialSyncHold {
+    if (this.#initialSyncHoldMs === 0 || this.#state !== 'open') {
+      return { end: () => Promise.resolve() };
+    }
+    const timer = setTimeout(() => {
+      end().catch((err: unknown) =>
+        this.#logger.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles kept back'),
+      );
+    }, this.#initialSyncHoldMs);
+    timer.unref();
+    const hold: SyncHold = { clusterId, groups: this.#groupsOf(clusterId), timer, ended: false };
+    this.#holds.add(hold);
+    for (const arn of hold.groups) this.#waiting.set(arn, (this.#waiting.get(arn) ?? 0) + 1);
+    const end = (): Promise<void> => {
+      if (hold.ended) return Promise.resolve();
+      hold.ended = true;
+      clearTimeout(hold.timer);
+      this.#holds.delete(hold);
+      for (const arn of hold.groups) {
+        const n = (this.#waiting.get(arn) ?? 0) - 1;
+        if (n > 0) this.#waiting.set(arn, n);
+        else this.#waiting.delete(arn);
+      }
+      return this.#release();
+    };
+    return { end };
+  }
+
+  /** Groups held back now (for tests and the admin view). */
+  get deferredGroups(): string[] {
+    return [...this.#deferred.keys()].sort();
+  }
+
+  /** Every group of a binding that selects the cluster. */
+  #groupsOf(clusterId: string): Set<string> {
+    const labels = this.#directory.labels(clusterId) ?? {};
+    const groups = new Set<string>();
+    for (const entry of this.#index.byName.values()) {
+      if (!selectsCluster(entry.binding.clusters, clusterId, labels)) continue;
+      for (const arn of entry.groups) groups.add(arn);
+    }
+    return groups;
+  }
+
+  /** After a bindings change: the holds' groups again, and what no longer waits goes. */
+  async #regroupHolds(): Promise<void> {
+    const waiting = new Map<string, number>();
+    for (const hold of this.#holds) {
+      hold.groups = this.#groupsOf(hold.clusterId);
+      for (const arn of hold.groups) waiting.set(arn, (waiting.get(arn) ?? 0) + 1);
+    }
+    this.#waiting = waiting;
+    await this.#release();
+  }
+
+  /** Keeps back the reconciles of groups fed by a local initial sync; returns the others. */
+  #keepBack(
+    groups: readonly string[],
+    link: string | undefined,
+    observedAtMs: number | undefined,
+  ): string[] {
+    const now: string[] = [];
+    for (const arn of groups) {
+      if (!this.#waiting.has(arn)) {
+        now.push(arn);
+        continue;
+      }
+      let deferred = this.#deferred.get(arn);
+      if (deferred === undefined) {
+        deferred = { traceLinks: new Set(), observedAtMs: undefined };
+        this.#deferred.set(arn, deferred);
+      }
+      if (link !== undefined && deferred.traceLinks.size < MAX_TRACE_LINKS) {
+        deferred.traceLinks.add(link);
+      }
+      if (observedAtMs !== undefined) {
+        deferred.observedAtMs = Math.min(deferred.observedAtMs ?? observedAtMs, observedAtMs);
+      }
+    }
+    return now;
+  }
+
+  /** Enqueues the kept-back reconciles of groups no local initial sync feeds any more. */
+  async #release(): Promise<void> {
+    const ready = [...this.#deferred].filter(([arn]) => !this.#waiting.has(arn));
+    if (ready.length === 0) return;
+    const flush = (this.#pending ??= pendingFlush());
+    for (const [arn, deferred] of ready) {
+      this.#deferred.delete(arn);
+      let merged = flush.requests.get(arn);
+      if (merged === undefined) {
+        merged = { traceLinks: new Set(), observedAtMs: undefined, spans: [] };
+        flush.requests.set(arn, merged);
+      }
+      for (const link of deferred.traceLinks) merged.traceLinks.add(link);
+      if (deferred.observedAtMs !== undefined) {
+        merged.observedAtMs = Math.min(
+          merged.observedAtMs ?? deferred.observedAtMs,
+          deferred.observedAtMs,
+        );
+      }
+    }
+    this.#logger.debug({ groups: ready.length }, 'reconciles kept back for initial syncs released');
     this.#flushPending();
     await flush.done;
   }
@@ -456,6 +623,13 @@ export class BullMqReconcileSink implements ReconcileSink {
   async close(): Promise<void> {
     if (this.#state !== 'open') return;
     this.#state = 'closing';
+    // What initial syncs kept back is enqueued before the queues close.
+    for (const hold of this.#holds) clearTimeout(hold.timer);
+    this.#holds.clear();
+    this.#waiting.clear();
+    this.#release().catch((err: unknown) =>
+      this.#logger.warn({ err }, 'cannot enqueue reconciles kept back for initial syncs'),
+    );
     // Batches waiting for a flush still get their answer (acked or failed), not a hang: each
     // flush starts the next one when it ends.
     while (this.#flushing !== undefined) await this.#flushing.catch(() => undefined);

@@ -59,7 +59,10 @@ export class ClusterSessionRecords {
     }
   }
 
-  /** Records a newly admitted stream (not synced yet), replacing the previous stream's fields. */
+  /**
+   * Records a newly admitted stream (not synced yet), replacing the previous stream's fields.
+   * Returns the storage epoch of the cluster's last SYNCED (on an earlier stream), if any.
+   */
   async admitted(
     clusterId: string,
     session: {
@@ -69,11 +72,12 @@ export class ClusterSessionRecords {
       streamId: string;
       atMs: number;
     },
-  ): Promise<void> {
+  ): Promise<{ syncedStorageEpoch: string | undefined }> {
     const key = this.#keys.session(clusterId);
     // The last SYNCED (epoch, time) stays: it is the cluster's, not only this stream's.
-    await this.#redis
+    const results = await this.#redis
       .multi()
+      .hget(key, 'syncedStorageEpoch')
       .hdel(key, 'disconnectedAtMs')
       .hset(key, {
         hubId: session.hubId,
@@ -86,6 +90,9 @@ export class ClusterSessionRecords {
         lastAckedSequence: 0,
       })
       .exec();
+    for (const [err] of results ?? []) if (err !== null) throw err;
+    const epoch = results?.[0]?.[1];
+    return { syncedStorageEpoch: typeof epoch === 'string' ? epoch : undefined };
   }
 
   /** Records that the agent was heard from; false when another stream owns the record. */

@@ -182,6 +182,8 @@ export const SpanAttribute = {
   TGFED_BATCH_REJECTIONS: 'tgfed.batch.rejections',
   /** Target groups a hub apply enqueued reconciles for. */
   TGFED_BATCH_TARGET_GROUPS: 'tgfed.batch.target_groups',
+  /** Of those, the groups whose reconcile waits for the end of a cluster's initial sync. */
+  TGFED_BATCH_DEFERRED_TARGET_GROUPS: 'tgfed.batch.deferred_target_groups',
   /** True when an enqueue joined a job already pending for the group. */
   TGFED_RECONCILE_COALESCED: 'tgfed.reconcile.coalesced',
   TGFED_RECONCILE_REASON: 'tgfed.reconcile.reason',

@@ -12,9 +12,11 @@ import { RogueAgent, batchRequest, replaceChange } from '../security/rogue-agent
 import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // After a cold start (or a Redis loss) every cluster streams its whole state before SYNCED.
-// While it does, the workers hold registrations into its groups, so that a group fills in one
-// RegisterTargets call instead of one per batch; SYNCED (or the hold running out) releases them.
-// The agent here is a raw protocol client, so the test decides when SYNCED goes out.
+// While it does, the hub keeps back the reconciles of the groups it feeds, and the workers hold
+// registrations into them (for a reconcile that runs anyway: another hub's stream, an operator),
+// so that a group fills in one RegisterTargets call instead of one per batch; SYNCED (or the
+// hold running out) releases them. The agent here is a raw protocol client, so the test decides
+// when SYNCED goes out.
 
 let sim: Elbv2SimulatorServer;
 let fed: TestFederation;
@@ -25,7 +27,10 @@ function addresses(block: number, from: number, count: number): string[] {
   return Array.from({ length: count }, (_, i) => `10.${block}.0.${from + i}`);
 }
 
-async function boundGroup(cluster: string): Promise<string> {
+async function boundGroup(
+  clusters: string | string[],
+  federation: TestFederation = fed,
+): Promise<string> {
   groups++;
   const arn = sim.simulator.createTargetGroup({
     account: ACCOUNT,
@@ -33,20 +38,27 @@ async function boundGroup(cluster: string): Promise<string> {
     name: `hold-${groups}`,
     port: 8080,
   });
-  await fed.applyBinding(
+  await federation.applyBinding(
     binding({
       name: `hold-${groups}`,
-      clusters: { names: [cluster], labels: undefined },
+      clusters: { names: [clusters].flat(), labels: undefined },
       port: { port: { $case: 'number', number: 8080 } },
       target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
     }),
   );
+  // The binding's own reconcile, out of the way of what the test counts.
+  await waitFor(async () => (await federation.records.read(arn)).last !== undefined, {
+    what: 'the reconcile of the new binding',
+  });
   return arn;
 }
 
-/** A stream of `cluster` that sent hello and is streaming its resync (no SYNCED yet). */
-async function resyncing(cluster: string) {
-  const agent = new RogueAgent(`127.0.0.1:${fed.hub.agentPort}`, {
+/**
+ * A stream of `cluster` that sent hello and is streaming its resync (no SYNCED yet).
+ * @param initial whether this is the cluster's initial sync in the storage epoch
+ */
+async function resyncing(cluster: string, initial = true, federation: TestFederation = fed) {
+  const agent = new RogueAgent(`127.0.0.1:${federation.hub.agentPort}`, {
     token: agentTokenOf(cluster),
     ownConnection: true,
   });
@@ -54,10 +66,14 @@ async function resyncing(cluster: string) {
   const stream = agent.open();
   stream.hello(cluster);
   await stream.next('welcome');
+  // The test hub closes a stream silent for three heartbeat intervals.
+  const heartbeats = setInterval(() => stream.heartbeat(), 200).unref();
+  stream.call.on('close', () => clearInterval(heartbeats));
   // The workers read cluster statuses every second: wait until the worker sees the resync.
-  const worker = fed.workers[0];
+  const worker = federation.workers[0];
   await waitFor(
     () =>
+      !initial ||
       worker?.options.initialSyncHoldMs === 0 ||
       worker?.clusterStatus?.status(cluster).initialSync === true,
     { what: `the worker to see ${cluster} streaming its initial sync` },
@@ -78,6 +94,11 @@ async function resyncing(cluster: string) {
       sequence++;
       stream.synced(sequence);
       expect((await stream.next('ack')).ack.sequence).toBe(sequence);
+    },
+    /** Ends the stream without SYNCED. */
+    close(): void {
+      clearInterval(heartbeats);
+      agent.close();
     },
   };
 }
@@ -100,9 +121,10 @@ beforeAll(async () => {
     redisUrl: inject('redisUrl'),
     clusters: [
       { id: 'held', block: 1 },
-      { id: 'unheld', block: 2 },
+      { id: 'second', block: 2 },
+      { id: 'third', block: 3 },
     ],
-    workerSettings: { initialSyncHoldMs: 30_000 },
+    hubSettings: { initialSyncHoldMs: 30_000 },
   });
   await fed.start();
   await fed.startWorker(simulatorWorkerDeps(sim.url));
@@ -118,52 +140,98 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
   it('wait until SYNCED, then fill the group in one call', async () => {
     const arn = await boundGroup('held');
     const stream = await resyncing('held');
-    // Three batches, each reconciled before the next: each would have been a call of its own.
-    // The first reconcile resolves and holds the 10 targets; the next ones see that the cluster
-    // is still syncing and hold without resolving again (their record keeps the count it found).
-    let lastStart = 0;
+    const before = (await fed.records.read(arn)).last?.startedAtMs;
+    const sink = fed.hub.reconcileQueues;
+    // Three batches: each would have been a reconcile, and a call, of its own.
     for (const [n, count] of [10, 20, 30].entries()) {
       await stream.send(addresses(1, 1, count));
-      const record = await waitFor(
-        async () => {
-          const last = (await fed.records.read(arn)).last;
-          return last !== undefined &&
-            last.startedAtMs > lastStart &&
-            (last.waitingForSync ?? 0) > 0
-            ? last
-            : undefined;
-        },
-        { what: `a reconcile holding the targets of batch ${n + 1}` },
-      );
-      lastStart = record.startedAtMs;
-      expect(record.waitingForSync).toBe(10);
-      expect(registerCalls(arn), `after batch ${n + 1}`).toHaveLength(0);
+      expect(sink?.deferredGroups, `after batch ${n + 1}`).toEqual([arn]);
     }
-    // Reconciled (a reconcile ran for the batches) but nothing registered.
+    // No reconcile ran for the sync: the hub kept the batches' back, and the workers enqueue
+    // none when a cluster begins its initial sync (its end brings the groups back).
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await fed.records.read(arn)).last?.startedAtMs).toBe(before);
+    // A reconcile that runs anyway (an operator's here; the workers' own when they see a
+    // cluster's status change, another hub's stream) holds the registrations.
+    await fed.triggerReconcile(arn, false);
+    const record = await waitFor(
+      async () => {
+        const last = (await fed.records.read(arn)).last;
+        return (last?.waitingForSync ?? 0) > 0 ? last : undefined;
+      },
+      { what: 'a reconcile holding the targets' },
+    );
+    expect(record.waitingForSync).toBe(30);
+    expect(registerCalls(arn)).toHaveLength(0);
     const status = await fed.status(arn);
     expect(status?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_IN_SYNC);
     expect(status?.actualTargets).toBe(0);
     expect(status?.desiredTargets).toBe(30);
 
     await stream.synced();
+    expect(sink?.deferredGroups).toEqual([]);
     await waitFor(() => registered(arn).length === 30, { what: 'the group filled' });
     expect(registered(arn)).toEqual(addresses(1, 1, 30).sort());
     expect(registerCalls(arn)).toHaveLength(1);
   });
 
+  it('keep a group fed by two syncing clusters back until both are done or gone', async () => {
+    const arn = await boundGroup(['second', 'third']);
+    const sink = fed.hub.reconcileQueues;
+    const second = await resyncing('second');
+    const third = await resyncing('third');
+    const before = (await fed.records.read(arn)).last?.startedAtMs;
+    await second.send(addresses(2, 1, 5));
+    await third.send(addresses(3, 1, 3));
+    expect(sink?.deferredGroups).toEqual([arn]);
+    // third still feeds the group: neither the hub nor the workers (who see second's status
+    // change) reconcile it for second's SYNCED.
+    await second.synced();
+    expect(sink?.deferredGroups).toEqual([arn]);
+    const worker = fed.workers[0];
+    await waitFor(() => worker?.clusterStatus?.status('second').initialSync === false, {
+      what: 'the worker to see the end of second’s sync',
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await fed.records.read(arn)).last?.startedAtMs).toBe(before);
+    expect(registered(arn)).toEqual([]);
+    // third's stream ends without SYNCED: what it kept back goes, and the group fills with both
+    // clusters' endpoints (third's are kept as last seen while it is away).
+    third.close();
+    await waitFor(() => sink?.deferredGroups.length === 0, { what: 'the hold ended' });
+    await waitFor(() => registered(arn).length === 8, { what: 'the group filled' });
+    expect(registered(arn)).toEqual([...addresses(2, 1, 5), ...addresses(3, 1, 3)].sort());
+
+    // A cluster that synced in this storage epoch is not held when it reconnects.
+    second.close();
+    const again = await resyncing('second', false);
+    await again.send(addresses(2, 1, 6));
+    expect(sink?.deferredGroups).toEqual([]);
+    await waitFor(() => registered(arn).length === 9, { what: 'the reconnect registered' });
+    await again.synced();
+  });
+
   it('with the hold off, registers batch by batch', async () => {
-    // Hold off for this worker: a second federation would need its own hub; instead a worker
-    // with initialSyncHoldMs 0 takes over the queues (the first one stops).
-    await fed.workers[0]?.shutdown(0);
-    fed.workers.shift();
-    await fed.startWorker(simulatorWorkerDeps(sim.url), { initialSyncHoldMs: 0 });
-    const arn = await boundGroup('unheld');
-    const stream = await resyncing('unheld');
-    await stream.send(addresses(2, 1, 10));
-    await waitFor(() => registered(arn).length === 10, { what: 'the first batch registered' });
-    await stream.send(addresses(2, 1, 20));
-    await waitFor(() => registered(arn).length === 20, { what: 'the second batch registered' });
-    expect(registerCalls(arn)).toHaveLength(2);
-    await stream.synced();
+    // The hold is one setting of hub and workers: a federation of its own with it off.
+    const off = new TestFederation({
+      name: 'isync-off',
+      redisUrl: inject('redisUrl'),
+      clusters: [{ id: 'unheld', block: 4 }],
+      hubSettings: { initialSyncHoldMs: 0 },
+    });
+    try {
+      await off.start();
+      await off.startWorker(simulatorWorkerDeps(sim.url));
+      const arn = await boundGroup('unheld', off);
+      const stream = await resyncing('unheld', true, off);
+      await stream.send(addresses(4, 1, 10));
+      await waitFor(() => registered(arn).length === 10, { what: 'the first batch registered' });
+      await stream.send(addresses(4, 1, 20));
+      await waitFor(() => registered(arn).length === 20, { what: 'the second batch registered' });
+      expect(registerCalls(arn)).toHaveLength(2);
+      await stream.synced();
+    } finally {
+      await off.close();
+    }
   });
 });

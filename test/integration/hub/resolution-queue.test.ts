@@ -195,6 +195,92 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     expect([...(await pendingJobs(sink)).keys()]).toEqual([B_GROUP]);
   });
 
+  it('keeps back the reconciles of groups a local initial sync feeds until no such sync is left', async () => {
+    const { sink, redis } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const eu = sink.initialSyncStarted('prod-eu');
+    const us = sink.initialSyncStarted('prod-us');
+    const web = [{ namespace: 'shop', name: 'web' }];
+    await sink.changed('prod-eu', web, trace(1), 1_000);
+    // dev is not syncing, but A is fed by syncing clusters: its reconcile would hold anyway.
+    await sink.changed('dev', web, trace(2), 900);
+    await sink.changed('prod-us', [{ namespace: 'shop', name: 'api' }], trace(3), 1_100);
+    expect(sink.deferredGroups).toEqual([A_GROUP, B_GROUP].sort());
+    expect(await pendingJobs(sink)).toEqual(new Map());
+
+    // prod-us still feeds both groups.
+    await eu.end();
+    expect(await pendingJobs(sink)).toEqual(new Map());
+    await us.end();
+    expect(sink.deferredGroups).toEqual([]);
+    const pending = await pendingJobs(sink);
+    expect([...pending.keys()].sort()).toEqual([A_GROUP, B_GROUP].sort());
+    const a = pending.get(A_GROUP)?.[0];
+    expect(a).toMatchObject({ reason: 'endpoints', observedAtMs: 900 });
+    // Every batch's link, straight to its batch (no enqueue span was made for it).
+    const parent = (n: number) =>
+      `00-${Buffer.from(trace(n).traceId).toString('hex')}-${Buffer.from(trace(n).parentId).toString('hex')}-01`;
+    expect(a?.traceLinks.slice().sort()).toEqual([parent(1), parent(2)].sort());
+    expect(pending.get(B_GROUP)?.[0]).toMatchObject({ observedAtMs: 1_100 });
+    expect(pending.get(B_GROUP)?.[0]?.traceLinks).toEqual([parent(3)]);
+    // Ending again changes nothing; a group no sync feeds is enqueued at once.
+    await us.end();
+    await sink.changed('dev', web, trace(4));
+    expect(await takeTraceLinks(redis, reconcileQueueFor(A_GROUP, sink.options), A_GROUP)).toEqual([
+      parent(4),
+    ]);
+  });
+
+  it('ends a hold after initialSyncHoldMs, at close, and holds nothing when it is 0', async () => {
+    const timed = newSink({ initialSyncHoldMs: 300 }).sink;
+    await timed.updateBindings({ revision: 1, bindings: BINDINGS });
+    timed.initialSyncStarted('dev');
+    await timed.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
+    expect(timed.deferredGroups).toEqual([...POOL].sort());
+    await waitFor(async () => (await pendingJobs(timed)).size === POOL.length, {
+      what: 'the pool enqueued when the hold ran out',
+    });
+    expect(timed.deferredGroups).toEqual([]);
+
+    const closing = newSink().sink;
+    await closing.updateBindings({ revision: 1, bindings: BINDINGS });
+    closing.initialSyncStarted('dev');
+    await closing.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
+    await closing.close();
+    expect([...(await pendingJobs(closing)).keys()].sort()).toEqual([...POOL].sort());
+
+    const off = newSink({ initialSyncHoldMs: 0 }).sink;
+    await off.updateBindings({ revision: 1, bindings: BINDINGS });
+    await off.initialSyncStarted('dev').end();
+    off.initialSyncStarted('dev');
+    await off.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
+    expect(off.deferredGroups).toEqual([]);
+    expect((await pendingJobs(off)).size).toBe(POOL.length);
+    expect(() => newSink({ initialSyncHoldMs: -1 })).toThrow(/initialSyncHoldMs/);
+  });
+
+  it('regroups the holds when the bindings change', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    sink.initialSyncStarted('dev');
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1));
+    expect(sink.deferredGroups).toEqual([A_GROUP]);
+    // dev no longer feeds A: its kept-back reconcile goes (with the binding's own request).
+    const narrowed = BINDINGS.map((b) =>
+      b.name === 'a' ? { ...b, clusters: { names: ['prod-eu', 'prod-us'], labels: undefined } } : b,
+    );
+    await sink.updateBindings({ revision: 2, bindings: narrowed });
+    expect(sink.deferredGroups).toEqual([]);
+    expect([...(await pendingJobs(sink)).keys()]).toEqual([A_GROUP]);
+    // And a binding that now selects dev makes its group wait.
+    const widened = narrowed.map((b) =>
+      b.name === 'b' ? { ...b, clusters: { names: ['dev'], labels: undefined } } : b,
+    );
+    await sink.updateBindings({ revision: 3, bindings: widened });
+    await sink.changed('dev', [{ namespace: 'shop', name: 'api' }], trace(2));
+    expect(sink.deferredGroups).toEqual([B_GROUP]);
+  });
+
   it('enqueues every group of a pool binding', async () => {
     const { sink } = newSink();
     await sink.updateBindings({ revision: 1, bindings: BINDINGS });
