@@ -271,14 +271,24 @@ export class TargetGroupRecords {
   ): Promise<void> {
     const before = await this.#redis.hget(this.metaKey(arn), 'held');
     const previous = parseJson<HeldDeregistration>(this.metaKey(arn), before ?? undefined);
-    const meta = this.#redis.multi();
-    meta.hset(this.metaKey(arn), {
+    const fields: Record<string, string> = {
       last: JSON.stringify(result.record),
       actualValid: result.actualValid ? '1' : '0',
-    });
-    if (result.held === undefined) meta.hdel(this.metaKey(arn), 'held');
-    else meta.hset(this.metaKey(arn), 'held', JSON.stringify(result.held));
-    execOrThrow(await meta.exec());
+    };
+    if (result.held !== undefined) fields.held = JSON.stringify(result.held);
+    if (result.held === undefined && before !== null) {
+      execOrThrow(
+        await this.#redis
+          .multi()
+          .hset(this.metaKey(arn), fields)
+          .hdel(this.metaKey(arn), 'held')
+          .exec(),
+      );
+    } else {
+      // Mostly no operation is held before or after: one HSET, not a MULTI (which ioredis builds
+      // as a pipeline copying every script defined on the connection, at every reconcile).
+      await this.#redis.hset(this.metaKey(arn), fields);
+    }
     if (previous !== undefined && previous.id !== result.held?.id) {
       await this.#redis.hdel(this.heldKey(), previous.id);
     }

@@ -93,6 +93,15 @@ return 1
 `;
 
 const applyBatchCommand = 'tgfedApplyBatch';
+
+// KEYS: the cluster's services index, the service's endpoint hash; ARGV: the service key. The
+// meta and the endpoints it describes, read at one instant (nil when the service is not held).
+const readServiceLua = `
+local meta = redis.call('HGET', KEYS[1], ARGV[1])
+if not meta then return false end
+return {meta, redis.call('HGETALL', KEYS[2])}
+`;
+const readServiceCommand = 'tgfedReadService';
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
 const defined = new WeakSet<RedisClient>();
 
@@ -109,6 +118,7 @@ export class ClusterEndpointStore {
     this.keys = keys;
     if (!defined.has(redis)) {
       redis.defineCommand(applyBatchCommand, { lua: applyBatchLua });
+      redis.defineCommand(readServiceCommand, { lua: readServiceLua, numberOfKeys: 2 });
       defined.add(redis);
     }
   }
@@ -156,24 +166,27 @@ export class ClusterEndpointStore {
   /** One service, or undefined when the cluster does not hold it. */
   async readService(clusterId: string, service: ServiceKey): Promise<StoredService | undefined> {
     const key = serviceKeyString(service);
-    // One transaction (both keys carry the cluster's hash tag): the digest always describes the
-    // endpoints read with it, which callers caching by digest rely on.
-    const results = await this.#redis
-      .multi()
-      .hget(this.keys.services(clusterId), key)
-      .hgetall(this.keys.service(clusterId, key))
-      .exec();
-    for (const [err] of results ?? []) if (err !== null) throw err;
-    const metaRaw = (results?.[0]?.[1] ?? null) as string | null;
-    const fields = (results?.[1]?.[1] ?? {}) as Record<string, string>;
-    if (metaRaw === null) return undefined;
+    // One script (both keys carry the cluster's hash tag): the digest always describes the
+    // endpoints read with it, which callers caching by digest rely on. Not a MULTI: ioredis
+    // builds each as a pipeline copying every script defined on the connection, and resolving
+    // a pool reads a service of every cluster.
+    const run = (this.#redis as unknown as Record<string, ScriptCommand>)[readServiceCommand];
+    if (run === undefined) throw new Error(`${readServiceCommand} is not defined on this client`);
+    const result = (await run.call(
+      this.#redis,
+      this.keys.services(clusterId),
+      this.keys.service(clusterId, key),
+      key,
+    )) as [string, string[]] | null;
+    if (result === null) return undefined;
+    const [metaRaw, fields] = result;
     const meta = decodeServiceMeta(key, metaRaw);
-    return {
-      service,
-      labels: meta.labels,
-      digest: meta.digest,
-      endpoints: decodeEndpoints(fields, service.namespace),
-    };
+    const endpoints = new Map<string, EndpointRecord>();
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const address = fields[i]!;
+      endpoints.set(address, decodeEndpointRecord(address, fields[i + 1]!, service.namespace));
+    }
+    return { service, labels: meta.labels, digest: meta.digest, endpoints };
   }
 
   /** Every service of a cluster with its endpoints (one pipelined round trip after the index). */
