@@ -237,6 +237,9 @@ const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
  * most `transientRetryMaxMs` (any change brings it back sooner); a refused target is isolated by bisecting its chunk and reported, and the rest is applied.
  * The reconcile itself throws only when Redis fails, so the queue retries it.
  */
+/** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
+const THROTTLED_CALL_ATTEMPTS = 3;
+
 export class TargetGroupReconciler {
   readonly options: CompiledTargetGroupReconcilerOptions;
   readonly #desired: DesiredGroupSource;
@@ -578,28 +581,40 @@ export class TargetGroupReconciler {
     );
   }
 
+  /**
+   * One AWS call under the account's bucket. A call AWS throttles anyway empties the bucket for
+   * every worker (the penalty) and is made again with the next token, up to
+   * {@link THROTTLED_CALL_ATTEMPTS} times, within this reconcile: tokens granted at the bucket's
+   * pace can still reach AWS closer together than it refills (a busy event loop delays one
+   * call and not the next), and failing the reconcile for that cost its group a retry backoff
+   * and a resolution. `count` is called for every attempt (the record counts calls made).
+   */
   async #call<T>(
     definition: TargetGroup,
     cls: AwsCallClass,
     operation: string,
     signal: AbortSignal | undefined,
+    count: () => void,
     call: () => Promise<T>,
   ): Promise<T> {
-    await this.#limiter.acquire(definition.accountId, definition.region, cls, { signal });
-    try {
-      return await call();
-    } catch (err) {
-      if (signal?.aborted === true) throw err;
-      const failure = new AwsCallError(operation, err);
-      if (failure.errorClass === 'throttling') {
+    for (let attempt = 1; ; attempt++) {
+      await this.#limiter.acquire(definition.accountId, definition.region, cls, { signal });
+      count();
+      try {
+        return await call();
+      } catch (err) {
+        if (signal?.aborted === true) throw err;
+        const failure = new AwsCallError(operation, err);
+        if (failure.errorClass !== 'throttling') throw failure;
         await this.#limiter.penalize(
           definition.accountId,
           definition.region,
           cls,
           this.options.throttlePenaltyMs,
         );
+        if (attempt >= THROTTLED_CALL_ATTEMPTS) throw failure;
+        this.#log.debug({ operation, attempt, account: definition.accountId }, 'call throttled');
       }
-      throw failure;
     }
   }
 
@@ -609,11 +624,15 @@ export class TargetGroupReconciler {
     progress: Progress,
     signal: AbortSignal | undefined,
   ): Promise<Map<string, TargetHealthState>> {
-    progress.calls.describe++;
     let observed;
     try {
-      observed = await this.#call(definition, 'describe', 'DescribeTargetHealth', signal, () =>
-        api.describeTargetHealth(signal),
+      observed = await this.#call(
+        definition,
+        'describe',
+        'DescribeTargetHealth',
+        signal,
+        () => progress.calls.describe++,
+        () => api.describeTargetHealth(signal),
       );
     } catch (err) {
       if (err instanceof AwsCallError) throw new StopReconcile(err);
@@ -630,9 +649,13 @@ export class TargetGroupReconciler {
       await this.#records.claim(arn, keys);
       for (const key of keys) owned.add(key);
       const applied = await this.#apply(part, progress, context, 'RegisterTargets', (targets) => {
-        progress.calls.register++;
-        return this.#call(definition, 'mutate', 'RegisterTargets', context.signal, () =>
-          api.registerTargets(targets, context.signal),
+        return this.#call(
+          definition,
+          'mutate',
+          'RegisterTargets',
+          context.signal,
+          () => progress.calls.register++,
+          () => api.registerTargets(targets, context.signal),
         );
       });
       const appliedKeys = applied.map((t) => t.key);
@@ -653,9 +676,13 @@ export class TargetGroupReconciler {
     const { arn, api, definition, live, owned, progress, context } = run;
     for (const part of chunk(targets, this.options.chunkSize)) {
       const applied = await this.#apply(part, progress, context, 'DeregisterTargets', (targets) => {
-        progress.calls.deregister++;
-        return this.#call(definition, 'mutate', 'DeregisterTargets', context.signal, () =>
-          api.deregisterTargets(targets, context.signal),
+        return this.#call(
+          definition,
+          'mutate',
+          'DeregisterTargets',
+          context.signal,
+          () => progress.calls.deregister++,
+          () => api.deregisterTargets(targets, context.signal),
         );
       });
       const keys = applied.map((t) => t.key);

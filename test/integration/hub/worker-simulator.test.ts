@@ -145,6 +145,33 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     expect(status?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
   });
 
+  it('makes a throttled call again within the reconcile, after the penalty', async () => {
+    const arn = newGroup();
+    sim.simulator.injectFault({
+      targetGroupArn: arn,
+      action: 'RegisterTargets',
+      code: 'Throttling',
+      times: 2,
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'throttled-twice',
+        clusters: { names: ['east'], labels: undefined },
+        port: { port: { $case: 'number', number: 8080 } },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    await converged(arn, expected(1, range(1, 33)), 'the group after two throttles');
+    const calls = sim.simulator.calls({ targetGroupArn: arn, action: 'RegisterTargets' });
+    expect(calls.map((c) => c.errorCode ?? 'ok')).toEqual(['Throttling', 'Throttling', 'ok']);
+    // One reconcile made all three: it counts them, and did not fail.
+    const last = (await fed.records.read(arn)).last;
+    expect(last).toMatchObject({ outcome: 'applied', consecutiveFailures: 0 });
+    expect(last?.calls.register).toBe(3);
+    // The penalty spaced them (throttlePenaltyMs, 1 s by default).
+    expect((calls[2]?.atMs ?? 0) - (calls[0]?.atMs ?? 0)).toBeGreaterThanOrEqual(1_900);
+  });
+
   it('after a long storm of throttles and 5xx, retries within the transient ceiling, not the persistent one', async () => {
     const arn = newGroup();
     fed.setEndpoints('east', range(1, 33));
