@@ -468,6 +468,68 @@ describe('TargetGroupDesiredState', () => {
     expect(desired.resolutions).toEqual({ computed: 4, reused: 3 });
   });
 
+  it('resolves at most maxConcurrentResolutions pools at once, the others in turn', async () => {
+    const hub = await startHub();
+    const pools = [
+      [targetGroupArn(31), targetGroupArn(32)],
+      [targetGroupArn(33), targetGroupArn(34)],
+    ];
+    await hub.bindings.apply({ ...prodPool(pools[0]!, 40), name: 'pool-a' });
+    await hub.bindings.apply({
+      ...prodPool(pools[1]!, 40),
+      name: 'pool-b',
+      services: { namespace: 'shop', name: 'api', labels: undefined },
+    });
+    agent('east', hub.address).upsert(web('web-e', ips(1, 0, 4)));
+    await waitFor(
+      async () =>
+        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
+          .size === 4,
+      { what: 'the endpoints of east stored' },
+    );
+    // The occupancy is read inside a resolution: held there, the resolution holds its turn.
+    let release: (() => void) | undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let asked = 0;
+    const desired = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: () => CONNECTED },
+        maxConcurrentResolutions: 1,
+        occupancy: {
+          counts: async (arns) => {
+            if (asked++ === 0) await held;
+            return arns.map(() => 0);
+          },
+          targets: (arns) => Promise.resolve(arns.map(() => new Set<string>())),
+        },
+      },
+    );
+    const a = desired.resolve(pools[0]![0]!);
+    await waitFor(() => asked === 1, { what: 'the first resolution inside its turn' });
+    const b = desired.resolve(pools[1]![0]!);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(desired.resolutions.computed, 'the second waits for the first').toBe(1);
+    release?.();
+    await Promise.all([a, b]);
+    expect(desired.resolutions.computed).toBe(2);
+    const other = await desired.resolve(pools[0]![1]!);
+    expect((await a).targets.size + other.targets.size).toBe(4);
+    expect((await b).targets.size).toBe(0);
+    expect(
+      () =>
+        new TargetGroupDesiredState(
+          { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+          {
+            directory: { labels: () => undefined },
+            status: { status: () => CONNECTED },
+            maxConcurrentResolutions: 0,
+          },
+        ),
+    ).toThrow(/maxConcurrentResolutions/);
+  });
+
   it('places new targets of a pool beside the targets still draining in its groups', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(25), targetGroupArn(26)];
