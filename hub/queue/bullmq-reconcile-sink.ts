@@ -88,6 +88,8 @@ interface MergedRequest {
   observedAtMs: number | undefined;
   /** One open `tgfed.reconcile.enqueue` span per batch, ended when the flush is done. */
   readonly spans: Span[];
+  /** Kept back for an initial sync: it waited long enough, no debounce window. */
+  now?: boolean;
 }
 
 /** What a group's reconciles kept back during initial syncs carry, merged. */
@@ -461,6 +463,7 @@ export class BullMqReconcileSink implements ReconcileSink {
         merged = { traceLinks: new Set(), observedAtMs: undefined, spans: [] };
         flush.requests.set(arn, merged);
       }
+      merged.now = true;
       for (const link of deferred.traceLinks) merged.traceLinks.add(link);
       if (deferred.observedAtMs !== undefined) {
         merged.observedAtMs = Math.min(
@@ -498,7 +501,11 @@ export class BullMqReconcileSink implements ReconcileSink {
           traceLinks: [...merged.traceLinks].slice(-MAX_TRACE_LINKS),
           ...(merged.observedAtMs === undefined ? {} : { observedAtMs: merged.observedAtMs }),
         };
-        return this.#add(reconcileQueueFor(arn, this.#options), request);
+        return this.#add(
+          reconcileQueueFor(arn, this.#options),
+          request,
+          merged.now ? 0 : undefined,
+        );
       }),
     );
     const enqueued = new Map<string, EnqueuedReconcile>();
@@ -596,6 +603,7 @@ export class BullMqReconcileSink implements ReconcileSink {
   async #add(
     address: ReconcileQueueAddress,
     request: ReconcileRequest,
+    delayMs?: number,
   ): Promise<EnqueuedReconcile> {
     const { targetGroupArn } = request;
     const jobId = newReconcileJobId();
@@ -604,7 +612,7 @@ export class BullMqReconcileSink implements ReconcileSink {
       job = await this.#queue(address).add(
         RECONCILE_JOB_NAME,
         request,
-        reconcileJobOptions(request, this.#options, jobId),
+        reconcileJobOptions(request, this.#options, jobId, delayMs),
       );
     } catch (err) {
       throw new ReconcileEnqueueError(

@@ -220,7 +220,8 @@ export const OBSERVED_AT_MEMBER = 'at';
  *   one. (`ttl` is ignored with `keepLastIfActive`; a stale key whose job vanished is recovered by
  *   `recoverStaleDeduplicationKey`.)
  * - `delay: debounceMs` is the debounce window, as a throttle: the first change starts it and
- *   later ones join it. BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
+ *   later ones join it. (Reconciles an initial sync kept back are enqueued with `delayMs` 0:
+ *   their changes waited for the whole sync already.) BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
  *   window on every add, which under constant churn would postpone the reconcile forever.
  * - `operator` requests use `delay: 0` and `replace: true`: a job still delayed is replaced by
  *   one that runs now (`replace` removes only a *delayed* job; a waiting one already runs soon).
@@ -233,11 +234,12 @@ export function reconcileJobOptions(
   request: ReconcileRequest,
   options: CompiledReconcileQueueOptions,
   jobId: string = newReconcileJobId(),
+  delayMs: number = options.debounceMs,
 ): JobsOptions {
   const now = request.reason === 'operator';
   return {
     jobId,
-    delay: now ? 0 : options.debounceMs,
+    delay: now ? 0 : delayMs,
     deduplication: {
       id: reconcileDeduplicationId(request.targetGroupArn),
       keepLastIfActive: true,

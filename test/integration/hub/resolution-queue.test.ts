@@ -75,6 +75,20 @@ async function pendingJobs(sink: BullMqReconcileSink): Promise<Map<string, Recon
   return byGroup;
 }
 
+/** Groups with a delayed job (waiting for their debounce window) over every shard. */
+async function delayedGroups(sink: BullMqReconcileSink): Promise<string[]> {
+  const groups: string[] = [];
+  for (const address of reconcileQueueAddresses(sink.options)) {
+    const queue = new Queue<ReconcileRequest>(address.name, {
+      connection: connection(),
+      prefix: address.prefix,
+    });
+    for (const job of await queue.getJobs(['delayed'])) groups.push(job.data.targetGroupArn);
+    await queue.close();
+  }
+  return groups.sort();
+}
+
 function trace(n: number): TraceContext {
   const traceId = new Uint8Array(16).fill(0xab);
   traceId[15] = n;
@@ -223,6 +237,8 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     expect(a?.traceLinks.slice().sort()).toEqual([parent(1), parent(2)].sort());
     expect(pending.get(B_GROUP)?.[0]).toMatchObject({ observedAtMs: 1_100 });
     expect(pending.get(B_GROUP)?.[0]?.traceLinks).toEqual([parent(3)]);
+    // They waited for the sync: no debounce window on top (the sink's is a minute here).
+    expect(await delayedGroups(sink)).toEqual([]);
     // Ending again changes nothing; a group no sync feeds is enqueued at once.
     await us.end();
     await sink.changed('dev', web, trace(4));
