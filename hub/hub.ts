@@ -294,6 +294,7 @@ export class Hub {
       },
       resolve: (arn) => desiredState.resolve(arn),
       storedEndpoints: async (clusterId) => (await store.totals(clusterId)).endpoints,
+      keptBack: () => this.#reconcileQueues?.deferredGroups.length ?? 0,
     });
 
     const sync = new SyncService(

@@ -19,6 +19,11 @@ export interface FederationMetricsSource {
   resolve(targetGroupArn: string): Promise<GroupDesiredState>;
   /** Endpoints stored for a cluster (the store's totals as of its last batch). */
   storedEndpoints(clusterId: string): Promise<number>;
+  /**
+   * Target groups whose reconcile this replica keeps back until a local cluster's initial sync
+   * ends (the reconcile sink's). @default none
+   */
+  keptBack?(): number;
 }
 
 /** Options of {@link FederationMetrics}. */
@@ -65,6 +70,11 @@ export class FederationMetrics {
     const recovery = meter.createObservableGauge(MetricName.HUB_RECOVERY_IN_PROGRESS, {
       description:
         '1 while deregistrations wait for clusters to resync after a Redis loss or a cold start',
+    });
+    const keptBack = meter.createObservableGauge(MetricName.HUB_RECONCILES_KEPT_BACK, {
+      description:
+        "Target groups whose reconcile this hub keeps back until a cluster's initial sync ends",
+      unit: '{target_group}',
     });
     const conflicts = meter.createObservableGauge(MetricName.HUB_BINDING_CONFLICTS, {
       description: 'Addresses announced by two clusters for one target group, as resolved now',
@@ -121,6 +131,7 @@ export class FederationMetrics {
         result.observe(clusters, count, { [MetricLabel.STATE]: state });
       }
       result.observe(recovery, awaitingResync ? 1 : 0);
+      result.observe(keptBack, source.keptBack?.() ?? 0);
     };
     // Separate callbacks: a failed read leaves out its own series only.
     const observeEndpoints = async (result: BatchObservableResult): Promise<void> => {
@@ -131,7 +142,7 @@ export class FederationMetrics {
     const observeConflicts = async (result: BatchObservableResult): Promise<void> => {
       result.observe(conflicts, await conflictCount.get());
     };
-    const clusterObservables = [clusters, connected, stale, recovery];
+    const clusterObservables = [clusters, connected, stale, recovery, keptBack];
     meter.addBatchObservableCallback(observeClusters, clusterObservables);
     meter.addBatchObservableCallback(observeEndpoints, [endpoints]);
     meter.addBatchObservableCallback(observeConflicts, [conflicts]);

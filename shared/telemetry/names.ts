@@ -54,6 +54,7 @@ export const MetricName = {
   HUB_APPLY_DURATION: 'tgfed_hub_apply_duration_seconds',
   HUB_BINDING_CONFLICTS: 'tgfed_hub_binding_conflicts',
   HUB_RECOVERY_IN_PROGRESS: 'tgfed_hub_recovery_in_progress',
+  HUB_RECONCILES_KEPT_BACK: 'tgfed_hub_reconciles_kept_back',
   HUB_RECOVERY_TIMEOUTS: 'tgfed_hub_recovery_timeouts',
   QUEUE_JOBS: 'tgfed_queue_jobs',
   QUEUE_OLDEST_JOB_AGE: 'tgfed_queue_oldest_job_age_seconds',

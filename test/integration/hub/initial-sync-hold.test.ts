@@ -5,6 +5,7 @@ import {
 } from '../../../hub/aws/simulator/index.js';
 import { BatchPhase, ReconcileOutcome } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
+import { scrapeMetrics } from '../../support/prometheus-text.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { agentTokenOf } from '../../support/test-hub-settings.js';
 import { TestFederation } from '../../support/test-federation.js';
@@ -151,6 +152,10 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
     // none when a cluster begins its initial sync (its end brings the groups back).
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect((await fed.records.read(arn)).last?.startedAtMs).toBe(before);
+    // Operators see it on the hub's /metrics.
+    const keptBack = async () =>
+      (await scrapeMetrics(fed.hub.healthPort)).value('tgfed_hub_reconciles_kept_back');
+    expect(await keptBack()).toBe(1);
     // A reconcile that runs anyway (an operator's here; the workers' own when they see a
     // cluster's status change, another hub's stream) holds the registrations.
     await fed.triggerReconcile(arn, false);
@@ -170,6 +175,7 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
 
     await stream.synced();
     expect(sink?.deferredGroups).toEqual([]);
+    expect(await keptBack()).toBe(0);
     await waitFor(() => registered(arn).length === 30, { what: 'the group filled' });
     expect(registered(arn)).toEqual(addresses(1, 1, 30).sort());
     expect(registerCalls(arn)).toHaveLength(1);

@@ -27,6 +27,7 @@ export const contractMetrics: Readonly<Record<string, 'counter' | 'gauge' | 'his
   tgfed_hub_apply_duration_seconds: 'histogram',
   tgfed_hub_binding_conflicts: 'gauge',
   tgfed_hub_recovery_in_progress: 'gauge',
+  tgfed_hub_reconciles_kept_back: 'gauge',
   tgfed_hub_recovery_timeouts_total: 'counter',
   // workers
   tgfed_queue_jobs: 'gauge',
