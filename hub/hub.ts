@@ -254,6 +254,7 @@ export class Hub {
       keys,
       disconnectedGraceMs: o.disconnectedGraceMs,
       resyncTimeoutMs: o.resyncTimeoutMs,
+      initialSyncHoldMs: o.initialSyncHoldMs,
       onResyncTimeout: () => this.#federationMetrics?.recoveryTimedOut(),
       logger: this.#log,
     });

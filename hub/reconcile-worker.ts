@@ -395,7 +395,11 @@ export class ReconcileWorker {
     const sink = this.#sink;
     const status = this.#clusterStatus;
     if (sink === undefined) return;
-    const syncing = (status?.clusters() ?? []).filter((id) => status?.status(id).initialSync);
+    // The listed clusters, as the reconcile's own check (`initialSyncClusters`) counts them.
+    const syncing = directory
+      .list()
+      .map((c) => c.id)
+      .filter((id) => status?.status(id).initialSync === true);
     const selects = (binding: Binding, ids: readonly string[]): boolean =>
       ids.some((id) => selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}));
     const groups = new Set<string>();

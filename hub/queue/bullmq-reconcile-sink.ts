@@ -104,8 +104,12 @@ interface SyncHold {
   /** The groups of the bindings that select the cluster. */
   groups: Set<string>;
   readonly timer: NodeJS.Timeout | undefined;
-  ended: boolean;
+  /** Set by the first end: every later end returns the same release. */
+  ended: Promise<void> | undefined;
 }
+
+/** Pause before enqueuing again reconciles whose release failed (they stay kept back). */
+const RELEASE_RETRY_MS = 1_000;
 
 /** Requests for changed endpoints gathered while the previous flush was under way. */
 interface PendingFlush {
@@ -125,6 +129,17 @@ function pendingFlush(): PendingFlush {
   // A caller that gave up (its stream ended) must not leave an unhandled rejection behind.
   done.catch(() => undefined);
   return { requests: new Map(), done, settle };
+}
+
+/** Adds a trace link, dropping the oldest beyond {@link MAX_TRACE_LINKS} (as the flush keeps the last). */
+function addLink(links: Set<string>, link: string): void {
+  links.delete(link);
+  links.add(link);
+  if (links.size > MAX_TRACE_LINKS) links.delete(links.values().next().value as string);
+}
+
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
 function groupsOf(binding: Binding): string[] {
@@ -214,8 +229,9 @@ export class BullMqReconcileSink implements ReconcileSink {
   readonly #holds = new Set<SyncHold>();
   /** Per group, how many of {@link #holds} it is fed by. */
   #waiting = new Map<string, number>();
-  /** Reconciles kept back while their groups are waiting. */
+  /** Reconciles kept back while their groups are waiting (or until a failed release is retried). */
   readonly #deferred = new Map<string, DeferredRequest>();
+  #releaseRetry: NodeJS.Timeout | undefined;
 
   /**
    * @param connection shared by the queues (BullMQ does not close a connection it was given); the
@@ -266,8 +282,10 @@ export class BullMqReconcileSink implements ReconcileSink {
     this.#index = next;
     this.#revision = snapshot.revision;
     if (generation !== undefined) this.#generation = generation;
-    if (this.#holds.size > 0) await this.#regroupHolds();
-    if (first) return [];
+    if (first) {
+      if (this.#holds.size > 0) await this.#regroupHolds();
+      return [];
+    }
     const affected = new Set<string>();
     for (const [name, entry] of next.byName) {
       const before = previous.byName.get(name);
@@ -278,7 +296,10 @@ export class BullMqReconcileSink implements ReconcileSink {
     for (const [name, before] of previous.byName) {
       if (!next.byName.has(name)) for (const arn of before.groups) affected.add(arn);
     }
-    return this.#enqueueAll([...affected].sort(), 'binding', []);
+    const enqueued = await this.#enqueueAll([...affected].sort(), 'binding', []);
+    // After the binding's own requests: a failed release must not cost them.
+    if (this.#holds.size > 0) await this.#regroupHolds();
+    return enqueued;
   }
 
   /** The target groups fed by these services of this cluster, sorted. */
@@ -364,10 +385,13 @@ export class BullMqReconcileSink implements ReconcileSink {
    * while a feeding cluster syncs): at fleet scale they were hundreds of jobs a second taking
    * the CPU the sync itself needed.
    *
-   * Nothing is lost if this hub dies with reconciles kept back: the batches are written, and
-   * the end of the sync it kept them for (the stream ends, then SYNCED on a new one) is a
-   * status change after which every worker enqueues each group the cluster feeds. Clusters
-   * syncing at other hub replicas keep nothing back here.
+   * When a hold ends, every group it covered that no other local sync feeds is enqueued, kept
+   * back or not. So if a hub dies with reconciles kept back, the cluster's next stream (still
+   * its initial sync: it never sent SYNCED in this epoch) brings them back at its own end, although
+   * its agent resends nothing the dead hub wrote; the workers also reconcile the cluster's groups
+   * when they see its stream end. A release that fails keeps its reconciles back and is tried
+   * again after {@link RELEASE_RETRY_MS}. Clusters syncing at other hub replicas keep nothing
+   * back here.
    */
   initialSyncStarted(clusterId: string): InitialSyncHold {
     if (this.#initialSyncHoldMs === 0 || this.#state !== 'open') {
@@ -379,12 +403,16 @@ export class BullMqReconcileSink implements ReconcileSink {
       );
     }, this.#initialSyncHoldMs);
     timer.unref();
-    const hold: SyncHold = { clusterId, groups: this.#groupsOf(clusterId), timer, ended: false };
+    const hold: SyncHold = {
+      clusterId,
+      groups: this.#groupsOf(clusterId),
+      timer,
+      ended: undefined,
+    };
     this.#holds.add(hold);
     for (const arn of hold.groups) this.#waiting.set(arn, (this.#waiting.get(arn) ?? 0) + 1);
     const end = (): Promise<void> => {
-      if (hold.ended) return Promise.resolve();
-      hold.ended = true;
+      if (hold.ended !== undefined) return hold.ended;
       clearTimeout(hold.timer);
       this.#holds.delete(hold);
       for (const arn of hold.groups) {
@@ -392,7 +420,8 @@ export class BullMqReconcileSink implements ReconcileSink {
         if (n > 0) this.#waiting.set(arn, n);
         else this.#waiting.delete(arn);
       }
-      return this.#release();
+      hold.ended = this.#release(hold.groups);
+      return hold.ended;
     };
     return { end };
   }
@@ -441,9 +470,7 @@ export class BullMqReconcileSink implements ReconcileSink {
         deferred = { traceLinks: new Set(), observedAtMs: undefined };
         this.#deferred.set(arn, deferred);
       }
-      if (link !== undefined && deferred.traceLinks.size < MAX_TRACE_LINKS) {
-        deferred.traceLinks.add(link);
-      }
+      if (link !== undefined) addLink(deferred.traceLinks, link);
       if (observedAtMs !== undefined) {
         deferred.observedAtMs = Math.min(deferred.observedAtMs ?? observedAtMs, observedAtMs);
       }
@@ -451,10 +478,22 @@ export class BullMqReconcileSink implements ReconcileSink {
     return now;
   }
 
-  /** Enqueues the kept-back reconciles of groups no local initial sync feeds any more. */
-  async #release(): Promise<void> {
-    const ready = [...this.#deferred].filter(([arn]) => !this.#waiting.has(arn));
-    if (ready.length === 0) return;
+  /**
+   * Enqueues the kept-back reconciles of groups no local initial sync feeds any more, and those
+   * of `groups` (a hold's) that none feeds, kept back or not. If the enqueue fails they are kept
+   * back again and tried again after {@link RELEASE_RETRY_MS}.
+   */
+  async #release(groups: Iterable<string> = []): Promise<void> {
+    const ready = new Map<string, DeferredRequest>();
+    for (const arn of groups) {
+      if (!this.#waiting.has(arn)) {
+        ready.set(arn, { traceLinks: new Set(), observedAtMs: undefined });
+      }
+    }
+    for (const [arn, deferred] of this.#deferred) {
+      if (!this.#waiting.has(arn)) ready.set(arn, deferred);
+    }
+    if (ready.size === 0) return;
     const flush = (this.#pending ??= pendingFlush());
     for (const [arn, deferred] of ready) {
       this.#deferred.delete(arn);
@@ -465,16 +504,36 @@ export class BullMqReconcileSink implements ReconcileSink {
       }
       merged.now = true;
       for (const link of deferred.traceLinks) merged.traceLinks.add(link);
-      if (deferred.observedAtMs !== undefined) {
-        merged.observedAtMs = Math.min(
-          merged.observedAtMs ?? deferred.observedAtMs,
-          deferred.observedAtMs,
-        );
-      }
+      merged.observedAtMs = earliest(merged.observedAtMs, deferred.observedAtMs);
     }
-    this.#logger.debug({ groups: ready.length }, 'reconciles kept back for initial syncs released');
+    this.#logger.debug({ groups: ready.size }, 'reconciles kept back for initial syncs released');
     this.#flushPending();
-    await flush.done;
+    try {
+      await flush.done;
+    } catch (err) {
+      for (const [arn, request] of ready) {
+        const kept = this.#deferred.get(arn);
+        if (kept === undefined) {
+          this.#deferred.set(arn, request);
+          continue;
+        }
+        for (const link of request.traceLinks) addLink(kept.traceLinks, link);
+        kept.observedAtMs = earliest(kept.observedAtMs, request.observedAtMs);
+      }
+      this.#retryRelease();
+      throw err;
+    }
+  }
+
+  #retryRelease(): void {
+    if (this.#releaseRetry !== undefined || this.#state !== 'open') return;
+    this.#releaseRetry = setTimeout(() => {
+      this.#releaseRetry = undefined;
+      this.#release().catch((err: unknown) =>
+        this.#logger.warn({ err }, 'cannot enqueue reconciles kept back; trying again'),
+      );
+    }, RELEASE_RETRY_MS);
+    this.#releaseRetry.unref();
   }
 
   /** Starts the next flush unless one is under way (it starts the next one when it ends). */
@@ -632,10 +691,15 @@ export class BullMqReconcileSink implements ReconcileSink {
     if (this.#state !== 'open') return;
     this.#state = 'closing';
     // What initial syncs kept back is enqueued before the queues close.
-    for (const hold of this.#holds) clearTimeout(hold.timer);
+    const held = new Set<string>();
+    for (const hold of this.#holds) {
+      clearTimeout(hold.timer);
+      for (const arn of hold.groups) held.add(arn);
+    }
+    clearTimeout(this.#releaseRetry);
     this.#holds.clear();
     this.#waiting.clear();
-    this.#release().catch((err: unknown) =>
+    this.#release(held).catch((err: unknown) =>
       this.#logger.warn({ err }, 'cannot enqueue reconciles kept back for initial syncs'),
     );
     // Batches waiting for a flush still get their answer (acked or failed), not a hang: each

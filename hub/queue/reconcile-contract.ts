@@ -263,10 +263,11 @@ export function newReconcileJobId(): string {
  * apply yet (registrations waiting for a cluster's initial sync). Kept `ttlMs` when nobody takes
  * them.
  *
- * Plain commands, not a transaction: these are telemetry, each command keeps the keys valid on
- * its own, and a transaction on the queue connection copies BullMQ's whole script table (ioredis
- * builds every MULTI as a pipeline that copies the connection's defined scripts), which at fleet scale was a visible
- * share of the hub's CPU.
+ * Plain commands, not a transaction: these are telemetry, and a transaction on the queue
+ * connection copies BullMQ's whole script table (ioredis builds every MULTI as a pipeline that
+ * copies the connection's defined scripts), which at fleet scale was a visible share of the
+ * hub's CPU. A failure after RPUSH can leave the list without its expiry; the group's next
+ * reconcile takes (and so deletes) it anyway.
  */
 export async function keepTraceLinks(
   redis: RedisClient,

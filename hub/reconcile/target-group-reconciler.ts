@@ -224,6 +224,9 @@ const MAX_LISTED_INVALID = 20;
 /** Region and account of a target group ARN. */
 const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
 
+/** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
+const THROTTLED_CALL_ATTEMPTS = 3;
+
 /**
  * One reconcile of one target group (DESIGN.md, Reconcile and Safety): resolve the desired
  * targets, take the actual ones from the cache (or describe the group when the cache is not
@@ -231,15 +234,13 @@ const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
  * with {@link planReconcile}, record ownership, register, deregister, and record the outcome.
  *
  * Every AWS call waits for a token of the account's shared bucket. A throttled call empties
- * the bucket for everyone and ends the reconcile (`throttled`); a persistent error (not found,
+ * the bucket for everyone and is made again with the next token; after
+ * {@link THROTTLED_CALL_ATTEMPTS} attempts it ends the reconcile (`throttled`); a persistent error (not found,
  * access denied, quota) ends it as `failed` and brings the group back only after `retryMaxMs`;
  * a throttle, a 5xx or an unknown error brings it back after a full-jitter doubling delay of at
  * most `transientRetryMaxMs` (any change brings it back sooner); a refused target is isolated by bisecting its chunk and reported, and the rest is applied.
  * The reconcile itself throws only when Redis fails, so the queue retries it.
  */
-/** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
-const THROTTLED_CALL_ATTEMPTS = 3;
-
 export class TargetGroupReconciler {
   readonly options: CompiledTargetGroupReconcilerOptions;
   readonly #desired: DesiredGroupSource;

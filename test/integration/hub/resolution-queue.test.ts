@@ -228,7 +228,9 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     await us.end();
     expect(sink.deferredGroups).toEqual([]);
     const pending = await pendingJobs(sink);
-    expect([...pending.keys()].sort()).toEqual([A_GROUP, B_GROUP].sort());
+    // Every group the holds covered goes, kept back or not (the pool's too: it had no batch).
+    expect([...pending.keys()].sort()).toEqual([A_GROUP, B_GROUP, ...POOL].sort());
+    expect(pending.get(POOL[0]!)?.[0]).toMatchObject({ traceLinks: [] });
     const a = pending.get(A_GROUP)?.[0];
     expect(a).toMatchObject({ reason: 'endpoints', observedAtMs: 900 });
     // Every batch's link, straight to its batch (no enqueue span was made for it).
@@ -253,8 +255,9 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     timed.initialSyncStarted('dev');
     await timed.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
     expect(timed.deferredGroups).toEqual([...POOL].sort());
-    await waitFor(async () => (await pendingJobs(timed)).size === POOL.length, {
-      what: 'the pool enqueued when the hold ran out',
+    // dev feeds the pool and group A (binding a names it).
+    await waitFor(async () => (await pendingJobs(timed)).size === POOL.length + 1, {
+      what: 'the groups enqueued when the hold ran out',
     });
     expect(timed.deferredGroups).toEqual([]);
 
@@ -263,7 +266,7 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     closing.initialSyncStarted('dev');
     await closing.changed('dev', [{ namespace: 'big', name: 'search' }], trace(1));
     await closing.close();
-    expect([...(await pendingJobs(closing)).keys()].sort()).toEqual([...POOL].sort());
+    expect([...(await pendingJobs(closing)).keys()].sort()).toEqual([...POOL, A_GROUP].sort());
 
     const off = newSink({ initialSyncHoldMs: 0 }).sink;
     await off.updateBindings({ revision: 1, bindings: BINDINGS });
@@ -273,6 +276,26 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     expect(off.deferredGroups).toEqual([]);
     expect((await pendingJobs(off)).size).toBe(POOL.length);
     expect(() => newSink({ initialSyncHoldMs: -1 })).toThrow(/initialSyncHoldMs/);
+  });
+
+  it('keeps back what a failed release could not enqueue, and enqueues it again', async () => {
+    const { sink, redis } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const hold = sink.initialSyncStarted('prod-eu');
+    await sink.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1), 500);
+    redis.disconnect();
+    const ending = hold.end();
+    await expect(ending).rejects.toThrow();
+    // Ending again answers the same release.
+    await expect(hold.end()).rejects.toThrow();
+    // Nothing dropped: group A with its link and time, and the rest of what the hold covered.
+    expect(sink.deferredGroups).toEqual([A_GROUP, B_GROUP, ...POOL].sort());
+    await redis.connect();
+    await waitFor(async () => (await pendingJobs(sink)).size === 5, {
+      what: 'the release tried again',
+    });
+    expect(sink.deferredGroups).toEqual([]);
+    expect((await pendingJobs(sink)).get(A_GROUP)?.[0]).toMatchObject({ observedAtMs: 500 });
   });
 
   it('regroups the holds when the bindings change', async () => {
