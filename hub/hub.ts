@@ -37,7 +37,10 @@ import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
 import type { ClusterStatusSource } from './federation/desired-targets.js';
 import { FederationMetrics } from './federation/federation-metrics.js';
-import { BindingSubscriptionResolver } from './federation/subscription-resolver.js';
+import {
+  BindingSubscriptionResolver,
+  targetGroupArnsOf,
+} from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import {
   AddressPolicy,
@@ -286,10 +289,7 @@ export class Hub {
       targetGroups: async () => {
         const groups = new Set<string>();
         for (const binding of (await bindings.snapshot()).bindings) {
-          if (binding.target?.$case === 'targetGroup') groups.add(binding.target.targetGroup.arn);
-          else if (binding.target?.$case === 'pool') {
-            for (const g of binding.target.pool.groups) groups.add(g.arn);
-          }
+          for (const arn of targetGroupArnsOf(binding)) groups.add(arn);
         }
         return [...groups];
       },

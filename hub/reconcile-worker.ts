@@ -16,7 +16,7 @@ import {
 import { ClusterDirectory, redisSettingsOf, type CompiledWorkerOptions } from './config/index.js';
 import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
-import { selectsCluster } from './federation/subscription-resolver.js';
+import { selectsCluster, targetGroupArnsOf } from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import { BullMqReconcileSink, QueueMetrics, reconcileQueueAddress } from './queue/index.js';
 import {
@@ -405,10 +405,7 @@ export class ReconcileWorker {
     const groups = new Set<string>();
     const waiting = new Set<string>();
     for (const binding of (await bindings.snapshot()).bindings) {
-      const arns =
-        binding.target.$case === 'targetGroup'
-          ? [binding.target.targetGroup.arn]
-          : binding.target.pool.groups.map((g) => g.arn);
+      const arns = targetGroupArnsOf(binding);
       if (selects(binding, clusterIds)) for (const arn of arns) groups.add(arn);
       if (selects(binding, syncing)) for (const arn of arns) waiting.add(arn);
     }

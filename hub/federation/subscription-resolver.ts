@@ -29,6 +29,18 @@ function isEmptyLabelSelector(selector: LabelSelector | undefined): boolean {
   );
 }
 
+/** The ARNs of the target groups a binding targets: its one group, or its pool's groups. */
+export function targetGroupArnsOf(binding: Pick<Binding, 'target'>): string[] {
+  switch (binding.target?.$case) {
+    case 'targetGroup':
+      return [binding.target.targetGroup.arn];
+    case 'pool':
+      return binding.target.pool.groups.map((g) => g.arn);
+    default:
+      return [];
+  }
+}
+
 /**
  * True when a binding's cluster selector lets the cluster feed it: a listed name, or matching
  * labels. A selector with neither (or none at all) selects every cluster.

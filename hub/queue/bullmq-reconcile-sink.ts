@@ -13,7 +13,7 @@ import {
   withSpan,
 } from '../../shared/index.js';
 import type { ClusterDirectory } from '../federation/desired-targets.js';
-import { selectsCluster } from '../federation/subscription-resolver.js';
+import { selectsCluster, targetGroupArnsOf } from '../federation/subscription-resolver.js';
 import type { InitialSyncHold, ReconcileSink } from '../ingest/reconcile-sink.js';
 import type { RedisClient } from '../state/index.js';
 import {
@@ -142,17 +142,6 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
   return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
-function groupsOf(binding: Binding): string[] {
-  switch (binding.target?.$case) {
-    case 'targetGroup':
-      return [binding.target.targetGroup.arn];
-    case 'pool':
-      return binding.target.pool.groups.map((g) => g.arn);
-    default:
-      return [];
-  }
-}
-
 function contentOf(binding: Binding): string {
   return JSON.stringify({ ...binding, version: 0, updatedUnixMs: 0 });
 }
@@ -174,7 +163,7 @@ class BindingIndex {
 
   constructor(bindings: readonly Binding[]) {
     for (const binding of bindings) {
-      const entry = { binding, content: contentOf(binding), groups: groupsOf(binding) };
+      const entry = { binding, content: contentOf(binding), groups: targetGroupArnsOf(binding) };
       this.byName.set(binding.name, entry);
       const namespace = binding.services?.namespace ?? '';
       const name = binding.services?.name ?? '';
@@ -367,7 +356,7 @@ export class BullMqReconcileSink implements ReconcileSink {
       }
       if (link !== undefined) merged.traceLinks.add(link);
       if (observedAtMs !== undefined) {
-        merged.observedAtMs = Math.min(merged.observedAtMs ?? observedAtMs, observedAtMs);
+        merged.observedAtMs = earliest(merged.observedAtMs, observedAtMs);
       }
       merged.spans.push(span);
     }
@@ -472,7 +461,7 @@ export class BullMqReconcileSink implements ReconcileSink {
       }
       if (link !== undefined) addLink(deferred.traceLinks, link);
       if (observedAtMs !== undefined) {
-        deferred.observedAtMs = Math.min(deferred.observedAtMs ?? observedAtMs, observedAtMs);
+        deferred.observedAtMs = earliest(deferred.observedAtMs, observedAtMs);
       }
     }
     return now;
