@@ -122,10 +122,19 @@ const startedAt = performance.now();
 
 // --- AWS: the simulator, recording when each target was applied ------------------------------
 
-/** When each address was last registered / deregistered (successful calls), and per group. */
+/**
+ * When each address began to be served (registered in some group while in none) and when it
+ * stopped (deregistered from the last group holding it), from the successful calls, and per
+ * group what each phase registered and deregistered. A change is applied at the first such
+ * transition after the agent saw it: a target registered again (moved between groups of its pool,
+ * or registered by a second reconcile) was served since the first call, and a deregistration
+ * from one of two groups holding it withdraws nothing yet.
+ */
 class RecordingSimulator extends Elbv2Simulator {
-  readonly registeredAt = new Map<string, number>();
-  readonly deregisteredAt = new Map<string, number>();
+  readonly servedFrom = new Map<string, number[]>();
+  readonly withdrawnAt = new Map<string, number[]>();
+  /** Address → the groups it is registered in (not draining). */
+  readonly #holding = new Map<string, Set<string>>();
   /** Group ARN → addresses registered / deregistered since the last `resetPhase()`. */
   registered = new Map<string, Set<string>>();
   deregistered = new Map<string, Set<string>>();
@@ -142,13 +151,18 @@ class RecordingSimulator extends Elbv2Simulator {
       const now = Date.now();
       this.mutations++;
       const register = r.action === 'RegisterTargets';
-      const at = register ? this.registeredAt : this.deregisteredAt;
       const byGroup = register ? this.registered : this.deregistered;
       let set = byGroup.get(r.targetGroupArn);
       if (set === undefined) byGroup.set(r.targetGroupArn, (set = new Set()));
       for (const t of r.targets) {
-        at.set(t.id, now);
         set.add(t.id);
+        let holding = this.#holding.get(t.id);
+        if (holding === undefined) this.#holding.set(t.id, (holding = new Set()));
+        const before = holding.size;
+        if (register) holding.add(r.targetGroupArn);
+        else holding.delete(r.targetGroupArn);
+        if (before === 0 && holding.size > 0) push(this.servedFrom, t.id, now);
+        if (before > 0 && holding.size === 0) push(this.withdrawnAt, t.id, now);
       }
     }
     return response;
@@ -158,6 +172,12 @@ class RecordingSimulator extends Elbv2Simulator {
     this.registered = new Map();
     this.deregistered = new Map();
   }
+}
+
+function push(map: Map<string, number[]>, key: string, value: number): void {
+  const list = map.get(key);
+  if (list === undefined) map.set(key, [value]);
+  else list.push(value);
 }
 
 const simulator = new RecordingSimulator({
@@ -570,16 +590,19 @@ function restartRoomNeeded(): number {
   return (live + draining) / (scenario.groupsPerService * scenario.groupCapacity);
 }
 
-/** Propagation of every change observed in [fromMs, toMs]: agent saw it → AWS call returned. */
+/**
+ * Propagation of every change observed in [fromMs, toMs]: agent saw it → the AWS call that
+ * began or ended its service returned (the first after it was seen).
+ */
 function propagation(fromMs: number, toMs: number) {
   const latencies: number[] = [];
   const series: [number, number][] = [];
   let unapplied = 0;
-  const take = (observed: Map<string, number>, applied: Map<string, number>) => {
+  const take = (observed: Map<string, number>, applied: Map<string, number[]>) => {
     for (const [address, at] of observed) {
       if (at < fromMs || at > toMs) continue;
-      const done = applied.get(address);
-      if (done === undefined || done < at) {
+      const done = applied.get(address)?.find((t) => t >= at);
+      if (done === undefined) {
         unapplied++;
         continue;
       }
@@ -587,8 +610,8 @@ function propagation(fromMs: number, toMs: number) {
       series.push([(at - fromMs) / 1_000, done - at]);
     }
   };
-  take(readyAt, simulator.registeredAt);
-  take(unreadyAt, simulator.deregisteredAt);
+  take(readyAt, simulator.servedFrom);
+  take(unreadyAt, simulator.withdrawnAt);
   latencies.sort((a, b) => a - b);
   return {
     changes: latencies.length + unapplied,

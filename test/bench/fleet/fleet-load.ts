@@ -99,6 +99,9 @@ for (let c = first; c < first + count; c++) {
         agentVersion: 'fleet-bench',
         target: args.target ?? '',
         credentials: grpc.credentials.createInsecure(),
+        // A connection of its own, as each cluster's agent has: grpc-js would otherwise carry
+        // every simulated cluster of this process over one shared HTTP/2 connection.
+        channelOptions: { 'grpc.use_local_subchannel_pool': 1 },
         batchWindowMs: 50,
         heartbeatIntervalMs: 10_000,
         reconnectInitialMs: 200,
