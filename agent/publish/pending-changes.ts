@@ -20,8 +20,12 @@ export type PendingChange =
 /** Options for {@link PendingChanges}. */
 export interface PendingChangesOptions {
   /**
-   * A delta that touches more than this share of a service's endpoints becomes a replace, so
-   * that a service never pends more addresses than it has. @default 0.5
+   * A delta that names more addresses than this share of a service's endpoints becomes a
+   * replace, so that a service never pends more addresses than it has. A delta carries at most
+   * one record per address it names and a replace one per endpoint, so at 1 the replace is never
+   * the larger message. (At 0.5, in a rolling restart of 50-pod services, a delta waiting behind
+   * a full window passed half the service within seconds: most batches carried their service
+   * whole, and the hub hashed and rewrote every endpoint of it.) @default 1
    */
   replaceShare?: number;
   /** ...but never below this many addresses. @default 64 */
@@ -45,7 +49,7 @@ export class PendingChanges {
   coalesced = 0;
 
   constructor(options: PendingChangesOptions = {}) {
-    this.#replaceShare = options.replaceShare ?? 0.5;
+    this.#replaceShare = options.replaceShare ?? 1;
     this.#replaceMin = options.replaceMinAddresses ?? 64;
   }
 

@@ -2,6 +2,7 @@ import {
   digestBytes,
   endpointHash,
   labelsHash,
+  sameEndpoint,
   serviceKeyString,
   type EndpointRecord,
   type ServiceKey,
@@ -110,17 +111,27 @@ export class ClusterEndpointCache {
     return (s?.endpoints.size ?? 0) + added.size - removed.size;
   }
 
-  /** Replaces a service's state. */
+  /**
+   * Replaces a service's state. An endpoint equal to the one held keeps its hash: an agent
+   * sends a service whole when most of it changed, or after a digest mismatch, and hashing is
+   * most of a replace's cost.
+   */
   replace(
     service: ServiceKey,
     labels: Readonly<Record<string, string>>,
     records: readonly EndpointRecord[],
   ): ServiceWrite {
     const key = serviceKeyString(service);
+    const before = this.#services.get(key)?.endpoints;
     this.#drop(key);
     const cached = this.#create(key, service);
     this.#setLabels(cached, labels);
-    for (const record of records) this.#upsert(cached, record);
+    for (const record of records) {
+      const held = before?.get(record.address);
+      if (held !== undefined && sameEndpoint(held.record, record)) {
+        this.#upsert(cached, record, held.hash);
+      } else this.#upsert(cached, record);
+    }
     return {
       kind: 'replace',
       service,
@@ -191,8 +202,7 @@ export class ClusterEndpointCache {
     cached.labelsHash = labelsHash(labels);
   }
 
-  #upsert(cached: CachedService, record: EndpointRecord): void {
-    const hash = endpointHash(record);
+  #upsert(cached: CachedService, record: EndpointRecord, hash = endpointHash(record)): void {
     const old = cached.endpoints.get(record.address);
     if (old === undefined) this.#endpoints++;
     else cached.sum = (cached.sum - old.hash) & mask64;

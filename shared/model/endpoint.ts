@@ -77,6 +77,6 @@ export function sameEndpoint(a: EndpointRecord, b: EndpointRecord): boolean {
     a.node === b.node &&
     a.pod?.namespace === b.pod?.namespace &&
     a.pod?.name === b.pod?.name &&
-    portsKey(a.ports) === portsKey(b.ports)
+    (a.ports === b.ports || portsKey(a.ports) === portsKey(b.ports))
   );
 }

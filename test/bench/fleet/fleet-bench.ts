@@ -633,6 +633,8 @@ async function loadStats(loads: Load[]): Promise<LoadStats> {
     nacks: 0,
     resyncRequests: 0,
     connects: 0,
+    servicesReplaced: 0,
+    windowFull: 0,
   };
   for (const load of loads) {
     const { stats } = await load.next('stats');
@@ -841,6 +843,9 @@ try {
     const stats1 = await loadStats(loads);
     const cpu1 = cpuByKind();
     log(`restart: ${restarts} pods, converged ${result.ms} ms after start; p99 ${p.p99} ms`);
+    log(
+      `restart: agents ${(Object.keys(stats1) as (keyof LoadStats)[]).map((k) => `${k} ${stats1[k] - stats0[k]}`).join(', ')}`,
+    );
     if (p.unapplied > 0) failures.push(`rolling restart: ${p.unapplied} changes never reached AWS`);
     const changes = p.changes;
     rows.push(
@@ -909,6 +914,18 @@ try {
         unit: 'B',
         target: 64,
         targetNote: 'DESIGN.md',
+      },
+      {
+        phase: 'rolling restart',
+        measure: 'agent batches carrying a service whole (replace)',
+        figure: stats1.servicesReplaced - stats0.servicesReplaced,
+        unit: 'services',
+      },
+      {
+        phase: 'rolling restart',
+        measure: 'agent batches held back by a full window',
+        figure: stats1.windowFull - stats0.windowFull,
+        unit: 'times',
       },
       {
         phase: 'rolling restart',

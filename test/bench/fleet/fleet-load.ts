@@ -43,6 +43,8 @@ export type LoadStats = Pick<
   | 'nacks'
   | 'resyncRequests'
   | 'connects'
+  | 'servicesReplaced'
+  | 'windowFull'
 >;
 
 export type FromLoad =
@@ -179,6 +181,8 @@ function stats(): LoadStats {
     nacks: 0,
     resyncRequests: 0,
     connects: 0,
+    servicesReplaced: 0,
+    windowFull: 0,
   };
   for (const c of clusters) {
     for (const key of Object.keys(out) as (keyof LoadStats)[]) out[key] += c.publisher.stats[key];

@@ -109,6 +109,38 @@ describe('ClusterEndpointCache', () => {
       }),
     );
   });
+
+  it('keeps the digest exact when a replace resends most of the service unchanged', () => {
+    // The agent sends a service whole when most of it changed: the records it holds already
+    // keep their hashes, the changed ones (same address, other content) are hashed again.
+    const change = fc.record({
+      index: fc.nat(),
+      edit: fc.constantFrom('ready', 'zone', 'ports', 'drop', 'same-content-copy'),
+    });
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(recordArb, { selector: (r) => r.address, minLength: 1 }),
+        fc.array(change, { maxLength: 10 }),
+        (records, changes) => {
+          const cache = new ClusterEndpointCache();
+          cache.replace(service, {}, records);
+          const next = new Map(records.map((r) => [r.address, r]));
+          for (const { index, edit } of changes) {
+            const r = records[index % records.length] as EndpointRecord;
+            if (!next.has(r.address)) continue;
+            if (edit === 'drop') next.delete(r.address);
+            else if (edit === 'ready') next.set(r.address, { ...r, ready: !r.ready });
+            else if (edit === 'zone') next.set(r.address, { ...r, zone: `${r.zone}x` });
+            else if (edit === 'ports') next.set(r.address, { ...r, ports: r.ports.slice(1) });
+            else next.set(r.address, structuredClone(r));
+          }
+          cache.replace(service, {}, [...next.values()]);
+          expect(cache.digest('shop/web')).toEqual(endpointDigest({}, next.values()));
+          expect(cache.endpointCount).toBe(next.size);
+        },
+      ),
+    );
+  });
 });
 
 describe('AddressPolicy', () => {
