@@ -43,6 +43,8 @@ interface Pod {
   address: string;
   /** Index of the slice the pod is in. */
   slice: number;
+  /** Given when the pod is created, as a scheduler places a pod once. */
+  zone: string;
   terminatingSinceMs?: number;
 }
 
@@ -199,7 +201,7 @@ export class SyntheticCluster {
       index = s.slices.length;
       s.slices.push({ name: `${s.name}-${(s.nextSliceName++).toString(36)}`, pods: [] });
     }
-    const pod: Pod = { address, slice: index };
+    const pod: Pod = { address, slice: index, zone: this.#zones[n % this.#zones.length] ?? '' };
     s.slices[index]!.pods.push(pod);
     s.ready.push(pod);
     s.dirty.add(index);
@@ -223,12 +225,12 @@ export class SyntheticCluster {
   #publish(s: Service, index: number): void {
     const slice = s.slices[index]!;
     const port = this.#options.port ?? { name: 'http', port: 8080 };
-    const endpoints: V1Endpoint[] = slice.pods.map((pod, i) => {
+    const endpoints: V1Endpoint[] = slice.pods.map((pod) => {
       const terminating = pod.terminatingSinceMs !== undefined;
       return {
         addresses: [pod.address],
         conditions: { ready: !terminating, serving: true, terminating },
-        zone: this.#zones[i % this.#zones.length],
+        zone: pod.zone,
         targetRef: {
           kind: 'Pod',
           namespace: this.#options.namespace,
