@@ -20,7 +20,12 @@ describe('SyntheticCluster', () => {
         addressPrefix: '10.1',
         terminationMs: 0,
       },
-      { clusterId: 'c1', target: '127.0.0.1:1', credentials: grpc.credentials.createInsecure() },
+      {
+        clusterId: 'c1',
+        agentVersion: 'test',
+        target: '127.0.0.1:1',
+        credentials: grpc.credentials.createInsecure(),
+      },
     );
     const before = zones(cluster);
     expect(new Set(before.values())).toEqual(new Set(['zone-a', 'zone-b', 'zone-c']));
