@@ -5,8 +5,8 @@ import { SyntheticCluster } from '../../../agent/synthetic/synthetic-cluster.js'
 const web = { namespace: 'shop', name: 'web' };
 
 function zones(cluster: SyntheticCluster): Map<string, string> {
-  const endpoints = cluster.sets.get(web)?.endpoints ?? new Map();
-  return new Map([...endpoints.values()].map((e) => [e.address, e.zone]));
+  const endpoints = [...(cluster.sets.get(web)?.endpoints.values() ?? [])];
+  return new Map(endpoints.map((e) => [e.address, e.zone]));
 }
 
 describe('SyntheticCluster', () => {
