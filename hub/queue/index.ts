@@ -23,6 +23,8 @@ export {
   reconcileQueueFor,
   reconcileShard,
   takeObservedAt,
+  peekObservedAt,
+  deduplicationKey,
   keepTraceLinks,
   takeTraceLinks,
   traceLinksKey,

@@ -203,6 +203,15 @@ export function observedAtKey(address: ReconcileQueueAddress, targetGroupArn: st
   return `${address.prefix}:observed:${targetGroupArn}`;
 }
 
+/**
+ * BullMQ's deduplication key of a group's reconcile jobs (`<prefix>:<queue>:de:<id>`, see
+ * `deduplicateJob.lua`): the id of the group's pending job, or of the next one BullMQ enqueues
+ * when the active one finishes.
+ */
+export function deduplicationKey(address: ReconcileQueueAddress, targetGroupArn: string): string {
+  return `${address.prefix}:${address.name}:de:${reconcileDeduplicationId(targetGroupArn)}`;
+}
+
 /** The member of {@link observedAtKey}. */
 export const OBSERVED_AT_MEMBER = 'at';
 
@@ -223,6 +232,10 @@ export const OBSERVED_AT_MEMBER = 'at';
  *   later ones join it. (Reconciles an initial sync kept back are enqueued with `delayMs` 0:
  *   their changes waited for the whole sync already.) BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
  *   window on every add, which under constant churn would postpone the reconcile forever.
+ *   The next job BullMQ enqueues when an active one finishes gets a whole window from then; the
+ *   consumer moves it to when its first change's window ends (see `ReconcileConsumer`), so a
+ *   change made during a reconcile waits for one window, not the rest of the reconcile and a
+ *   window after it.
  * - `operator` requests use `delay: 0` and `replace: true`: a job still delayed is replaced by
  *   one that runs now (`replace` removes only a *delayed* job; a waiting one already runs soon).
  * - `jobId` is unique per request, so the returned job's id tells whether it was coalesced.
@@ -312,6 +325,18 @@ export async function takeTraceLinks(
  * Takes (reads and clears) the earliest coalesced observation time of a group; for the worker.
  * The sorted set holds one member, so ZPOPMIN takes it.
  */
+/** The earliest observation time kept for a group's pending reconcile, left in place. */
+export async function peekObservedAt(
+  redis: RedisClient,
+  address: ReconcileQueueAddress,
+  targetGroupArn: string,
+): Promise<number | undefined> {
+  const score = await redis.zscore(observedAtKey(address, targetGroupArn), OBSERVED_AT_MEMBER);
+  if (score === null) return undefined;
+  const atMs = Number(score);
+  return Number.isFinite(atMs) ? atMs : undefined;
+}
+
 export async function takeObservedAt(
   redis: RedisClient,
   address: ReconcileQueueAddress,

@@ -6,7 +6,7 @@ import {
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Job, UnrecoverableError, Worker } from 'bullmq';
 import type { Logger } from '../../shared/index.js';
 import {
   SpanAttribute,
@@ -21,8 +21,10 @@ import {
   MAX_TRACE_LINKS,
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
+  deduplicationKey,
   reconcileQueueAddresses,
   keepTraceLinks,
+  peekObservedAt,
   takeObservedAt,
   takeTraceLinks,
   type CompiledReconcileQueueOptions,
@@ -201,6 +203,11 @@ export class ReconcileConsumer {
           'reconcile job failed',
         ),
       );
+      worker.on('completed', (job) => {
+        this.#catchUp(worker, address, job).catch((err: unknown) =>
+          this.#log.debug({ err, shard: address.shard }, 'cannot bring the next reconcile forward'),
+        );
+      });
       this.#workers.push(worker);
     }
     await Promise.all(this.#workers.map((w) => w.waitUntilReady()));
@@ -225,6 +232,37 @@ export class ReconcileConsumer {
       }
     }
     this.#setState('closed');
+  }
+
+  /**
+   * Changes made while a group's reconcile ran wait in the group's next job, which BullMQ
+   * enqueues when the reconcile finishes with a whole debounce window from then: in a rolling
+   * restart most changes waited out the rest of the running reconcile, then that window, then
+   * their own reconcile. Their window began with the first of them (as observed, and never
+   * before the finished reconcile began, whatever the agents' clocks): the next job is due when
+   * that window ends, now if it has. So reconciles of a group still begin at least `debounceMs`
+   * apart, and no change waits for more than one window besides the reconcile before it.
+   */
+  async #catchUp(
+    worker: Worker<ReconcileRequest, ReconcileJobResult>,
+    address: ReconcileQueueAddress,
+    finished: Job<ReconcileRequest, ReconcileJobResult>,
+  ): Promise<void> {
+    const debounceMs = this.queueOptions.debounceMs;
+    const arn = finished.data.targetGroupArn;
+    if (debounceMs === 0 || finished.processedOn === undefined) return;
+    const [nextId, observedAtMs] = await Promise.all([
+      this.#connection.get(deduplicationKey(address, arn)),
+      peekObservedAt(this.#connection, address, arn),
+    ]);
+    if (nextId === null || nextId === finished.id || observedAtMs === undefined) return;
+    const dueInMs = Math.max(observedAtMs, finished.processedOn) + debounceMs - Date.now();
+    if (dueInMs >= debounceMs) return;
+    const next = await Job.fromId<ReconcileRequest, ReconcileJobResult>(worker, nextId);
+    // Already running, or replaced by an operator's request: nothing to bring forward.
+    if (next === undefined || !(await next.isDelayed())) return;
+    if (dueInMs <= 0) await next.promote();
+    else await next.changeDelay(dueInMs);
   }
 
   #addresses(): ReconcileQueueAddress[] {

@@ -7,6 +7,8 @@ import {
   BullMqReconcileSink,
   type BullMqReconcileSinkOptions,
 } from '../../../hub/queue/bullmq-reconcile-sink.js';
+import { ReconcileConsumer } from '../../../hub/reconcile/reconcile-consumer.js';
+import type { ReconcileResult } from '../../../hub/reconcile/target-group-reconciler.js';
 import {
   reconcileQueueAddresses,
   reconcileQueueFor,
@@ -418,5 +420,87 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     );
     expect(runs).toHaveLength(2);
     expect(maxRunning).toBe(1);
+  });
+
+  it('runs the changes made during a reconcile when their own window ends, not a window after it', async () => {
+    // Debounce 2 s. Each group's first reconcile is held while a change arrives, then for 1.5 s
+    // (A) or 2.5 s (B) more. BullMQ enqueues the follow-up with a whole window from the end of
+    // the held reconcile (A: 3.5 s after the change, B: 4.5 s); it is due when the change's own
+    // window ends (A: 2 s after it), or at once when that passed while the reconcile ran (B).
+    const debounceMs = 2_000;
+    const { sink } = newSink({ debounceMs, shardCount: 2 });
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const starts = new Map<string, number[]>();
+    const gates = new Map<string, () => void>();
+    const consumer = new ReconcileConsumer(
+      connection(),
+      {
+        reconcile: async (arn) => {
+          const list = starts.get(arn) ?? [];
+          list.push(Date.now());
+          starts.set(arn, list);
+          if (list.length === 1) await new Promise<void>((r) => gates.set(arn, r));
+          return {
+            targetGroupArn: arn,
+            record: {
+              outcome: 'in-sync',
+              reason: 'endpoints',
+              startedAtMs: list.at(-1) ?? 0,
+              durationMs: 0,
+              calls: { describe: 0, register: 0, deregister: 0 },
+              registered: 0,
+              deregistered: 0,
+              desired: 0,
+              actual: 0,
+              owned: 0,
+              waitingForCapacity: 0,
+              deregistrationsBlocked: 0,
+              invalidTargets: [],
+              consecutiveFailures: 0,
+            },
+            held: undefined,
+            driftFound: 0,
+            nextDueAtMs: Number.POSITIVE_INFINITY,
+          } satisfies ReconcileResult;
+        },
+      },
+      { ...sink.options, concurrency: 2 },
+    );
+    closers.push(() => consumer.close(1_000));
+    await consumer.start();
+
+    const web = [{ namespace: 'shop', name: 'web' }];
+    const api = [{ namespace: 'shop', name: 'api' }];
+    await sink.changed('prod-eu', web, undefined, Date.now());
+    await sink.changed('prod-eu', api, undefined, Date.now());
+    await waitFor(() => gates.has(A_GROUP) && gates.has(B_GROUP), {
+      what: 'both first reconciles to run',
+      timeoutMs: 10_000,
+    });
+    const changedAt = Date.now();
+    await sink.changed('prod-eu', web, undefined, changedAt);
+    await sink.changed('prod-eu', api, undefined, changedAt);
+    const release = (arn: string, afterMs: number) =>
+      setTimeout(() => gates.get(arn)?.(), changedAt + afterMs - Date.now());
+    release(A_GROUP, 1_500);
+    release(B_GROUP, 2_500);
+    await waitFor(() => (starts.get(A_GROUP)?.length ?? 0) >= 2, {
+      what: "A's follow-up",
+      timeoutMs: 10_000,
+    });
+    await waitFor(() => (starts.get(B_GROUP)?.length ?? 0) >= 2, {
+      what: "B's follow-up",
+      timeoutMs: 10_000,
+    });
+    const a = (starts.get(A_GROUP)?.[1] ?? 0) - changedAt;
+    const b = (starts.get(B_GROUP)?.[1] ?? 0) - changedAt;
+    // A: its window still holds (at least 2 s after the change), but not a window after the run.
+    expect(a).toBeGreaterThanOrEqual(debounceMs - 50);
+    expect(a).toBeLessThan(1_500 + debounceMs - 600);
+    // B: due when the run ended, not 2 s later.
+    expect(b).toBeGreaterThanOrEqual(2_500 - 50);
+    expect(b).toBeLessThan(2_500 + debounceMs - 600);
+    expect(starts.get(A_GROUP)).toHaveLength(2);
+    expect(starts.get(B_GROUP)).toHaveLength(2);
   });
 });
