@@ -16,6 +16,7 @@ import {
 import { ClusterDirectory, redisSettingsOf, type CompiledWorkerOptions } from './config/index.js';
 import { BindingStore } from './federation/binding-store.js';
 import { ClusterStatusTracker } from './federation/cluster-status-tracker.js';
+import { statusChangeMatters } from './federation/desired-targets.js';
 import { selectsCluster, targetGroupArnsOf } from './federation/subscription-resolver.js';
 import { TargetGroupDesiredState } from './federation/target-group-desired-state.js';
 import { BullMqReconcileSink, QueueMetrics, reconcileQueueAddress } from './queue/index.js';
@@ -184,15 +185,23 @@ export class ReconcileWorker {
       initialSyncHoldMs: o.initialSyncHoldMs,
       logger: this.#log,
       clock,
-      // A cluster that disconnects, goes stale or resyncs changes its groups' desired state
-      // without any endpoint change: those groups are reconciled now. Except when it has just
-      // begun its initial sync: until that ends, a reconcile of its groups could only record
+      // A cluster that goes stale or comes back from it, or resyncs, changes its groups' desired
+      // state without any endpoint change: those groups are reconciled now. Except when it has
+      // just begun its initial sync: until that ends, a reconcile of its groups could only record
       // registrations waiting for it (deregistrations are blocked too), and its end is itself a
       // status change. At a cold start that spared a resolution and a describe of every group
-      // while the clusters' state was streaming in.
-      onStatusChange: (clusterId, status) => {
+      // while the clusters' state was streaming in. A stream that ends is reconciled too,
+      // although within the grace period that changes nothing a reconcile does: a hub that died
+      // between writing a batch and enqueueing its reconciles leaves them to this (the agent's
+      // resync finds the batch written and sends nothing). Coming back within the grace period
+      // is not (`statusChangeMatters`): the returning resync brings its changes as batches, and
+      // a hub restart that reconnects every agent no longer reconciles every group per cluster.
+      onStatusChange: (clusterId, status, previous) => {
         this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
         if (status.initialSync === true) return;
+        const streamEnded =
+          previous.connection === 'connected' && status.connection !== 'connected';
+        if (!streamEnded && !statusChangeMatters(status, previous)) return;
         this.#statusChanged.add(clusterId);
         this.#reconcileChangedClusters(bindings, directory);
       },

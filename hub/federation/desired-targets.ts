@@ -35,6 +35,22 @@ export interface ClusterStatus {
   readonly initialSync?: boolean;
 }
 
+/**
+ * Whether a cluster's status change can change what a reconcile of a group it feeds does: its
+ * targets turned stale or fresh again (the stale policy applies or stops), deregistrations
+ * blocked for its resync are imposed or released, or its initial sync began or ended. Going
+ * away within the grace period and coming back changes none of them: its targets are kept
+ * fail-static meanwhile (the flag only ranks conflicting clusters, and the same `ip:port` is
+ * registered whichever wins), and the resync it sends on return carries its changes as batches.
+ */
+export function statusChangeMatters(status: ClusterStatus, previous: ClusterStatus): boolean {
+  return (
+    (status.connection === 'stale') !== (previous.connection === 'stale') ||
+    status.awaitingResync !== previous.awaitingResync ||
+    (status.initialSync === true) !== (previous.initialSync === true)
+  );
+}
+
 /** Where resolution learns each cluster's status. */
 export interface ClusterStatusSource {
   status(clusterId: string): ClusterStatus;

@@ -146,4 +146,51 @@ describe('An agent lost mid-stream', () => {
       timeoutMs: 10_000,
     });
   });
+  it('reconciles a cluster’s groups when its stream ends, not again when it returns within the grace period', async () => {
+    const arn = sim.createTargetGroup({
+      account: ACCOUNT,
+      region: REGION,
+      name: 'rel-agent-return',
+      port: 8080,
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'agent-return',
+        clusters: { names: ['east'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    const east = targets(1, range(1, 10)).sort();
+    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(east), {
+      what: 'east’s targets in the new group',
+      timeoutMs: 20_000,
+    });
+    const lastReconcile = async () => (await fed.status(arn))?.lastReconcileUnixMs ?? 0;
+    const welcomes = fed.agent('east').publisher.stats.welcomes;
+
+    // The stream ends: the group is reconciled (a hub may have died between writing a batch
+    // and enqueueing its reconcile).
+    const cutAt = Date.now();
+    eastRelay.hold();
+    await waitFor(async () => (await lastReconcile()) > cutAt, {
+      what: 'the reconcile of the ended stream',
+      timeoutMs: GRACE_MS - 1_000,
+    });
+    const afterEnd = await lastReconcile();
+
+    // It comes back within the grace period, resyncs and finds nothing to send: no reconcile.
+    eastRelay.release();
+    await waitFor(() => fed.agent('east').publisher.stats.welcomes > welcomes, {
+      what: 'east to be welcomed back',
+      timeoutMs: 10_000,
+    });
+    await waitFor(() => fed.agent('east').publisher.state === 'streaming', {
+      what: 'east to stream again',
+      timeoutMs: 10_000,
+    });
+    // Long enough for the workers to read the status (every second) and a debounce window.
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(await lastReconcile()).toBe(afterEnd);
+    expect(sim.registered(arn)).toEqual(east);
+  });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   resolveDesiredTargets,
+  statusChangeMatters,
   type ClusterEndpointState,
   type ClusterStatus,
   type ResolveOptions,
@@ -334,5 +335,25 @@ describe('resolveDesiredTargets', () => {
       options({}, { b: { awaitingResync: true } }),
     );
     expect(unselected.groups.get(ARN)?.deregistrationsBlocked).toBe(false);
+  });
+});
+
+describe('statusChangeMatters', () => {
+  const connected: ClusterStatus = { connection: 'connected', awaitingResync: false };
+  const away: ClusterStatus = { connection: 'disconnected-within-grace', awaitingResync: false };
+  const stale: ClusterStatus = { connection: 'stale', awaitingResync: false };
+
+  it('ignores going away and coming back within the grace period', () => {
+    expect(statusChangeMatters(away, connected)).toBe(false);
+    expect(statusChangeMatters(connected, away)).toBe(false);
+  });
+
+  it('counts the stale policy, a resync and an initial sync starting or ending', () => {
+    expect(statusChangeMatters(stale, away)).toBe(true);
+    expect(statusChangeMatters(connected, stale)).toBe(true);
+    expect(statusChangeMatters(connected, { ...connected, awaitingResync: true })).toBe(true);
+    expect(statusChangeMatters({ ...away, awaitingResync: true }, away)).toBe(true);
+    expect(statusChangeMatters(connected, { ...connected, initialSync: true })).toBe(true);
+    expect(statusChangeMatters({ ...connected, initialSync: false }, connected)).toBe(false);
   });
 });
