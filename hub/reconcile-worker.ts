@@ -98,6 +98,8 @@ export class ReconcileWorker {
   #closing: Promise<void> | undefined;
   /** Clusters whose status changed and whose groups are not requested yet. */
   readonly #statusChanged = new Set<string>();
+  /** Clusters whose stream end this worker saw (and reconciled) and that have not returned. */
+  readonly #sawStreamEnd = new Set<string>();
   /** The round of reconcile requests for changed clusters under way, if any. */
   #statusRound: Promise<void> | undefined;
 
@@ -194,14 +196,20 @@ export class ReconcileWorker {
       // although within the grace period that changes nothing a reconcile does: a hub that died
       // between writing a batch and enqueueing its reconciles leaves them to this (the agent's
       // resync finds the batch written and sends nothing). Coming back within the grace period
-      // is not (`statusChangeMatters`): the returning resync brings its changes as batches, and
-      // a hub restart that reconnects every agent no longer reconciles every group per cluster.
+      // is not (`statusChangeMatters`) when this worker saw the stream end: the returning resync
+      // brings its changes as batches, and a hub restart that reconnects every agent no longer
+      // reconciles every group per cluster. A worker that did not see it end (it started while
+      // the cluster was away) reconciles the return instead.
       onStatusChange: (clusterId, status, previous) => {
         this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
         if (status.initialSync === true) return;
-        const streamEnded =
-          previous.connection === 'connected' && status.connection !== 'connected';
-        if (!streamEnded && !statusChangeMatters(status, previous)) return;
+        const wasConnected = previous.connection === 'connected';
+        const connected = status.connection === 'connected';
+        const streamEnded = wasConnected && !connected;
+        const returnedUnseen = !wasConnected && connected && !this.#sawStreamEnd.has(clusterId);
+        if (streamEnded) this.#sawStreamEnd.add(clusterId);
+        if (connected) this.#sawStreamEnd.delete(clusterId);
+        if (!streamEnded && !returnedUnseen && !statusChangeMatters(status, previous)) return;
         this.#statusChanged.add(clusterId);
         this.#reconcileChangedClusters(bindings, directory);
       },

@@ -193,4 +193,47 @@ describe('An agent lost mid-stream', () => {
     expect(await lastReconcile()).toBe(afterEnd);
     expect(sim.registered(arn)).toEqual(east);
   });
+  it('reconciles the return when a worker started while the cluster was away', async () => {
+    // That worker never saw the stream end: a batch a dying hub wrote without enqueueing its
+    // reconcile could be left to no one, so it reconciles the return instead.
+    const arn = sim.createTargetGroup({
+      account: ACCOUNT,
+      region: REGION,
+      name: 'rel-agent-unseen',
+      port: 8080,
+    });
+    await fed.applyBinding(
+      binding({
+        name: 'agent-unseen',
+        clusters: { names: ['east'], labels: undefined },
+        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+      }),
+    );
+    const east = targets(1, range(1, 10)).sort();
+    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(east), {
+      what: 'east’s targets in the new group',
+      timeoutMs: 20_000,
+    });
+    const lastReconcile = async () => (await fed.status(arn))?.lastReconcileUnixMs ?? 0;
+    const welcomes = fed.agent('east').publisher.stats.welcomes;
+    const cutAt = Date.now();
+    eastRelay.hold();
+    await waitFor(async () => (await lastReconcile()) > cutAt, {
+      what: 'the reconcile of the ended stream',
+      timeoutMs: GRACE_MS - 1_000,
+    });
+    await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDAGENTLOSS'));
+    const afterEnd = await lastReconcile();
+
+    eastRelay.release();
+    await waitFor(() => fed.agent('east').publisher.stats.welcomes > welcomes, {
+      what: 'east to be welcomed back',
+      timeoutMs: 10_000,
+    });
+    await waitFor(async () => (await lastReconcile()) > afterEnd, {
+      what: 'the new worker to reconcile the return',
+      timeoutMs: 5_000,
+    });
+    expect(sim.registered(arn)).toEqual(east);
+  });
 });
