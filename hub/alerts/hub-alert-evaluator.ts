@@ -2,7 +2,6 @@ import {
   ClusterState,
   silentLogger,
   type Alert,
-  type Binding,
   type Cluster,
   type Logger,
   type TargetGroup,
@@ -11,6 +10,7 @@ import type { AlertSource } from '../admin/admin-extensions.js';
 import type { BindingSource, DesiredStateResolver } from '../admin/desired-state-extensions.js';
 import { isPresent } from '../aws/index.js';
 import type { ClusterStatusSource } from '../federation/desired-targets.js';
+import { targetGroupArnsOf } from '../federation/subscription-resolver.js';
 import type { GroupDesiredState } from '../federation/target-group-desired-state.js';
 import type { TargetGroupRecord } from '../reconcile/index.js';
 import type { CidrRejectionWindow } from './cidr-rejection-window.js';
@@ -62,17 +62,6 @@ export interface HubAlertEvaluatorOptions {
 
 /** The default capacity of a group (the AWS quota), as the workers apply it. */
 const DEFAULT_CAPACITY = 1000;
-
-function targetGroupArnsOf(binding: Binding): string[] {
-  switch (binding.target?.$case) {
-    case 'targetGroup':
-      return [binding.target.targetGroup.arn];
-    case 'pool':
-      return binding.target.pool.groups.map((g) => g.arn);
-    default:
-      return [];
-  }
-}
 
 function compareAlerts(a: Alert, b: Alert): number {
   const key = (x: Alert): string =>

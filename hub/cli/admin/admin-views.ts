@@ -10,6 +10,7 @@ import {
   type LabelSelector,
   type TargetGroupStatus,
 } from '../../../shared/index.js';
+import { targetGroupArnsOf } from '../../federation/subscription-resolver.js';
 import { age, enumWord, labelsText, renderTable } from './cli-output.js';
 
 // The human (table) views of the admin API's messages. Pure functions of the messages and the
@@ -82,24 +83,12 @@ export function clustersText(binding: Binding): string {
   return parts.length === 0 ? '*' : parts.join(' or ');
 }
 
-/** The target group ARNs a binding feeds. */
-export function bindingArns(binding: Binding): string[] {
-  switch (binding.target?.$case) {
-    case 'targetGroup':
-      return [binding.target.targetGroup.arn];
-    case 'pool':
-      return binding.target.pool.groups.map((g) => g.arn);
-    default:
-      return [];
-  }
-}
-
 function targetText(binding: Binding): string {
   switch (binding.target?.$case) {
     case 'targetGroup':
       return binding.target.targetGroup.arn;
     case 'pool':
-      return `pool of ${binding.target.pool.groups.length}: ${bindingArns(binding).join(',')}`;
+      return `pool of ${binding.target.pool.groups.length}: ${targetGroupArnsOf(binding).join(',')}`;
     default:
       return '';
   }

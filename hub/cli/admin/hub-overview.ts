@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { Alert, Cluster, ClusterState, TargetGroupStatus } from '../../../shared/index.js';
 import type { AdminApi } from './admin-connection.js';
-import { bindingArns, alertsTable, clusterStateWord, outcomeWord } from './admin-views.js';
+import { targetGroupArnsOf } from '../../federation/subscription-resolver.js';
+import { alertsTable, clusterStateWord, outcomeWord } from './admin-views.js';
 import { hasStatus } from './cli-errors.js';
 import { age, renderTable } from './cli-output.js';
 
@@ -11,7 +12,7 @@ const STATUS_CALLS_IN_FLIGHT = 8;
 /** Every target group some binding feeds, each once, in binding order. */
 export async function targetGroupArns(api: AdminApi): Promise<string[]> {
   const { bindings } = await api.listBindings();
-  return [...new Set(bindings.flatMap(bindingArns))];
+  return [...new Set(bindings.flatMap(targetGroupArnsOf))];
 }
 
 /**

@@ -38,6 +38,40 @@ async function clusterAlerts(): Promise<string[]> {
   return alertKeys(await listAlerts(fed.admin, fed.adminToken)).filter((a) => /cluster=/.test(a));
 }
 
+/**
+ * A group fed by east alone, filled; then east's connection is cut (held) and the reconcile its
+ * stream end brings is awaited. Returns what the tests compare after east comes back.
+ */
+async function cutEastFromItsOwnGroup(name: string) {
+  const arn = sim.createTargetGroup({
+    account: ACCOUNT,
+    region: REGION,
+    name: `rel-agent-${name}`,
+    port: 8080,
+  });
+  await fed.applyBinding(
+    binding({
+      name: `agent-${name}`,
+      clusters: { names: ['east'], labels: undefined },
+      target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
+    }),
+  );
+  const east = targets(1, range(1, 10)).sort();
+  await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(east), {
+    what: 'east’s targets in the new group',
+    timeoutMs: 20_000,
+  });
+  const lastReconcile = async () => (await fed.status(arn))?.lastReconcileUnixMs ?? 0;
+  const welcomes = fed.agent('east').publisher.stats.welcomes;
+  const cutAt = Date.now();
+  eastRelay.hold();
+  await waitFor(async () => (await lastReconcile()) > cutAt, {
+    what: 'the reconcile of the ended stream',
+    timeoutMs: GRACE_MS - 1_000,
+  });
+  return { arn, east, lastReconcile, welcomes };
+}
+
 beforeAll(async () => {
   sim = new RecordingSimulator({ rateLimits: false, deregistrationDelayMs: 300 });
   simServer = await startElbv2Simulator({ simulator: sim });
@@ -147,35 +181,9 @@ describe('An agent lost mid-stream', () => {
     });
   });
   it('reconciles a cluster’s groups when its stream ends, not again when it returns within the grace period', async () => {
-    const arn = sim.createTargetGroup({
-      account: ACCOUNT,
-      region: REGION,
-      name: 'rel-agent-return',
-      port: 8080,
-    });
-    await fed.applyBinding(
-      binding({
-        name: 'agent-return',
-        clusters: { names: ['east'], labels: undefined },
-        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
-      }),
-    );
-    const east = targets(1, range(1, 10)).sort();
-    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(east), {
-      what: 'east’s targets in the new group',
-      timeoutMs: 20_000,
-    });
-    const lastReconcile = async () => (await fed.status(arn))?.lastReconcileUnixMs ?? 0;
-    const welcomes = fed.agent('east').publisher.stats.welcomes;
-
     // The stream ends: the group is reconciled (a hub may have died between writing a batch
     // and enqueueing its reconcile).
-    const cutAt = Date.now();
-    eastRelay.hold();
-    await waitFor(async () => (await lastReconcile()) > cutAt, {
-      what: 'the reconcile of the ended stream',
-      timeoutMs: GRACE_MS - 1_000,
-    });
+    const { arn, east, lastReconcile, welcomes } = await cutEastFromItsOwnGroup('return');
     const afterEnd = await lastReconcile();
 
     // It comes back within the grace period, resyncs and finds nothing to send: no reconcile.
@@ -196,32 +204,7 @@ describe('An agent lost mid-stream', () => {
   it('reconciles the return when a worker started while the cluster was away', async () => {
     // That worker never saw the stream end: a batch a dying hub wrote without enqueueing its
     // reconcile could be left to no one, so it reconciles the return instead.
-    const arn = sim.createTargetGroup({
-      account: ACCOUNT,
-      region: REGION,
-      name: 'rel-agent-unseen',
-      port: 8080,
-    });
-    await fed.applyBinding(
-      binding({
-        name: 'agent-unseen',
-        clusters: { names: ['east'], labels: undefined },
-        target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
-      }),
-    );
-    const east = targets(1, range(1, 10)).sort();
-    await waitFor(() => JSON.stringify(sim.registered(arn)) === JSON.stringify(east), {
-      what: 'east’s targets in the new group',
-      timeoutMs: 20_000,
-    });
-    const lastReconcile = async () => (await fed.status(arn))?.lastReconcileUnixMs ?? 0;
-    const welcomes = fed.agent('east').publisher.stats.welcomes;
-    const cutAt = Date.now();
-    eastRelay.hold();
-    await waitFor(async () => (await lastReconcile()) > cutAt, {
-      what: 'the reconcile of the ended stream',
-      timeoutMs: GRACE_MS - 1_000,
-    });
+    const { arn, east, lastReconcile, welcomes } = await cutEastFromItsOwnGroup('unseen');
     await fed.startWorker(simulatorWorkerDeps(simServer.url, 'AKIDAGENTLOSS'));
     const afterEnd = await lastReconcile();
 
