@@ -22,11 +22,14 @@ const SCAN_COUNT = 1000;
  * Reads the endpoint state of clusters as resolution needs it, through the public API of
  * {@link ClusterEndpointStore} and its key schema (`StateKeys`).
  *
- * The hub state has no index of the clusters that hold endpoints, so {@link storedClusterIds}
- * finds them with SCAN over every master for `<prefix>:{c:*}:services`: O(keys in Redis), fine
- * for a reconcile per group and debounce window, and the clusters found this way include those
- * not (or no longer) listed in the clusters file, whose endpoints must not vanish from the
- * desired state just because the file changed.
+ * {@link storedClusterIds} lists the clusters that may hold endpoints from the clusters index,
+ * which the ingest writes before it admits a stream: those include clusters not (or no longer)
+ * listed in the clusters file, whose endpoints must not vanish from the desired state just
+ * because the file changed. The first call in a process also SCANs every master for
+ * `<prefix>:{c:*}:services` and indexes what it finds, so that state written without an index
+ * entry (by a hub older than the index, or after someone deleted the key) is not missed; after
+ * that a resolution costs one SMEMBERS, not a SCAN of the keyspace (at fleet scale, the SCAN
+ * was a quarter of a pool's resolution time).
  */
 export class StoredClusterStates {
   readonly #redis: RedisClient;
@@ -37,14 +40,26 @@ export class StoredClusterStates {
    * every group of a pool and at every reconcile, and most of them did not change.
    */
   readonly #cache = new Map<string, Map<string, CachedService>>();
+  /** The first call's SCAN (see the class); forgotten when it fails, so the next call retries. */
+  #indexed: Promise<void> | undefined;
 
   constructor(redis: RedisClient, store: ClusterEndpointStore) {
     this.#redis = redis;
     this.#store = store;
   }
 
-  /** Ids of every cluster with a service index in Redis, sorted. */
+  /** Ids of every cluster that may hold endpoint state in Redis, sorted. */
   async storedClusterIds(): Promise<string[]> {
+    this.#indexed ??= this.#indexScanned().catch((err: unknown) => {
+      this.#indexed = undefined;
+      throw err;
+    });
+    await this.#indexed;
+    return this.#store.indexedClusterIds();
+  }
+
+  /** Indexes every cluster with a service index in Redis (found with SCAN over every master). */
+  async #indexScanned(): Promise<void> {
     const prefix = this.#store.keys.prefix;
     const head = `${prefix}:{c:`;
     const tail = '}:services';
@@ -64,7 +79,7 @@ export class StoredClusterStates {
         }
       } while (cursor !== '0');
     }
-    return [...ids].sort();
+    await Promise.all([...ids].map((id) => this.#store.index(id)));
   }
 
   /**

@@ -376,6 +376,9 @@ export class ClusterSession {
       // may keep their reconciles back until then (ended at SYNCED or by close).
       this.#initialSync = this.#deps.reconcileSink.initialSyncStarted?.(this.#clusterId);
     }
+    // Indexed before anything of this stream is written: workers list the clusters that may
+    // hold state from the index (`StateKeys.clusters`).
+    await this.#deps.store.index(this.#clusterId);
     const stored = await this.#deps.store.loadCluster(this.#clusterId);
     if (this.#state !== 'admitting') return;
     this.#cache = ClusterEndpointCache.fromStored(stored);

@@ -123,6 +123,19 @@ export class ClusterEndpointStore {
     }
   }
 
+  /**
+   * Adds the cluster to the clusters index (`StateKeys.clusters`). A stream is admitted only
+   * after this, so every cluster whose endpoints a stream wrote is in the index.
+   */
+  async index(clusterId: string): Promise<void> {
+    await this.#redis.sadd(this.keys.clusters(), clusterId);
+  }
+
+  /** The clusters in the index, sorted. */
+  async indexedClusterIds(): Promise<string[]> {
+    return (await this.#redis.smembers(this.keys.clusters())).sort();
+  }
+
   /** Service key (`namespace/name`) → 8-byte digest, for every service stored for the cluster. */
   async digests(clusterId: string): Promise<Map<string, Uint8Array>> {
     const metas = await this.serviceMetas(clusterId);

@@ -12,8 +12,13 @@
  * <prefix>:{c:<id>}:totals          hash    endpoints, services
  * <prefix>:{c:<id>}:svc:<ns>/<name> hash    canonical address → encoded endpoint record
  * <prefix>:{c:<id>}:session         hash    the latest admitted stream (ClusterSessionRecords)
+ * <prefix>:clusters                 set     every cluster admitted since Redis last lost it
  * <prefix>:epoch                    string  storage epoch (detects a Redis loss)
  * ```
+ *
+ * The clusters index is the one global key the ingest writes, once per admitted stream (a SADD
+ * of a member it mostly holds already): it lets a worker list the clusters that may hold state
+ * with one read instead of a SCAN of the keyspace at every resolution.
  */
 export class StateKeys {
   /** @param prefix distinguishes installations (and tests) sharing one Redis. */
@@ -44,6 +49,11 @@ export class StateKeys {
   /** The endpoints of one service; `serviceKey` is `namespace/name`. */
   service(clusterId: string, serviceKey: string): string {
     return `${this.prefix}:${this.clusterTag(clusterId)}:svc:${serviceKey}`;
+  }
+
+  /** The set of cluster ids whose streams were admitted: every cluster that may hold state. */
+  clusters(): string {
+    return `${this.prefix}:clusters`;
   }
 
   epoch(): string {

@@ -201,6 +201,48 @@ describe('TargetGroupDesiredState', () => {
     expect(state.overflow).toEqual([]);
   });
 
+  it('lists the clusters from the index admission writes, scanning Redis only on its first call', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(90);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    agent('east', hub.address).upsert(web('web-e', ips(1, 0, 2)));
+    // Admission indexed it: the resolution finds it without any listed cluster.
+    await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
+    expect(await hub.redis.smembers(hub.store.keys.clusters())).toEqual(['east']);
+
+    // State without an index entry (written by an older hub, or the key deleted): a new process's
+    // first resolution finds it by SCAN and indexes it.
+    await hub.redis.del(hub.store.keys.clusters());
+    const scans = { count: 0 };
+    const scan = hub.redis.scan.bind(hub.redis);
+    hub.redis.scan = ((...args: Parameters<typeof scan>) => {
+      scans.count++;
+      return scan(...args);
+    }) as typeof hub.redis.scan;
+    const fresh = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      { directory: { labels: (id) => CLUSTER_LABELS[id] }, status: { status: () => CONNECTED } },
+    );
+    expect([...(await fresh.resolve(arn)).targets.keys()]).toEqual([
+      '10.1.0.1:8080',
+      '10.1.0.2:8080',
+    ]);
+    expect(scans.count).toBeGreaterThan(0);
+    expect(await hub.redis.smembers(hub.store.keys.clusters())).toEqual(['east']);
+
+    // Later resolutions read the index alone, and see a cluster admitted since.
+    const afterFirst = scans.count;
+    const west = agent('west', hub.address);
+    west.upsert(web('web-w', ips(2, 0, 3)));
+    const state = await resolvedTo(fresh, arn, (s) => s.targets.size === 5);
+    expect(new Set([...state.targets.values()].map((t) => t.sources[0]?.clusterId))).toEqual(
+      new Set(['east', 'west']),
+    );
+    expect(scans.count).toBe(afterFirst);
+  });
+
   it('leaves out the endpoints of a cluster the cluster selector does not select', async () => {
     const hub = await startHub();
     const arn = targetGroupArn(2);
