@@ -1,4 +1,4 @@
-import type { RedisClient } from '../state/index.js';
+import { hashEntries, type RedisClient } from '../state/index.js';
 
 /**
  * The targets each target group was last given, persisted so that the next resolution of its
@@ -27,7 +27,7 @@ export class GroupAssignmentStore {
 
   /** `ip:port` → binding name, as last written for the group (empty when never written). */
   async read(targetGroupArn: string): Promise<Map<string, string>> {
-    return new Map(Object.entries(await this.#redis.hgetall(this.key(targetGroupArn))));
+    return hashEntries(this.#redis, this.key(targetGroupArn));
   }
 
   /**

@@ -177,6 +177,16 @@ interface SharedResolutions {
   next: Promise<ResolvedBinding> | undefined;
 }
 
+/** What a pool's placement starts from, read beside its clusters' states. */
+interface PoolReads {
+  /** The pool's stored assignment: `ip:port` → group ARN. */
+  readonly previous: Map<string, string>;
+  /** Each group's stored share. */
+  readonly shares: Map<string, Map<string, string>>;
+  /** How many targets AWS holds in each group (pools with an occupancy source only). */
+  readonly heldCounts: number[] | undefined;
+}
+
 /** Counts of binding resolutions (for tests). */
 export interface ResolutionCounts {
   /** Pools (or single groups) resolved from their clusters' stored state. */
@@ -665,7 +675,10 @@ export class TargetGroupDesiredState {
     this.#computed++;
     const startedAtMs = this.#clock();
     // The epoch first, then statuses and states, then the stored epoch: a status can only vouch
-    // for what was read after it if no Redis loss happened in between.
+    // for what was read after it if no Redis loss happened in between. The pool's stored assignment and its groups' occupancy counts are read meanwhile: they are
+    // what the placement starts from, not what it must be newer than (the states and statuses).
+    const pool = this.#poolReads(binding);
+    pool.catch(() => undefined);
     const { knownEpoch, selected, statuses, clusters } = await this.#selection(binding);
     const states = await Promise.all(
       selected.map((id) => this.#clusters.load(id, [binding.services])),
@@ -678,8 +691,20 @@ export class TargetGroupDesiredState {
       fingerprints: states.map((state) => state.fingerprint),
       startedAtMs,
     };
-    const desired = await this.#placeBinding(binding, states, statuses, storageLost);
+    const desired = await this.#placeBinding(binding, states, statuses, storageLost, await pool);
     return { desired, inputs, settled: new Set() };
+  }
+
+  /** The pool's stored assignment, and its groups' occupancy counts when they matter. */
+  async #poolReads(binding: NormalizedBinding): Promise<PoolReads> {
+    const groups = targetGroupsOf(binding);
+    const arns = groups.map((g) => g.arn);
+    const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
+    const [{ previous, shares }, heldCounts] = await Promise.all([
+      this.#assignments.readPool(arns),
+      occupancy?.counts(arns),
+    ]);
+    return { previous, shares, heldCounts };
   }
 
   /** Collects and places a binding's targets from the states read (see {@link resolveBinding}). */
@@ -688,14 +713,12 @@ export class TargetGroupDesiredState {
     states: readonly ClusterEndpointState[],
     statuses: ReadonlyMap<string, ClusterStatus>,
     storageLost: boolean,
+    pool: PoolReads,
   ): Promise<DesiredTargets> {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
-    const [{ previous: previousAssignment, shares }, heldCounts] = await Promise.all([
-      this.#assignments.readPool(arns),
-      occupancy?.counts(arns),
-    ]);
+    const { previous: previousAssignment, shares, heldCounts } = pool;
     const options = {
       directory: this.#options.directory,
       status: {

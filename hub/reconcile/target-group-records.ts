@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { TargetGroup } from '../../shared/index.js';
-import { StoredValueError, type RedisClient } from '../state/index.js';
+import { StoredValueError, hashEntries, type RedisClient } from '../state/index.js';
 import type { TargetHealthState } from '../aws/target-group-api.js';
 import { targetHealthState } from '../aws/target-group-api.js';
 import type { AwsErrorClass } from '../aws/aws-errors.js';
@@ -156,12 +156,14 @@ export class TargetGroupRecords {
   async read(arn: string): Promise<TargetGroupRecord> {
     const [meta, actual, owned] = await Promise.all([
       this.#redis.hgetall(this.metaKey(arn)),
-      this.#redis.hgetall(this.actualKey(arn)),
+      hashEntries(this.#redis, this.actualKey(arn)),
       this.#redis.smembers(this.ownedKey(arn)),
     ]);
+    const actualStates = new Map<string, TargetHealthState>();
+    for (const [key, state] of actual) actualStates.set(key, targetHealthState(state));
     return {
       definition: parseJson<TargetGroup>(this.metaKey(arn), meta.definition),
-      actual: new Map(Object.entries(actual).map(([k, v]) => [k, targetHealthState(v)])),
+      actual: actualStates,
       actualValid: meta.actualValid === '1',
       describedAtMs: number(meta.describedAtMs),
       nextDriftAtMs: number(meta.nextDriftAtMs),

@@ -28,6 +28,7 @@ export {
   StorageLostError,
   StoredValueError,
 } from './errors.js';
+export { hashEntries } from './hash-entries.js';
 export {
   createRedis,
   type ClusterRedisSettings,
