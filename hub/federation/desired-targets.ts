@@ -246,6 +246,59 @@ export function resolveDesiredTargets(
   );
 }
 
+/** An endpoint of a stored service as a binding's target: what collecting needs of it. */
+interface EligibleEndpoint {
+  /** `ip:port`. */
+  readonly key: string;
+  readonly ip: string;
+  readonly port: number;
+  readonly zone: string;
+  readonly podName: string;
+}
+
+/**
+ * A stored service's endpoints that a binding's policy and port make targets, per endpoints map
+ * and (policy, port) rule. `StoredClusterStates` hands out the same map for as long as the
+ * service's digest holds, so a pool resolved again and again (a rolling restart resolves the
+ * busy pool several times a second) walks only the services that changed. Maps are never
+ * changed once stored (`ClusterServiceState.endpoints` is read-only).
+ */
+const eligibleByEndpoints = new WeakMap<
+  ReadonlyMap<string, EndpointRecord>,
+  Map<string, EligibleEndpoint[]>
+>();
+
+function eligibleEndpoints(
+  endpoints: ReadonlyMap<string, EndpointRecord>,
+  binding: NormalizedBinding,
+): EligibleEndpoint[] {
+  const selector = binding.port.port;
+  const rule = `${binding.policy.includeNotReady}\n${binding.policy.keepTerminating}\n${
+    selector.$case === 'name' ? `name:${selector.name}` : `number:${selector.number}`
+  }`;
+  let byRule = eligibleByEndpoints.get(endpoints);
+  if (byRule === undefined)
+    eligibleByEndpoints.set(endpoints, (byRule = new Map<string, EligibleEndpoint[]>()));
+  let eligible = byRule.get(rule);
+  if (eligible === undefined) {
+    eligible = [];
+    for (const endpoint of endpoints.values()) {
+      if (!isEligibleEndpoint(endpoint, binding.policy)) continue;
+      const port = selectPort(endpoint, selector);
+      if (port === undefined) continue;
+      eligible.push({
+        key: targetKey(endpoint.address, port),
+        ip: endpoint.address,
+        port,
+        zone: endpoint.zone,
+        podName: endpoint.pod?.name ?? '',
+      });
+    }
+    byRule.set(rule, eligible);
+  }
+  return eligible;
+}
+
 /** The first half of {@link resolveDesiredTargets}: the winning target of each `ip:port`. */
 export function collectDesiredTargets(
   binding: NormalizedBinding,
@@ -253,7 +306,8 @@ export function collectDesiredTargets(
   options: Pick<ResolveOptions, 'directory' | 'status' | 'staleClusterPolicy'>,
 ): CollectedTargets {
   const staleClusterPolicy = options.staleClusterPolicy ?? 'withdraw-if-unhealthy';
-  const candidates = new Map<string, Map<string, Candidate>>();
+  // One candidate per `ip:port`, or one per cluster announcing it (a conflict; rare).
+  const candidates = new Map<string, Candidate | Candidate[]>();
   const selectedClusters: string[] = [];
   const awaitingResync: string[] = [];
   const initialSync: string[] = [];
@@ -269,18 +323,14 @@ export function collectDesiredTargets(
     for (const state of cluster.services.values()) {
       if (!matchesServiceSelector(binding.services, state.service, state.labels)) continue;
       const service = serviceKeyString(state.service);
-      for (const endpoint of state.endpoints.values()) {
-        if (!isEligibleEndpoint(endpoint, binding.policy)) continue;
-        const port = selectPort(endpoint, binding.port.port);
-        if (port === undefined) continue;
-        const key = targetKey(endpoint.address, port);
-        let byCluster = candidates.get(key);
-        if (byCluster === undefined) {
-          byCluster = new Map();
-          candidates.set(key, byCluster);
-        }
-        const source = { clusterId: cluster.clusterId, service, podName: endpoint.pod?.name ?? '' };
-        const existing = byCluster.get(cluster.clusterId);
+      for (const endpoint of eligibleEndpoints(state.endpoints, binding)) {
+        const source = { clusterId: cluster.clusterId, service, podName: endpoint.podName };
+        const found = candidates.get(endpoint.key);
+        const existing = Array.isArray(found)
+          ? found.find((c) => c.clusterId === cluster.clusterId)
+          : found?.clusterId === cluster.clusterId
+            ? found
+            : undefined;
         if (existing !== undefined) {
           // Two services of one cluster selecting the same pod: one target, two sources.
           existing.sources.push(source);
@@ -290,40 +340,47 @@ export function collectDesiredTargets(
           }
           continue;
         }
-        byCluster.set(cluster.clusterId, {
+        const candidate: Candidate = {
           clusterId: cluster.clusterId,
           connection: status.connection,
-          ip: endpoint.address,
-          port,
+          ip: endpoint.ip,
+          port: endpoint.port,
           zone: endpoint.zone,
           sources: [source],
           observedAtMs: state.observedAtMs,
-        });
+        };
+        if (found === undefined) candidates.set(endpoint.key, candidate);
+        else if (Array.isArray(found)) found.push(candidate);
+        else candidates.set(endpoint.key, [found, candidate]);
       }
     }
   }
 
   const winners = new Map<string, DesiredTarget>();
   const conflictByKey = new Map<string, Conflict>();
-  for (const key of [...candidates.keys()].sort(compareText)) {
-    const byCluster = [...(candidates.get(key)?.values() ?? [])].sort(
-      (a, b) =>
-        CONNECTION_RANK[a.connection] - CONNECTION_RANK[b.connection] ||
-        compareText(a.clusterId, b.clusterId),
-    );
-    const winner = byCluster[0];
-    if (winner === undefined) continue;
-    if (byCluster.length > 1) {
+  // Keys are strings: the default order is compareText's, without a call per comparison.
+  for (const key of [...candidates.keys()].sort()) {
+    const found = candidates.get(key) as Candidate | Candidate[];
+    let winner: Candidate;
+    if (Array.isArray(found)) {
+      const byCluster = found.sort(
+        (a, b) =>
+          CONNECTION_RANK[a.connection] - CONNECTION_RANK[b.connection] ||
+          compareText(a.clusterId, b.clusterId),
+      );
+      winner = byCluster[0] as Candidate;
       conflictByKey.set(key, {
         target: key,
         clusters: byCluster.map((c) => c.clusterId).sort(compareText),
       });
+    } else {
+      winner = found;
     }
     winners.set(key, {
       id: winner.ip,
       port: winner.port,
       ...(winner.zone === '' ? {} : { availabilityZone: winner.zone }),
-      sources: winner.sources.sort(compareSource),
+      sources: winner.sources.length > 1 ? winner.sources.sort(compareSource) : winner.sources,
       ...(winner.observedAtMs === undefined ? {} : { observedAtMs: winner.observedAtMs }),
       keptFailStatic: winner.connection === 'disconnected-within-grace',
       withdrawIfUnhealthy: winner.connection === 'stale',

@@ -85,7 +85,9 @@ export function assignToPool(
   previous?: ReadonlyMap<string, string>,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
 ): PoolAssignment {
-  const sortedTargets = [...new Set(targets)].sort(compareText);
+  // No order is needed until step 2 sorts what it places (and step 1 what it must cut): a
+  // rolling restart keeps nearly every target, and sorting them all was most of this function.
+  const uniqueTargets = new Set(targets);
   // A duplicated ARN counts once, with its first capacity (validation rejects duplicates anyway).
   const capacityByArn = new Map<string, number>();
   for (const g of groups) {
@@ -113,7 +115,7 @@ export function assignToPool(
 
   // Step 1: keep previous placements, trimmed to each group's capacity.
   const keptByGroup = new Map<string, string[]>();
-  for (const target of sortedTargets) {
+  for (const target of uniqueTargets) {
     const arn = previous?.get(target);
     if (arn === undefined || !groupByArn.has(arn)) {
       unplaced.push(target);
@@ -126,7 +128,8 @@ export function assignToPool(
   for (const [arn, kept] of keptByGroup) {
     const group = groupByArn.get(arn);
     if (group === undefined) continue;
-    if (kept.length > group.capacity) {
+    const trimmed = kept.length > group.capacity;
+    if (trimmed) {
       kept.sort(
         (a, b) =>
           score(hashOf(b), group.hash, 1) - score(hashOf(a), group.hash, 1) || compareText(a, b),
@@ -142,6 +145,8 @@ export function assignToPool(
       const others = held.size - registered.length;
       const room = Math.max(0, group.capacity - others - registered.length);
       if (waiting.length > room) {
+        // Those that stay: the highest scores when trimmed, else the first in key order.
+        if (!trimmed) waiting.sort();
         leaving.push(...waiting.splice(room));
         kept.length = 0;
         kept.push(...registered, ...waiting);
@@ -194,8 +199,9 @@ export function assignToPool(
   // Step 2: place the rest by rendezvous score among groups with room.
   // Targets that left a group to look for room go first: they were placed before any new
   // target, and going back must find their place still free.
-  unplaced.sort(compareText);
-  unplaced.unshift(...leaving.sort(compareText));
+  // Strings: the default order is compareText's, without a call per comparison.
+  unplaced.sort();
+  unplaced.unshift(...leaving.sort());
   const overflow: string[] = [];
   for (const target of unplaced) {
     const h = hashOf(target);
@@ -226,5 +232,5 @@ export function assignToPool(
     }
     for (const target of overflow) if (previous.has(target)) moved++;
   }
-  return { assignment, overflow: overflow.sort(compareText), counts, moved };
+  return { assignment, overflow: overflow.sort(), counts, moved };
 }

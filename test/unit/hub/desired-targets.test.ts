@@ -86,6 +86,35 @@ function keysOf(result: ReturnType<typeof resolveDesiredTargets>, arn = ARN): st
 }
 
 describe('resolveDesiredTargets', () => {
+  it('resolves one stored service for two bindings by each one’s own port and policy', () => {
+    // The same endpoints map (as a worker's cache hands it out) through bindings that select
+    // different ports and conditions: each gets its own targets, every time.
+    const state = cluster('east', {
+      'shop/web': {
+        endpoints: [
+          endpoint('10.0.0.1'),
+          endpoint('10.0.0.2', { ready: false, serving: true }),
+          endpoint('10.0.0.3', { terminating: true, ready: false, serving: true }),
+        ],
+      },
+    });
+    const http = normalized();
+    const metrics = normalized({ port: { port: { $case: 'number', number: 9090 } } });
+    const lenient = normalized({ policy: { includeNotReady: true, keepTerminating: true } });
+    for (let round = 0; round < 2; round++) {
+      expect(keysOf(resolveDesiredTargets(http, [state], options()))).toEqual(['10.0.0.1:8080']);
+      expect(keysOf(resolveDesiredTargets(metrics, [state], options()))).toEqual(['10.0.0.1:9090']);
+      expect(keysOf(resolveDesiredTargets(lenient, [state], options()))).toEqual([
+        '10.0.0.1:8080',
+        '10.0.0.2:8080',
+        '10.0.0.3:8080',
+      ]);
+    }
+    // A changed service is a new map: read afresh.
+    const changed = cluster('east', { 'shop/web': { endpoints: [endpoint('10.0.0.4')] } });
+    expect(keysOf(resolveDesiredTargets(http, [changed], options()))).toEqual(['10.0.0.4:8080']);
+  });
+
   it('merges two clusters feeding one binding into one group', () => {
     const result = resolveDesiredTargets(
       normalized(),

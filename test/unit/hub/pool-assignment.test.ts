@@ -184,6 +184,36 @@ describe('assignToPool', () => {
       );
     });
 
+    it('lets the same kept targets leave a group full of draining ones, whatever the input order', () => {
+      fc.assert(
+        fc.property(
+          targetsArb,
+          fc.integer({ min: 1, max: 40 }),
+          fc.integer({ min: 0, max: 40 }),
+          fc.nat(),
+          (targets, capacity, drainingCount, rotation) => {
+            const groups = [
+              { arn: 'a', capacity },
+              { arn: 'b', capacity },
+            ];
+            // Every target was placed in `a`, none registered yet, beside targets still draining.
+            const previous = new Map(targets.map((t) => [t, 'a']));
+            const draining = Array.from(
+              { length: Math.min(drainingCount, capacity) },
+              (_, i) => `192.0.2.${i}:1`,
+            );
+            const occupied = new Map([['a', new Set(draining)]]);
+            const result = assignToPool(targets, groups, previous, occupied);
+            const r = targets.length === 0 ? 0 : rotation % targets.length;
+            const reordered = [...targets.slice(r), ...targets.slice(0, r)].reverse();
+            const again = assignToPool(reordered, groups, previous, occupied);
+            expect([...again.assignment].sort()).toEqual([...result.assignment].sort());
+            expect(again.overflow).toEqual(result.overflow);
+          },
+        ),
+      );
+    });
+
     it('leaves a target where AWS already holds it, when that group has room', () => {
       const groups = [
         { arn: 'a', capacity: 10 },
