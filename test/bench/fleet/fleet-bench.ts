@@ -81,7 +81,8 @@ const { values: flags, positionals } = parseArgs({
     keep: { type: 'boolean', default: false },
     // Run hub and workers from the TypeScript sources (tsx) instead of the bundles.
     sources: { type: 'boolean', default: false },
-    // Write V8 CPU profiles of the hub and the workers into this folder (node --cpu-prof).
+    // Write V8 CPU profiles of the hub, the workers and the load processes into this folder
+    // (node --cpu-prof).
     profile: { type: 'string' },
     // V8 flags of the hub / worker processes: by default those the Helm chart sets
     // (deploy/helm/tgfed-hub/values.yaml, nodeOptions).
@@ -334,7 +335,17 @@ class Load {
         `--clusters=${count}`,
       ],
       {
-        execArgv: ['--import', 'tsx'],
+        execArgv: [
+          '--import',
+          'tsx',
+          ...(profile === undefined
+            ? []
+            : [
+                '--cpu-prof',
+                `--cpu-prof-dir=${resolve(profile)}`,
+                `--cpu-prof-name=load-${index}.cpuprofile`,
+              ]),
+        ],
         env: { ...process.env, NODE_OPTIONS: '' },
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       },
@@ -714,6 +725,24 @@ try {
   const coldMin = minimumCalls();
   const coldBound = rateLimitBoundMs(coldMin.perAccount);
   const coldCalls = mutatingCalls(coldAt, coldEnd);
+  if (process.env['TGFED_BENCH_DUMP'])
+    (await import('node:fs')).writeFileSync(
+      process.env['TGFED_BENCH_DUMP'],
+      JSON.stringify({
+        coldAt,
+        syncedMs,
+        calls: simulator
+          .calls()
+          .filter((c) => c.atMs >= coldAt)
+          .map((c) => ({
+            a: c.action,
+            acc: c.account,
+            t: c.atMs - coldAt,
+            e: c.errorCode,
+            g: c.targetGroupArn,
+          })),
+      }),
+    );
   const cpu1 = cpuByKind();
   log(
     `cold start converged in ${cold.ms} ms (${coldCalls.ok} mutating calls, minimum ${coldMin.calls})`,
