@@ -119,17 +119,26 @@ class RecordingStore {
   readonly writes: ServiceWrite[] = [];
   readonly totals: ClusterTotals[] = [];
   readonly held = new Map<string, Set<string>>();
+  readonly indexed = new Set<string>();
+  /** Batches written for a cluster not indexed yet (workers would not find its state). */
+  unindexedWrites = 0;
+
+  index(clusterId: string): Promise<void> {
+    this.indexed.add(clusterId);
+    return Promise.resolve();
+  }
 
   loadCluster(): Promise<Map<string, never>> {
     return Promise.resolve(new Map<string, never>());
   }
 
   applyBatch(
-    _clusterId: string,
+    clusterId: string,
     _token: string,
     writes: readonly ServiceWrite[],
     totals: ClusterTotals,
   ): Promise<void> {
+    if (!this.indexed.has(clusterId)) this.unindexedWrites++;
     this.totals.push(totals);
     for (const w of writes) {
       this.writes.push(w);
@@ -450,6 +459,8 @@ function checkInvariants({ call, store, counters }: Run): void {
     const written = w.kind === 'replace' ? w.endpoints : w.kind === 'delta' ? w.upserts : [];
     for (const e of written) expect(inCidrs(e.address), e.address).toBe(true);
   }
+  // A cluster is indexed before anything of it is written.
+  expect(store.unindexedWrites).toBe(0);
   // What the store holds never exceeds a limit, nor do the totals the hub reports.
   let total = 0;
   for (const addresses of store.held.values()) {
