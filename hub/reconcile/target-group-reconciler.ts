@@ -218,6 +218,11 @@ interface ReconcileRun {
   readonly owned: Set<string>;
   readonly progress: Progress;
   readonly context: ReconcileContext;
+  /**
+   * The record of the last call's outcome, still being written: the next call waits for it
+   * with its token, not before asking for the token. Awaited before the reconcile finishes.
+   */
+  recording: Promise<void>;
 }
 
 const MAX_LISTED_INVALID = 20;
@@ -281,15 +286,22 @@ export class TargetGroupReconciler {
       });
     }
     const startedAtMs = o.clock();
+    // The group's records are read while its desired state is resolved: nothing else writes
+    // them meanwhile (a group has one reconcile at a time), and a reconcile is a round trip
+    // shorter. Every round trip counts: a busy group's changes wait for the reconcile before.
+    const reading = this.#records.read(arn);
+    reading.catch(() => undefined);
     const desired = await this.#desired.resolve(arn, since);
-    if (desired.unsettledPoolGroups.length > 0) {
+    const [stored] = await Promise.all([
+      reading,
       // This resolution gave other groups of the pool targets their shares lack; each writes
       // its share when it is resolved. The change that moved them requests those groups too;
       // the nudge covers a move that no request of theirs follows (two resolutions at once
       // that saw different room, say), which would otherwise wait for their drift check.
-      await this.#records.nudge(desired.unsettledPoolGroups, o.clock() + o.followUpMs);
-    }
-    const stored = await this.#records.read(arn);
+      desired.unsettledPoolGroups.length > 0
+        ? this.#records.nudge(desired.unsettledPoolGroups, o.clock() + o.followUpMs)
+        : undefined,
+    ]);
     const definition = desired.targetGroup ?? stored.definition;
     const progress: Progress = {
       calls: { describe: 0, register: 0, deregister: 0 },
@@ -402,10 +414,23 @@ export class TargetGroupReconciler {
         for (const key of plan.adopt) owned.add(key);
       }
       const live = new Map(actual);
-      const run: ReconcileRun = { arn, api, definition, live, owned, progress, context };
-      await this.#register(run, plan.registerFirst);
-      await this.#deregister(run, plan.deregister);
-      await this.#register(run, plan.registerAfter);
+      const run: ReconcileRun = {
+        arn,
+        api,
+        definition,
+        live,
+        owned,
+        progress,
+        context,
+        recording: Promise.resolve(),
+      };
+      try {
+        await this.#register(run, plan.registerFirst);
+        await this.#deregister(run, plan.deregister);
+        await this.#register(run, plan.registerAfter);
+      } finally {
+        await run.recording;
+      }
       if (plan.disown.length > 0) {
         await this.#records.disown(arn, plan.disown);
         for (const key of plan.disown) owned.delete(key);
@@ -597,9 +622,14 @@ export class TargetGroupReconciler {
     signal: AbortSignal | undefined,
     count: () => void,
     call: () => Promise<T>,
+    /** Writes that must be done before the call; awaited with the token. */
+    before?: Promise<unknown>,
   ): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      await this.#limiter.acquire(definition.accountId, definition.region, cls, { signal });
+      await Promise.all([
+        this.#limiter.acquire(definition.accountId, definition.region, cls, { signal }),
+        before,
+      ]);
       count();
       try {
         return await call();
@@ -647,7 +677,9 @@ export class TargetGroupReconciler {
     for (const part of chunk(targets, this.options.chunkSize)) {
       const keys = part.map((t) => t.key);
       // Ownership first: a worker killed after the call still knows the targets are its own.
-      await this.#records.claim(arn, keys);
+      // The call waits for the claim (and the last call's record) with its token.
+      const claimed = Promise.all([run.recording, this.#records.claim(arn, keys)]);
+      claimed.catch(() => undefined);
       for (const key of keys) owned.add(key);
       const applied = await this.#apply(part, progress, context, 'RegisterTargets', (targets) => {
         return this.#call(
@@ -657,16 +689,20 @@ export class TargetGroupReconciler {
           context.signal,
           () => progress.calls.register++,
           () => api.registerTargets(targets, context.signal),
+          claimed,
         );
       });
+      await claimed;
       const appliedKeys = applied.map((t) => t.key);
-      await this.#records.registered(arn, appliedKeys);
+      run.recording = this.#records.registered(arn, appliedKeys);
+      run.recording.catch(() => undefined);
       for (const key of appliedKeys) live.set(key, 'initial');
       progress.registered += applied.length;
       const appliedSet = new Set(appliedKeys);
       const refused = keys.filter((k) => !appliedSet.has(k));
       if (refused.length > 0) {
         // Refused targets were never registered: they are not tgfed's.
+        await run.recording;
         await this.#records.disown(arn, refused);
         for (const key of refused) owned.delete(key);
       }
@@ -676,6 +712,7 @@ export class TargetGroupReconciler {
   async #deregister(run: ReconcileRun, targets: readonly PlannedTarget[]): Promise<void> {
     const { arn, api, definition, live, owned, progress, context } = run;
     for (const part of chunk(targets, this.options.chunkSize)) {
+      const recorded = run.recording;
       const applied = await this.#apply(part, progress, context, 'DeregisterTargets', (targets) => {
         return this.#call(
           definition,
@@ -684,8 +721,10 @@ export class TargetGroupReconciler {
           context.signal,
           () => progress.calls.deregister++,
           () => api.deregisterTargets(targets, context.signal),
+          recorded,
         );
       });
+      await recorded;
       const keys = applied.map((t) => t.key);
       await this.#records.deregistered(arn, keys);
       for (const key of keys) {
