@@ -51,6 +51,8 @@ interface Pod {
 interface Slice {
   name: string;
   pods: Pod[];
+  /** Pods of the slice that are terminating: only such a slice is swept at a flush. */
+  terminating: number;
 }
 
 interface Service {
@@ -172,12 +174,17 @@ export class SyntheticCluster {
     const now = Date.now();
     for (const s of this.#services.values()) {
       for (const [index, slice] of s.slices.entries()) {
+        // Flushed every few milliseconds: a slice with no terminating pod is not walked.
+        if (slice.terminating === 0) continue;
         const before = slice.pods.length;
         slice.pods = slice.pods.filter(
           (p) =>
             p.terminatingSinceMs === undefined || now - p.terminatingSinceMs < this.#terminationMs,
         );
-        if (slice.pods.length !== before) s.dirty.add(index);
+        if (slice.pods.length !== before) {
+          slice.terminating -= before - slice.pods.length;
+          s.dirty.add(index);
+        }
       }
       for (const index of s.dirty) this.#publish(s, index);
       s.dirty.clear();
@@ -199,7 +206,11 @@ export class SyntheticCluster {
     let index = s.slices.findIndex((slice) => slice.pods.length < this.#perSlice);
     if (index < 0) {
       index = s.slices.length;
-      s.slices.push({ name: `${s.name}-${(s.nextSliceName++).toString(36)}`, pods: [] });
+      s.slices.push({
+        name: `${s.name}-${(s.nextSliceName++).toString(36)}`,
+        pods: [],
+        terminating: 0,
+      });
     }
     const pod: Pod = { address, slice: index, zone: this.#zones[n % this.#zones.length] ?? '' };
     s.slices[index]!.pods.push(pod);
@@ -212,6 +223,7 @@ export class SyntheticCluster {
   #terminate(s: Service, readyIndex: number, now: number): Pod {
     const [pod] = s.ready.splice(readyIndex, 1);
     pod!.terminatingSinceMs = now;
+    s.slices[pod!.slice]!.terminating++;
     s.dirty.add(pod!.slice);
     this.#options.onChange?.({
       address: pod!.address,
