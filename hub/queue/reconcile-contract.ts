@@ -270,17 +270,35 @@ export function newReconcileJobId(): string {
   return `r-${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 }
 
+// KEYS: the links list, the observation sorted set (one hash tag). ARGV: TTL (ms), links kept at
+// most, the observation time ('' for none), its member, then the links to append.
+const keepTraceLinksLua = `
+if #ARGV > 4 then
+  redis.call('RPUSH', KEYS[1], unpack(ARGV, 5))
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+if ARGV[3] ~= '' then
+  redis.call('ZADD', KEYS[2], 'LT', ARGV[3], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[1])
+end
+return 1
+`;
+const keepTraceLinksCommand = 'tgfedKeepTraceLinks';
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+const defined = new WeakSet<RedisClient>();
+
 /**
  * Keeps trace links and the earliest observation time for a group's next reconcile to take: the
  * hub's for a request coalesced into a pending job, the worker's for changes a reconcile did not
  * apply yet (registrations waiting for a cluster's initial sync). Kept `ttlMs` when nobody takes
  * them.
  *
- * Plain commands, not a transaction: these are telemetry, and a transaction on the queue
- * connection copies BullMQ's whole script table (ioredis builds every MULTI as a pipeline that
- * copies the connection's defined scripts), which at fleet scale was a visible share of the
- * hub's CPU. A failure after RPUSH can leave the list without its expiry; the group's next
- * reconcile takes (and so deletes) it anyway.
+ * One script (the keys share the queue's hash tag), not a transaction: a transaction on the
+ * queue connection copies BullMQ's whole script table (ioredis builds every MULTI as a pipeline
+ * that copies the connection's defined scripts). And not five plain commands either: the hub
+ * keeps links for every group a batch feeds whose reconcile is pending, and at fleet scale the
+ * writes of those commands were a tenth of the hub's CPU.
  */
 export async function keepTraceLinks(
   redis: RedisClient,
@@ -288,23 +306,23 @@ export async function keepTraceLinks(
   targetGroupArn: string,
   kept: { traceLinks: readonly string[]; observedAtMs?: number | undefined; ttlMs: number },
 ): Promise<void> {
-  const writes: Promise<unknown>[] = [];
-  if (kept.traceLinks.length > 0) {
-    const key = traceLinksKey(address, targetGroupArn);
-    writes.push(
-      redis.rpush(key, ...kept.traceLinks),
-      redis.ltrim(key, -MAX_TRACE_LINKS, -1),
-      redis.pexpire(key, kept.ttlMs),
-    );
+  if (kept.traceLinks.length === 0 && kept.observedAtMs === undefined) return;
+  if (!defined.has(redis)) {
+    redis.defineCommand(keepTraceLinksCommand, { lua: keepTraceLinksLua, numberOfKeys: 2 });
+    defined.add(redis);
   }
-  if (kept.observedAtMs !== undefined) {
-    const observed = observedAtKey(address, targetGroupArn);
-    writes.push(
-      redis.zadd(observed, 'LT', kept.observedAtMs, OBSERVED_AT_MEMBER),
-      redis.pexpire(observed, kept.ttlMs),
-    );
-  }
-  await Promise.all(writes);
+  const command = (redis as unknown as Record<string, ScriptCommand>)[keepTraceLinksCommand];
+  await command?.call(
+    redis,
+    traceLinksKey(address, targetGroupArn),
+    observedAtKey(address, targetGroupArn),
+    kept.ttlMs,
+    MAX_TRACE_LINKS,
+    kept.observedAtMs === undefined ? '' : kept.observedAtMs,
+    OBSERVED_AT_MEMBER,
+    // The list keeps the last MAX_TRACE_LINKS anyway.
+    ...kept.traceLinks.slice(-MAX_TRACE_LINKS),
+  );
 }
 
 /**
@@ -321,10 +339,6 @@ export async function takeTraceLinks(
   return [...new Set(links ?? [])];
 }
 
-/**
- * Takes (reads and clears) the earliest coalesced observation time of a group; for the worker.
- * The sorted set holds one member, so ZPOPMIN takes it.
- */
 /** The earliest observation time kept for a group's pending reconcile, left in place. */
 export async function peekObservedAt(
   redis: RedisClient,
@@ -337,6 +351,10 @@ export async function peekObservedAt(
   return Number.isFinite(atMs) ? atMs : undefined;
 }
 
+/**
+ * Takes (reads and clears) the earliest coalesced observation time of a group; for the worker.
+ * The sorted set holds one member, so ZPOPMIN takes it.
+ */
 export async function takeObservedAt(
   redis: RedisClient,
   address: ReconcileQueueAddress,

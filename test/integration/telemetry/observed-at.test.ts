@@ -4,8 +4,13 @@ import { Redis } from 'ioredis';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   BullMqReconcileSink,
+  MAX_TRACE_LINKS,
+  keepTraceLinks,
+  observedAtKey,
   reconcileQueueFor,
   takeObservedAt,
+  takeTraceLinks,
+  traceLinksKey,
   type ReconcileRequest,
 } from '../../../hub/queue/index.js';
 
@@ -57,6 +62,34 @@ describe('observation times of coalesced reconcile requests', () => {
     expect(await takeObservedAt(redis, address, ARN)).toBe(3_000);
     // Taken: the next reconcile starts afresh.
     expect(await takeObservedAt(redis, address, ARN)).toBeUndefined();
+  });
+
+  it('keeps the latest trace links and the earliest time, each with an expiry, in one script', async () => {
+    const { redis, address } = setup();
+    const links = Array.from({ length: MAX_TRACE_LINKS + 40 }, (_, i) => `link-${i}`);
+    await keepTraceLinks(redis, address, ARN, {
+      traceLinks: links.slice(0, 100),
+      observedAtMs: 9_000,
+      ttlMs: 60_000,
+    });
+    await keepTraceLinks(redis, address, ARN, { traceLinks: links.slice(100), ttlMs: 60_000 });
+    await keepTraceLinks(redis, address, ARN, {
+      traceLinks: [],
+      observedAtMs: 4_000,
+      ttlMs: 60_000,
+    });
+    await keepTraceLinks(redis, address, ARN, {
+      traceLinks: [],
+      observedAtMs: 6_000,
+      ttlMs: 60_000,
+    });
+    for (const key of [traceLinksKey(address, ARN), observedAtKey(address, ARN)]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl, key).toBeGreaterThan(0);
+      expect(ttl, key).toBeLessThanOrEqual(60_000);
+    }
+    expect(await takeTraceLinks(redis, address, ARN)).toEqual(links.slice(-MAX_TRACE_LINKS));
+    expect(await takeObservedAt(redis, address, ARN)).toBe(4_000);
   });
 
   it('carries no time for requests that are not endpoint changes', async () => {
