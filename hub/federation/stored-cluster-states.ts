@@ -83,18 +83,35 @@ export class StoredClusterStates {
   }
 
   /**
-   * The services of one cluster that at least one selector matches, with their endpoints.
-   * Services no selector matches are not read (their endpoints can be many).
+   * The services of each cluster (in the order given) that at least one selector matches, with
+   * their endpoints. Services no selector matches are not read (their endpoints can be many).
+   * The clusters' indexes are read together (`ClusterEndpointStore.serviceMetasOfClusters`).
    *
-   * With the state comes its {@link fingerprint}: the digests of every service the selectors
+   * With each state comes its {@link fingerprints}: the digests of every service the selectors
    * were matched against, the read ones as read. Equal fingerprints read later mean the same
    * state (up to a 64-bit digest collision).
    */
-  async load(
+  async loadAll(
+    clusterIds: readonly string[],
+    selectors: readonly ServiceSelector[],
+  ): Promise<(ClusterEndpointState & { readonly fingerprint: string })[]> {
+    const named = namedServices(selectors);
+    const metas = await this.#store.serviceMetasOfClusters(
+      clusterIds.map((clusterId) => ({ clusterId, serviceKeys: named })),
+    );
+    return Promise.all(
+      clusterIds.map((id, i) =>
+        this.#load(id, selectors, named, metas[i] ?? new Map<string, ServiceMeta>()),
+      ),
+    );
+  }
+
+  async #load(
     clusterId: string,
     selectors: readonly ServiceSelector[],
+    named: string[] | undefined,
+    metas: Map<string, ServiceMeta>,
   ): Promise<ClusterEndpointState & { readonly fingerprint: string }> {
-    const { named, metas } = await this.#metas(clusterId, selectors);
     let cache = this.#cache.get(clusterId);
     if (cache === undefined) this.#cache.set(clusterId, (cache = new Map<string, CachedService>()));
     for (const service of named ?? [...cache.keys()]) {
@@ -141,32 +158,30 @@ export class StoredClusterStates {
   }
 
   /**
-   * The fingerprint {@link load} would return now, from the services' index alone: no endpoint
-   * is read. Equal to an earlier load's fingerprint when none of the services it matched
-   * against changed since.
+   * The fingerprints {@link loadAll} would return now, from the services' indexes alone: no
+   * endpoint is read. Equal to an earlier load's fingerprint when none of the services it
+   * matched against changed since.
    */
-  async fingerprint(clusterId: string, selectors: readonly ServiceSelector[]): Promise<string> {
-    const { metas } = await this.#metas(clusterId, selectors);
-    return fingerprintOf(digestsOf(metas));
-  }
-
-  /**
-   * Selectors that all name their service read just those services' metas; a selector by labels
-   * or a blank name needs the cluster's whole index.
-   */
-  async #metas(
-    clusterId: string,
+  async fingerprints(
+    clusterIds: readonly string[],
     selectors: readonly ServiceSelector[],
-  ): Promise<{ named: string[] | undefined; metas: Map<string, ServiceMeta> }> {
-    const named = selectors.every((s) => s.namespace !== '' && s.name !== '')
-      ? [...new Set(selectors.map((s) => serviceKeyString(s)))]
-      : undefined;
-    const metas =
-      named === undefined
-        ? await this.#store.serviceMetas(clusterId)
-        : await this.#store.serviceMetasOf(clusterId, named);
-    return { named, metas };
+  ): Promise<string[]> {
+    const named = namedServices(selectors);
+    const metas = await this.#store.serviceMetasOfClusters(
+      clusterIds.map((clusterId) => ({ clusterId, serviceKeys: named })),
+    );
+    return metas.map((m) => fingerprintOf(digestsOf(m)));
   }
+}
+
+/**
+ * Selectors that all name their service read just those services' metas; a selector by labels
+ * or a blank name needs the cluster's whole index (undefined).
+ */
+function namedServices(selectors: readonly ServiceSelector[]): string[] | undefined {
+  return selectors.every((s) => s.namespace !== '' && s.name !== '')
+    ? [...new Set(selectors.map((s) => serviceKeyString(s)))]
+    : undefined;
 }
 
 /** Service key → digest (hex), from the services' index. */

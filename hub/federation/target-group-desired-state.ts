@@ -632,9 +632,7 @@ export class TargetGroupDesiredState {
     if (selection.knownEpoch !== inputs.knownEpoch || selection.clusters !== inputs.clusters) {
       return false;
     }
-    const fingerprints = await Promise.all(
-      selection.selected.map((id) => this.#clusters.fingerprint(id, [binding.services])),
-    );
+    const fingerprints = await this.#clusters.fingerprints(selection.selected, [binding.services]);
     if (fingerprints.some((f, i) => f !== inputs.fingerprints[i])) return false;
     return (await this.#storageLost(selection.knownEpoch)) === inputs.storageLost;
   }
@@ -680,9 +678,7 @@ export class TargetGroupDesiredState {
     const pool = this.#poolReads(binding);
     pool.catch(() => undefined);
     const { knownEpoch, selected, statuses, clusters } = await this.#selection(binding);
-    const states = await Promise.all(
-      selected.map((id) => this.#clusters.load(id, [binding.services])),
-    );
+    const states = await this.#clusters.loadAll(selected, [binding.services]);
     const storageLost = await this.#storageLost(knownEpoch);
     const inputs: ResolutionInputs = {
       knownEpoch,

@@ -12,6 +12,7 @@ import {
   type ServiceMeta,
 } from './endpoint-record-codec.js';
 import { LeaseLostError, StateUnavailableError } from './errors.js';
+import type { Cluster } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
 import { StateKeys } from './state-keys.js';
 
@@ -164,6 +165,52 @@ export class ClusterEndpointStore {
       if (value !== null && value !== undefined) metas.set(key, decodeServiceMeta(key, value));
     });
     return metas;
+  }
+
+  /**
+   * {@link serviceMetasOf} (or {@link serviceMetas} where `serviceKeys` is undefined) for many
+   * clusters at once, in their order. On one server (standalone, Sentinel) the reads go in one
+   * pipeline: a pool's resolution reads the index of every cluster it selects, and one socket
+   * write per read was a visible share of a worker's CPU. A Redis Cluster spreads the clusters'
+   * tags over its masters, and ioredis pipelines only within one, so there each is its own read.
+   */
+  async serviceMetasOfClusters(
+    reads: readonly { clusterId: string; serviceKeys: readonly string[] | undefined }[],
+  ): Promise<Map<string, ServiceMeta>[]> {
+    const one = (read: (typeof reads)[number]): Promise<Map<string, ServiceMeta>> =>
+      read.serviceKeys === undefined
+        ? this.serviceMetas(read.clusterId)
+        : this.serviceMetasOf(read.clusterId, read.serviceKeys);
+    if ((this.#redis as Cluster).isCluster === true || reads.length < 2) {
+      return Promise.all(reads.map(one));
+    }
+    const pipeline = this.#redis.pipeline();
+    for (const read of reads) {
+      if (read.serviceKeys === undefined) pipeline.hgetall(this.keys.services(read.clusterId));
+      else if (read.serviceKeys.length > 0) {
+        pipeline.hmget(this.keys.services(read.clusterId), ...read.serviceKeys);
+      }
+    }
+    const results = (await pipeline.exec()) ?? [];
+    let next = 0;
+    return reads.map((read) => {
+      const metas = new Map<string, ServiceMeta>();
+      if (read.serviceKeys !== undefined && read.serviceKeys.length === 0) return metas;
+      const [err, value] = results[next++] ?? [new Error('missing pipeline reply'), undefined];
+      if (err !== null) throw err;
+      if (read.serviceKeys === undefined) {
+        for (const [key, raw] of Object.entries(value as Record<string, string>)) {
+          metas.set(key, decodeServiceMeta(key, raw));
+        }
+      } else {
+        const values = value as (string | null)[];
+        read.serviceKeys.forEach((key, i) => {
+          const raw = values[i];
+          if (raw !== null && raw !== undefined) metas.set(key, decodeServiceMeta(key, raw));
+        });
+      }
+      return metas;
+    });
   }
 
   /** Cluster totals as of the last batch (zeros when nothing is stored). */

@@ -212,6 +212,22 @@ describe('TargetGroupDesiredState', () => {
     await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
     expect(await hub.redis.smembers(hub.store.keys.clusters())).toEqual(['east']);
 
+    // The indexes of many clusters are read in one pipeline, as each would be alone.
+    const reads = [
+      { clusterId: 'east', serviceKeys: ['shop/web', 'shop/none'] },
+      { clusterId: 'east', serviceKeys: undefined },
+      { clusterId: 'nowhere', serviceKeys: ['shop/web'] },
+      { clusterId: 'east', serviceKeys: [] },
+    ];
+    const together = await hub.store.serviceMetasOfClusters(reads);
+    expect(together.map((m) => [...m.keys()])).toEqual([['shop/web'], ['shop/web'], [], []]);
+    expect(together).toEqual([
+      await hub.store.serviceMetasOf('east', ['shop/web', 'shop/none']),
+      await hub.store.serviceMetas('east'),
+      new Map(),
+      new Map(),
+    ]);
+
     // State without an index entry (written by an older hub, or the key deleted): a new process's
     // first resolution finds it by SCAN and indexes it.
     await hub.redis.del(hub.store.keys.clusters());

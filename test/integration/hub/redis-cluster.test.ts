@@ -243,6 +243,14 @@ describe('Hub on a 3-master Redis Cluster', () => {
       ]);
       expect(await store.totals(c.id)).toEqual({ endpoints: 2, services: 1 });
     }
+    // Admission indexed every cluster; their indexes read together (one read per master's tag).
+    expect(await store.indexedClusterIds()).toEqual(clusters.map((c) => c.id).sort());
+    const ids = clusters.map((c) => c.id);
+    expect(
+      await store.serviceMetasOfClusters(
+        ids.map((clusterId) => ({ clusterId, serviceKeys: ['shop/web', 'shop/none'] })),
+      ),
+    ).toEqual(await Promise.all(ids.map((id) => store.serviceMetasOf(id, ['shop/web']))));
 
     // Each cluster's keys share one slot; different clusters land on more than one master.
     const owners = new Map<string, number>();
