@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import { BindingStore } from '../../../hub/federation/binding-store.js';
 import type { ClusterStatus } from '../../../hub/federation/desired-targets.js';
@@ -20,7 +20,6 @@ import {
   ClusterLease,
   StateKeys,
   StorageEpoch,
-  createRedis,
   type RedisClient,
 } from '../../../hub/state/index.js';
 import { AgentServiceService, type Binding, type Subscription } from '../../../shared/index.js';
@@ -29,6 +28,7 @@ import { binding, targetGroup, targetGroupArn } from '../../support/binding-fixt
 import { endpointSlice, type TestEndpoint } from '../../support/endpoint-slices.js';
 import { TestAgent } from '../../support/test-agent.js';
 import { TargetGroupRecords } from '../../../hub/reconcile/target-group-records.js';
+import { testRedis } from '../../support/test-redis.js';
 
 const closers: (() => unknown)[] = [];
 afterEach(async () => {
@@ -44,9 +44,7 @@ const CONNECTED: ClusterStatus = { connection: 'connected', awaitingResync: fals
 const token = (clusterId: string): string => `token-of-${clusterId}`;
 
 function redis(): RedisClient {
-  const client = createRedis({ mode: 'standalone', url: inject('redisUrl') });
-  closers.push(() => client.quit());
-  return client;
+  return testRedis(closers);
 }
 
 /** A real hub (SyncService on loopback, state in Redis) and the resolution under test. */

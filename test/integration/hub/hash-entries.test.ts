@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, inject, it } from 'vitest';
-import { createRedis, hashEntries, type RedisClient } from '../../../hub/state/index.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { hashEntries, type RedisClient } from '../../../hub/state/index.js';
+import { testRedis } from '../../support/test-redis.js';
 
 const closers: (() => unknown)[] = [];
 afterEach(async () => {
@@ -8,9 +9,7 @@ afterEach(async () => {
 });
 
 function redis(): RedisClient {
-  const client = createRedis({ mode: 'standalone', url: inject('redisUrl') });
-  closers.push(() => client.quit());
-  return client;
+  return testRedis(closers);
 }
 
 describe('hashEntries', () => {

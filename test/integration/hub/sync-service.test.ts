@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import * as grpc from '@grpc/grpc-js';
 import type { SyncPublisherOptions } from '../../../agent/publish/sync-publisher.js';
 import {
@@ -20,7 +20,6 @@ import {
   LeaseLostError,
   StateKeys,
   StorageEpoch,
-  createRedis,
   type RedisClient,
 } from '../../../hub/state/index.js';
 import {
@@ -38,6 +37,7 @@ import { createTestCertificateAuthority, type TestKeyPair } from '../../env/test
 import { waitFor } from '../../env/wait-for.js';
 import { endpointSlice, manyEndpointSlices } from '../../support/endpoint-slices.js';
 import { TestAgent } from '../../support/test-agent.js';
+import { testRedis } from '../../support/test-redis.js';
 
 const trustDomain = 'tgfed.test';
 const closers: (() => unknown)[] = [];
@@ -46,9 +46,7 @@ afterEach(async () => {
 });
 
 function redis(): RedisClient {
-  const client = createRedis({ mode: 'standalone', url: inject('redisUrl') });
-  closers.push(() => client.quit());
-  return client;
+  return testRedis(closers);
 }
 
 /** A subscription source with everything selected, changeable by the test. */
