@@ -460,6 +460,19 @@ export class TargetGroupDesiredState {
   }
 
   /**
+   * The group's definition as {@link resolve} would give it (from the first binding that targets
+   * it), from the bindings alone: no endpoint state is read. Undefined when no binding targets it.
+   */
+  async definition(targetGroupArn: string): Promise<TargetGroup | undefined> {
+    const snapshot = await this.#bindingsSnapshot();
+    for (const binding of snapshot.bindings) {
+      const group = targetGroupsOf(binding).find((g) => g.arn === targetGroupArn);
+      if (group !== undefined) return group;
+    }
+    return undefined;
+  }
+
+  /**
    * The clusters feeding the group that are streaming their initial sync (see
    * `ClusterStatus.initialSync`), sorted, from the bindings, the listed clusters and the status
    * source alone: no endpoint state is read, so a reconcile whose registrations were held can

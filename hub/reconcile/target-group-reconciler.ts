@@ -18,6 +18,7 @@ import {
   type ReconcileCalls,
   type ReconcileOutcomeKind,
   type ReconcileRecord,
+  type TargetGroupRecord,
   type TargetGroupRecords,
 } from './target-group-records.js';
 
@@ -57,6 +58,11 @@ export interface DesiredGroupSource {
    * `TargetGroupDesiredState.initialSyncClusters`).
    */
   initialSyncClusters?(targetGroupArn: string): Promise<string[]>;
+  /**
+   * The group's definition from the bindings alone, without resolving (see
+   * `TargetGroupDesiredState.definition`): what a describe begun during the resolution needs.
+   */
+  definition?(targetGroupArn: string): Promise<TargetGroup | undefined>;
 }
 
 /** Options of {@link TargetGroupReconciler}. */
@@ -229,6 +235,38 @@ const MAX_LISTED_INVALID = 20;
 /** Region and account of a target group ARN. */
 const ARN_SCOPE = /^arn:[^:]+:elasticloadbalancing:([^:]+):(\d{12}):/;
 
+/** A describe begun before the resolution ended (see `TargetGroupReconciler#describeEarly`). */
+interface EarlyDescribe {
+  /** How it reached the group ({@link locationKey}). */
+  readonly location: string;
+  readonly described: Promise<Map<string, TargetHealthState>>;
+}
+
+/** The account, region and role a group is reached with. */
+function locationKey(definition: TargetGroup): string {
+  return JSON.stringify([
+    definition.accountId,
+    definition.region,
+    definition.roleArn,
+    definition.externalId,
+  ]);
+}
+
+/**
+ * Whether the group's records call for a describe, whatever the resolution says: the cache is
+ * not trusted, an operator asked, targets wait for room (only a describe tells whether the
+ * draining ones are gone), or the drift check is due. (A stale cluster's health watched is the
+ * resolution's reason.)
+ */
+function describeDue(stored: TargetGroupRecord, startedAtMs: number): boolean {
+  return (
+    !stored.actualValid ||
+    stored.refreshRequested ||
+    (stored.last?.waitingForCapacity ?? 0) > 0 ||
+    startedAtMs >= stored.nextDriftAtMs
+  );
+}
+
 /** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
 const THROTTLED_CALL_ATTEMPTS = 3;
 
@@ -291,6 +329,16 @@ export class TargetGroupReconciler {
     // shorter. Every round trip counts: a busy group's changes wait for the reconcile before.
     const reading = this.#records.read(arn);
     reading.catch(() => undefined);
+    const progress: Progress = {
+      calls: { describe: 0, register: 0, deregister: 0 },
+      registered: 0,
+      deregistered: 0,
+      invalid: [],
+    };
+    // A describe the records call for does not wait for the resolution (which may wait for
+    // its turn behind other pools': seconds after a cold start's sync).
+    const early = this.#describeEarly(arn, reading, startedAtMs, progress, context.signal);
+    early.catch(() => undefined);
     const desired = await this.#desired.resolve(arn, since);
     const [stored] = await Promise.all([
       reading,
@@ -303,12 +351,6 @@ export class TargetGroupReconciler {
         : undefined,
     ]);
     const definition = desired.targetGroup ?? stored.definition;
-    const progress: Progress = {
-      calls: { describe: 0, register: 0, deregister: 0 },
-      registered: 0,
-      deregistered: 0,
-      invalid: [],
-    };
     if (definition === undefined) {
       // Never targeted by a binding that a worker saw: nothing is known to be ours.
       const record = this.#record('in-sync', context, startedAtMs, progress, {
@@ -328,13 +370,7 @@ export class TargetGroupReconciler {
       [SpanAttribute.CLOUD_ACCOUNT_ID]: definition.accountId,
       [SpanAttribute.CLOUD_REGION]: definition.region,
     });
-    const api = this.#aws.forGroup({
-      arn,
-      accountId: definition.accountId,
-      region: definition.region,
-      roleArn: definition.roleArn,
-      externalId: definition.externalId,
-    });
+    const api = this.#api(arn, definition);
     const watchesHealth = [...desired.targets.values()].some((t) => t.withdrawIfUnhealthy);
     let actual = stored.actual;
     let nextDriftAtMs = stored.nextDriftAtMs;
@@ -346,15 +382,12 @@ export class TargetGroupReconciler {
     const owned = new Set(stored.owned);
 
     try {
-      if (
-        !stored.actualValid ||
-        stored.refreshRequested ||
-        watchesHealth ||
-        // Targets waiting for room: only a describe tells whether the draining ones are gone.
-        (stored.last?.waitingForCapacity ?? 0) > 0 ||
-        startedAtMs >= stored.nextDriftAtMs
-      ) {
-        const described = await this.#describe(api, definition, progress, context.signal);
+      if (watchesHealth || describeDue(stored, startedAtMs)) {
+        const ahead = await early;
+        const described =
+          ahead !== undefined && ahead.location === locationKey(definition)
+            ? await ahead.described
+            : await this.#describe(api, definition, progress, context.signal);
         if (stored.actualValid) driftFound = countDifferences(stored.actual, described);
         actual = described;
         nextDriftAtMs = o.clock() + this.#driftDelay();
@@ -647,6 +680,38 @@ export class TargetGroupReconciler {
         this.#log.debug({ operation, attempt, account: definition.accountId }, 'call throttled');
       }
     }
+  }
+
+  #api(arn: string, definition: TargetGroup): TargetGroupApi {
+    return this.#aws.forGroup({
+      arn,
+      accountId: definition.accountId,
+      region: definition.region,
+      roleArn: definition.roleArn,
+      externalId: definition.externalId,
+    });
+  }
+
+  /**
+   * The describe a reconcile makes whatever the resolution says (see {@link describeDue}),
+   * begun as soon as the group's records are read, with its definition from the bindings (or
+   * the records). The reconcile uses it if the resolution's definition reaches the group the
+   * same way (`locationKey`); else it describes again.
+   */
+  async #describeEarly(
+    arn: string,
+    reading: Promise<TargetGroupRecord>,
+    startedAtMs: number,
+    progress: Progress,
+    signal: AbortSignal | undefined,
+  ): Promise<EarlyDescribe | undefined> {
+    const stored = await reading;
+    if (!describeDue(stored, startedAtMs)) return undefined;
+    const definition = (await this.#desired.definition?.(arn)) ?? stored.definition;
+    if (definition === undefined) return undefined;
+    const described = this.#describe(this.#api(arn, definition), definition, progress, signal);
+    described.catch(() => undefined);
+    return { location: locationKey(definition), described };
   }
 
   async #describe(

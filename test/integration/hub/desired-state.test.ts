@@ -40,6 +40,7 @@ const CLUSTER_LABELS: Record<string, Record<string, string>> = {
   west: { env: 'prod' },
   dev: { env: 'dev' },
 };
+const ROLE_A = 'arn:aws:iam::222222222222:role/tgfed-a';
 const CONNECTED: ClusterStatus = { connection: 'connected', awaitingResync: false };
 const token = (clusterId: string): string => `token-of-${clusterId}`;
 
@@ -312,6 +313,37 @@ describe('TargetGroupDesiredState', () => {
     expect([...state.targets.keys()]).toEqual(['10.2.0.1:8080', '10.9.0.1:8080']);
     expect(state.targets.get('10.9.0.1:8080')?.sources[0]?.clusterId).toBe('east');
     expect(state.conflicts).toEqual([{ target: '10.9.0.1:8080', clusters: ['east', 'west'] }]);
+  });
+
+  it('gives a group’s definition as a resolution would, from the bindings alone', async () => {
+    const hub = await startHub();
+    const single = targetGroupArn(41);
+    const pooled = [targetGroupArn(42), targetGroupArn(43)];
+    await hub.bindings.apply({
+      ...prodBinding({
+        $case: 'targetGroup',
+        targetGroup: targetGroup({ arn: single, capacity: 7 }),
+      }),
+      name: 'web-b',
+    });
+    // Two bindings name the same group with different roles: the first by name is the one.
+    await hub.bindings.apply({
+      ...prodBinding({
+        $case: 'targetGroup',
+        targetGroup: targetGroup({ arn: single, capacity: 7, roleArn: ROLE_A }),
+      }),
+      name: 'web-a',
+    });
+    await hub.bindings.apply({ ...prodPool(pooled, 30), name: 'web-pool' });
+    agent('east', hub.address).upsert(web('web-d', ips(1, 0, 2)));
+    const state = await resolvedTo(hub.desired, single, (s) => s.targets.size === 2);
+
+    expect(await hub.desired.definition(single)).toEqual(state.targetGroup);
+    expect((await hub.desired.definition(single))?.roleArn).toBe(ROLE_A);
+    const second = await hub.desired.resolve(pooled[1] as string);
+    expect(second.targetGroup?.capacity).toBe(30);
+    expect(await hub.desired.definition(pooled[1] as string)).toEqual(second.targetGroup);
+    expect(await hub.desired.definition(targetGroupArn(44))).toBeUndefined();
   });
 
   it('shards a pool within capacity and keeps targets in place through churn', async () => {

@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Elbv2TargetGroupClients } from '../../../hub/aws/index.js';
+import {
+  startElbv2Simulator,
+  type Elbv2SimulatorServer,
+} from '../../../hub/aws/simulator/index.js';
+import type { DesiredTarget } from '../../../hub/federation/desired-targets.js';
+import type { GroupDesiredState } from '../../../hub/federation/target-group-desired-state.js';
+import { TargetGroupReconciler, TargetGroupRecords } from '../../../hub/reconcile/index.js';
+import type { DesiredGroupSource } from '../../../hub/reconcile/target-group-reconciler.js';
+import type { TargetGroup } from '../../../shared/index.js';
+import { waitFor } from '../../env/wait-for.js';
+import { ACCOUNT, REGION, targetGroup } from '../../support/binding-fixtures.js';
+import { testRedis } from '../../support/test-redis.js';
+
+// When the reconciler describes a group: the describe its records call for (no trusted cache,
+// a drift check due) begins while the resolution is still under way, against the real ELBv2
+// simulator (over HTTP, with STS) and real Redis. The desired state is a gated stand-in: the
+// resolution's timing is what these tests control.
+
+const closers: (() => unknown)[] = [];
+let sim: Elbv2SimulatorServer;
+let groups = 0;
+
+beforeAll(async () => {
+  sim = await startElbv2Simulator({ rateLimits: false });
+  closers.push(() => sim.close());
+});
+
+afterAll(async () => {
+  for (const close of closers.reverse()) await close();
+});
+
+function definitionOf(arn: string, overrides: Partial<TargetGroup> = {}): TargetGroup {
+  return targetGroup({
+    arn,
+    accountId: ACCOUNT,
+    region: REGION,
+    capacity: 1000,
+    ...overrides,
+  });
+}
+
+function desiredState(definition: TargetGroup, hosts: readonly number[]): GroupDesiredState {
+  const targets = new Map<string, DesiredTarget>();
+  for (const h of hosts) {
+    const id = `10.7.0.${h}`;
+    targets.set(`${id}:8080`, {
+      id,
+      port: 8080,
+      sources: [{ clusterId: 'east', service: 'shop/web', podName: `web-${h}` }],
+      keptFailStatic: false,
+      withdrawIfUnhealthy: false,
+    });
+  }
+  return {
+    targetGroupArn: definition.arn,
+    targetGroup: definition,
+    bindings: ['web'],
+    bindingsRevision: 1,
+    targets,
+    conflicts: [],
+    deregistrationsBlocked: false,
+    awaitingResyncClusters: [],
+    initialSyncClusters: [],
+    overflow: [],
+    unsettledPoolGroups: [],
+    resolvedAtMs: Date.now(),
+  };
+}
+
+/**
+ * A desired state whose resolutions wait until `open()`: `definition()` answers at once with
+ * what the bindings say, `resolve()` with what the resolution found.
+ */
+function gatedDesired(
+  fromBindings: TargetGroup,
+  resolved: TargetGroup,
+  hosts: readonly number[],
+): DesiredGroupSource & { open(): void; resolutions: number } {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => (open = resolve));
+  const source = {
+    resolutions: 0,
+    open,
+    definition: (arn: string) =>
+      Promise.resolve(arn === fromBindings.arn ? fromBindings : undefined),
+    resolve: async () => {
+      await gate;
+      source.resolutions++;
+      return desiredState(resolved, hosts);
+    },
+  };
+  return source;
+}
+
+function setUp(desired: DesiredGroupSource): TargetGroupReconciler {
+  const redis = testRedis(closers);
+  const clients = new Elbv2TargetGroupClients({
+    elbv2: {
+      endpoint: sim.url,
+      credentials: { accessKeyId: 'AKIDRECONCILER', secretAccessKey: 'secret' },
+    },
+    sts: { endpoint: sim.url },
+  });
+  closers.push(() => clients.close());
+  return new TargetGroupReconciler(
+    {
+      desired,
+      records: new TargetGroupRecords(redis, `tgfed-describe-${randomUUID()}`),
+      aws: clients,
+      // The rate limits are not under test (see aws-rate-limiter.test.ts).
+      limiter: { acquire: () => Promise.resolve(), penalize: () => Promise.resolve() },
+    },
+    { driftIntervalMs: 600_000 },
+  );
+}
+
+function newGroup(): string {
+  groups++;
+  return sim.simulator.createTargetGroup({
+    account: ACCOUNT,
+    region: REGION,
+    name: `describe-${groups}`,
+    port: 8080,
+  });
+}
+
+function describes(arn: string): number {
+  return sim.simulator.calls({ action: 'DescribeTargetHealth', targetGroupArn: arn }).length;
+}
+
+function registered(arn: string): string[] {
+  return sim.simulator
+    .targets(arn)
+    .map((t) => `${t.id}:${t.port}`)
+    .sort();
+}
+
+describe('TargetGroupReconciler describes', () => {
+  it('a group it has no trusted cache of while the resolution is still under way', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const desired = gatedDesired(definition, definition, [1, 2, 3]);
+    const reconciler = setUp(desired);
+
+    const reconciling = reconciler.reconcile(arn, { reason: 'endpoints' });
+    await waitFor(() => describes(arn) === 1, {
+      what: 'the describe made before the resolution ended',
+      timeoutMs: 5_000,
+    });
+    expect(desired.resolutions).toBe(0);
+    desired.open();
+    const result = await reconciling;
+
+    expect(result.record.outcome).toBe('applied');
+    expect(result.record.calls.describe).toBe(1);
+    expect(describes(arn)).toBe(1);
+    expect(registered(arn)).toEqual(['10.7.0.1:8080', '10.7.0.2:8080', '10.7.0.3:8080']);
+  });
+
+  it('again, when the resolution reaches the group through another role than the bindings did', async () => {
+    const arn = newGroup();
+    const role = `arn:aws:iam::${ACCOUNT}:role/tgfed-describe-${groups}`;
+    sim.simulator.allowRole(role, { externalId: 'current' });
+    // The bindings read first still name the old external id, which STS refuses; the
+    // resolution has the binding as it is now.
+    const stale = definitionOf(arn, { roleArn: role, externalId: 'previous' });
+    const current = definitionOf(arn, { roleArn: role, externalId: 'current' });
+    const desired = gatedDesired(stale, current, [4, 5]);
+    const reconciler = setUp(desired);
+
+    desired.open();
+    const result = await reconciler.reconcile(arn, { reason: 'endpoints' });
+
+    // Had it used the early describe, STS's refusal would have failed the reconcile.
+    expect(result.record.outcome).toBe('applied');
+    // Both are counted; the refused one reached STS, not ELBv2.
+    expect(result.record.calls.describe).toBe(2);
+    expect(describes(arn)).toBe(1);
+    expect(registered(arn)).toEqual(['10.7.0.4:8080', '10.7.0.5:8080']);
+  });
+
+  it('nothing when its cache is trusted and no drift check is due', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const first = gatedDesired(definition, definition, [6]);
+    const reconciler = setUp(first);
+    first.open();
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
+    expect(describes(arn)).toBe(1);
+
+    const result = await reconciler.reconcile(arn, { reason: 'endpoints' });
+
+    expect(result.record.calls.describe).toBe(0);
+    expect(describes(arn)).toBe(1);
+    expect(result.record.outcome).toBe('in-sync');
+  });
+});
