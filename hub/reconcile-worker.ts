@@ -98,6 +98,11 @@ export class ReconcileWorker {
   #closing: Promise<void> | undefined;
   /** Clusters whose status changed and whose groups are not requested yet. */
   readonly #statusChanged = new Set<string>();
+  /**
+   * Clusters whose status changed in a way that matters now only to the groups holding
+   * something for a sync (see `onStatusChange`), and whose groups are not requested yet.
+   */
+  readonly #resynced = new Set<string>();
   /** Clusters whose stream end this worker saw (and reconciled) and that have not returned. */
   readonly #sawStreamEnd = new Set<string>();
   /** The round of reconcile requests for changed clusters under way, if any. */
@@ -200,6 +205,15 @@ export class ReconcileWorker {
       // brings its changes as batches, and a hub restart that reconnects every agent no longer
       // reconciles every group per cluster. A worker that did not see it end (it started while
       // the cluster was away) reconciles the return instead.
+      //
+      // Going stale or back and a stream's end are reconciled now. The other changes (a sync
+      // ends, a return this worker did not see end, a cluster starts awaiting a resync) matter
+      // now only to the groups whose last reconcile held something for a sync: registrations
+      // waiting for it, deregistrations blocked. The sync's own changes came as batches, which
+      // requested their groups through the hub; every other group is reconciled `followUpMs`
+      // later, for a hub that died between writing a batch and enqueueing it. At a cold start,
+      // reconciling every group at once at the last SYNCED (it finds nothing to do) took a
+      // quarter of the workers' CPU while the first reconciles were still resolving their pools.
       onStatusChange: (clusterId, status, previous) => {
         this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
         if (status.initialSync === true) return;
@@ -210,7 +224,8 @@ export class ReconcileWorker {
         if (streamEnded) this.#sawStreamEnd.add(clusterId);
         if (connected) this.#sawStreamEnd.delete(clusterId);
         if (!streamEnded && !returnedUnseen && !statusChangeMatters(status, previous)) return;
-        this.#statusChanged.add(clusterId);
+        const staleness = (status.connection === 'stale') !== (previous.connection === 'stale');
+        (streamEnded || staleness ? this.#statusChanged : this.#resynced).add(clusterId);
         this.#reconcileChangedClusters(bindings, directory);
       },
     });
@@ -383,13 +398,15 @@ export class ReconcileWorker {
    */
   #reconcileChangedClusters(bindings: BindingStore, directory: ClusterDirectory): void {
     this.#statusRound ??= (async () => {
-      while (this.#statusChanged.size > 0) {
+      while (this.#statusChanged.size > 0 || this.#resynced.size > 0) {
         const clusters = [...this.#statusChanged];
+        const resynced = [...this.#resynced].filter((id) => !this.#statusChanged.has(id));
         this.#statusChanged.clear();
+        this.#resynced.clear();
         try {
-          await this.#reconcileGroupsOf(bindings, directory, clusters);
+          await this.#reconcileGroupsOf(bindings, directory, clusters, resynced);
         } catch (err) {
-          this.#log.warn({ err, clusters }, 'cannot enqueue reconciles of clusters');
+          this.#log.warn({ err, clusters, resynced }, 'cannot enqueue reconciles of clusters');
         }
       }
     })().finally(() => {
@@ -403,15 +420,22 @@ export class ReconcileWorker {
    * neither register (held for the sync) nor deregister (blocked while it awaits resync), and
    * the end of its sync is a status change that brings them back. At a cold start each SYNCED
    * but the last would otherwise have reconciled every group for nothing.
+   *
+   * Of the groups only `resynced` clusters feed, those whose last reconcile held something for
+   * a sync are enqueued now and the others nudged for `followUpMs` later (see
+   * `onStatusChange`). A reconcile that records a hold after this read looks at the syncs
+   * again itself (`TargetGroupReconciler`), so no group waits for the nudge because of the race.
    */
   async #reconcileGroupsOf(
     bindings: BindingStore,
     directory: ClusterDirectory,
     clusterIds: readonly string[],
+    resynced: readonly string[],
   ): Promise<void> {
     const sink = this.#sink;
+    const records = this.#records;
     const status = this.#clusterStatus;
-    if (sink === undefined) return;
+    if (sink === undefined || records === undefined) return;
     // The listed clusters, as the reconcile's own check (`initialSyncClusters`) counts them.
     const syncing = directory
       .list()
@@ -420,14 +444,27 @@ export class ReconcileWorker {
     const selects = (binding: Binding, ids: readonly string[]): boolean =>
       ids.some((id) => selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}));
     const groups = new Set<string>();
+    const afterSync = new Set<string>();
     const waiting = new Set<string>();
     for (const binding of (await bindings.snapshot()).bindings) {
       const arns = targetGroupArnsOf(binding);
       if (selects(binding, clusterIds)) for (const arn of arns) groups.add(arn);
+      if (selects(binding, resynced)) for (const arn of arns) afterSync.add(arn);
       if (selects(binding, syncing)) for (const arn of arns) waiting.add(arn);
     }
-    const now = [...groups].filter((arn) => !waiting.has(arn));
-    await Promise.all(now.map((arn) => sink.request(arn, 'cluster-status')));
+    const later = [...afterSync].filter((arn) => !groups.has(arn) && !waiting.has(arn));
+    const held = later.length === 0 ? [] : await records.heldForSync(later);
+    const now = [
+      ...[...groups].filter((arn) => !waiting.has(arn)),
+      ...later.filter((_, i) => held[i] === true),
+    ];
+    await Promise.all([
+      ...now.map((arn) => sink.request(arn, 'cluster-status')),
+      records.nudge(
+        later.filter((_, i) => held[i] !== true),
+        (this.#deps.clock ?? Date.now)() + this.options.followUpMs,
+      ),
+    ]);
   }
 
   /**

@@ -492,10 +492,36 @@ export class TargetGroupDesiredState {
     return this.#initialSyncClusters(targetGroupArn);
   }
 
-  async #initialSyncClusters(targetGroupArn: string): Promise<string[]> {
-    // Mostly none is syncing: then no read at all.
-    const candidates = [...(this.#options.listedClusters?.() ?? [])].filter(
-      (id) => this.#options.status.status(id).initialSync === true,
+  /**
+   * The clusters feeding the group that hold something of it back: streaming their initial sync
+   * (its registrations wait) or awaiting a resync (its deregistrations are blocked), sorted,
+   * from the statuses read again when older than {@link STATUS_FRESH_MS}. Like
+   * {@link initialSyncClusters}, no endpoint state is read.
+   */
+  async holdingClusters(targetGroupArn: string): Promise<string[]> {
+    try {
+      await this.#options.status.refreshOlderThan?.(STATUS_FRESH_MS);
+    } catch {
+      // The statuses as last read.
+    }
+    return this.#feedingClusters(
+      targetGroupArn,
+      (status) => status.initialSync === true || status.awaitingResync,
+    );
+  }
+
+  #initialSyncClusters(targetGroupArn: string): Promise<string[]> {
+    return this.#feedingClusters(targetGroupArn, (status) => status.initialSync === true);
+  }
+
+  /** The listed clusters feeding the group whose status `holds`, sorted. */
+  async #feedingClusters(
+    targetGroupArn: string,
+    holds: (status: ClusterStatus) => boolean,
+  ): Promise<string[]> {
+    // Mostly none holds anything: then no read at all.
+    const candidates = [...(this.#options.listedClusters?.() ?? [])].filter((id) =>
+      holds(this.#options.status.status(id)),
     );
     if (candidates.length === 0) return [];
     const snapshot = await this.#bindingsSnapshot();

@@ -63,6 +63,11 @@ export interface DesiredGroupSource {
    * `TargetGroupDesiredState.definition`): what a describe begun during the resolution needs.
    */
   definition?(targetGroupArn: string): Promise<TargetGroup | undefined>;
+  /**
+   * The feeding clusters in their initial sync or awaiting a resync, from fresh statuses (see
+   * `TargetGroupDesiredState.holdingClusters`).
+   */
+  holdingClusters?(targetGroupArn: string): Promise<string[]>;
 }
 
 /** Options of {@link TargetGroupReconciler}. */
@@ -536,6 +541,9 @@ export class TargetGroupReconciler {
       held,
       nextDueAtMs,
     });
+    if (waitingForSync > 0 || (plan?.blockedDeregistrations ?? 0) > 0) {
+      await this.#nudgeIfHoldEnded(arn);
+    }
     const log =
       failure === undefined ? this.#log.debug.bind(this.#log) : this.#log.warn.bind(this.#log);
     log(
@@ -679,6 +687,21 @@ export class TargetGroupReconciler {
         if (attempt >= THROTTLED_CALL_ATTEMPTS) throw failure;
         this.#log.debug({ operation, attempt, account: definition.accountId }, 'call throttled');
       }
+    }
+  }
+
+  /**
+   * A reconcile that held registrations for a cluster's initial sync, or found deregistrations
+   * blocked until a resync, looks again once its record is written: the worker that handles the
+   * sync's end enqueues at once only the groups whose records hold something
+   * (`ReconcileWorker`), and may have read this one's before it was written. If nothing holds
+   * the group any longer, it is nudged: the scheduler brings it back within its interval, not
+   * after `followUpMs`.
+   */
+  async #nudgeIfHoldEnded(arn: string): Promise<void> {
+    const holding = await this.#desired.holdingClusters?.(arn);
+    if (holding !== undefined && holding.length === 0) {
+      await this.#records.nudge([arn], this.options.clock());
     }
   }
 

@@ -184,6 +184,19 @@ export class TargetGroupRecords {
     return Promise.all(arns.map((arn) => this.#redis.hlen(this.actualKey(arn))));
   }
 
+  /**
+   * Per group, in the order given, whether its last reconcile held something for a cluster's
+   * sync: registrations waiting for an initial sync, or deregistrations blocked until a resync.
+   */
+  async heldForSync(arns: readonly string[]): Promise<boolean[]> {
+    const lasts = await Promise.all(arns.map((arn) => this.#redis.hget(this.metaKey(arn), 'last')));
+    return lasts.map((last, i) => {
+      const key = this.metaKey(arns[i] as string);
+      const record = parseJson<ReconcileRecord>(key, last ?? undefined);
+      return (record?.waitingForSync ?? 0) > 0 || (record?.deregistrationsBlocked ?? 0) > 0;
+    });
+  }
+
   /** The targets (`ip:port`) AWS holds in each group (registered or draining), as last known. */
   async heldTargets(arns: readonly string[]): Promise<Set<string>[]> {
     const keys = await Promise.all(arns.map((arn) => this.#redis.hkeys(this.actualKey(arn))));

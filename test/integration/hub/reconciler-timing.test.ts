@@ -14,10 +14,11 @@ import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, targetGroup } from '../../support/binding-fixtures.js';
 import { testRedis } from '../../support/test-redis.js';
 
-// When the reconciler describes a group: the describe its records call for (no trusted cache,
-// a drift check due) begins while the resolution is still under way, against the real ELBv2
-// simulator (over HTTP, with STS) and real Redis. The desired state is a gated stand-in: the
-// resolution's timing is what these tests control.
+// When the reconciler does things, against the real ELBv2 simulator (over HTTP, with STS) and
+// real Redis: the describe a group's records call for (no trusted cache, a drift check due)
+// begins while the resolution is still under way; a reconcile that held registrations for a
+// sync that ended meanwhile brings its group back at once. The desired state is a stand-in:
+// the resolution's timing and the clusters' syncs are what these tests control.
 
 const closers: (() => unknown)[] = [];
 let sim: Elbv2SimulatorServer;
@@ -95,8 +96,10 @@ function gatedDesired(
   return source;
 }
 
-function setUp(desired: DesiredGroupSource): TargetGroupReconciler {
-  const redis = testRedis(closers);
+function setUp(
+  desired: DesiredGroupSource,
+  records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`),
+): TargetGroupReconciler {
   const clients = new Elbv2TargetGroupClients({
     elbv2: {
       endpoint: sim.url,
@@ -108,7 +111,7 @@ function setUp(desired: DesiredGroupSource): TargetGroupReconciler {
   return new TargetGroupReconciler(
     {
       desired,
-      records: new TargetGroupRecords(redis, `tgfed-describe-${randomUUID()}`),
+      records,
       aws: clients,
       // The rate limits are not under test (see aws-rate-limiter.test.ts).
       limiter: { acquire: () => Promise.resolve(), penalize: () => Promise.resolve() },
@@ -196,5 +199,40 @@ describe('TargetGroupReconciler describes', () => {
     expect(result.record.calls.describe).toBe(0);
     expect(describes(arn)).toBe(1);
     expect(result.record.outcome).toBe('in-sync');
+  });
+});
+
+describe('TargetGroupReconciler after holding registrations for a sync', () => {
+  /** A group fed by a cluster in its initial sync; `holding` answers the look after the record. */
+  function syncing(holding: string[]) {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const desired: DesiredGroupSource = {
+      definition: () => Promise.resolve(definition),
+      resolve: () =>
+        Promise.resolve({ ...desiredState(definition, [7, 8]), initialSyncClusters: ['west'] }),
+      holdingClusters: () => Promise.resolve(holding),
+    };
+    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    return { arn, reconciler: setUp(desired, records), records };
+  }
+
+  it('brings the group back at once when the sync ended while it ran', async () => {
+    const { arn, reconciler, records } = syncing([]);
+    const startedAt = Date.now();
+    const result = await reconciler.reconcile(arn, { reason: 'endpoints' });
+
+    expect(result.record.waitingForSync).toBe(2);
+    expect(registered(arn)).toEqual([]);
+    expect(await records.nudged(Date.now(), 10)).toEqual([arn]);
+    expect(result.nextDueAtMs).toBeGreaterThan(startedAt + 10_000);
+  });
+
+  it('leaves it to the sync’s end while the cluster still syncs', async () => {
+    const { arn, reconciler, records } = syncing(['west']);
+    const result = await reconciler.reconcile(arn, { reason: 'endpoints' });
+
+    expect(result.record.waitingForSync).toBe(2);
+    expect(await records.nudged(Date.now() + 60_000, 10)).toEqual([]);
   });
 });
