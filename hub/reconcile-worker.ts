@@ -263,6 +263,11 @@ export class ReconcileWorker {
       },
     );
 
+    // Not fatal: the first resolution tries again.
+    await desired
+      .prepare()
+      .catch((err: unknown) => this.#log.warn({ err }, 'cannot read the clusters index yet'));
+
     const limiter = new AwsRateLimiter(redis, {
       keyPrefix: o.redisKeyPrefix,
       limits: {

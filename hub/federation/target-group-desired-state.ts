@@ -299,6 +299,16 @@ export class TargetGroupDesiredState {
     this.#resolutionSlots = slots;
   }
 
+  /**
+   * Does now what the first resolution would otherwise do first: the SCAN that indexes the
+   * clusters found in Redis (see `StoredClusterStates.storedClusterIds`) and the bindings' read.
+   * A worker calls it as it starts, so that after a cold start's sync the first pool resolved,
+   * which every group's first registration waits for, does not also pay for them.
+   */
+  async prepare(): Promise<void> {
+    await Promise.all([this.#knownClusters(), this.#bindingsSnapshot()]);
+  }
+
   /** Where a group's assignment is persisted (for tests and the admin API). */
   assignmentKey(targetGroupArn: string): string {
     return this.#assignments.key(targetGroupArn);

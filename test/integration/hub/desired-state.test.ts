@@ -256,6 +256,18 @@ describe('TargetGroupDesiredState', () => {
       new Set(['east', 'west']),
     );
     expect(scans.count).toBe(afterFirst);
+
+    // `prepare` (a worker's start) makes that first SCAN, and the first resolution none.
+    await hub.redis.del(hub.store.keys.clusters());
+    const prepared = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      { directory: { labels: (id) => CLUSTER_LABELS[id] }, status: { status: () => CONNECTED } },
+    );
+    await prepared.prepare();
+    const afterPrepare = scans.count;
+    expect(afterPrepare).toBeGreaterThan(afterFirst);
+    expect((await prepared.resolve(arn)).targets.size).toBe(5);
+    expect(scans.count).toBe(afterPrepare);
   });
 
   it('leaves out the endpoints of a cluster the cluster selector does not select', async () => {
