@@ -272,9 +272,6 @@ function describeDue(stored: TargetGroupRecord, startedAtMs: number): boolean {
   );
 }
 
-/** RegisterTargets calls of one registration made at once (see `TargetGroupReconciler#register`). */
-const REGISTER_LANES = 2;
-
 /** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
 const THROTTLED_CALL_ATTEMPTS = 3;
 
@@ -763,76 +760,40 @@ export class TargetGroupReconciler {
     return new Map(observed.map((t) => [targetKey(t.id, t.port), t.state]));
   }
 
-  /**
-   * Registers `targets` chunk by chunk, {@link REGISTER_LANES} calls at a time. The chunks of
-   * one registration do not depend on each other (make before break orders registrations
-   * before deregistrations, not chunks), so a group given 800 new targets holds them after one
-   * call's time, not two; no more at once, so that a group rebuilding many chunks still takes
-   * its account's tokens about call by call beside the other groups. Each chunk is claimed
-   * before its call. After a failure no chunk begins, and those under way finish and are
-   * recorded before it ends the reconcile.
-   */
   async #register(run: ReconcileRun, targets: readonly PlannedTarget[]): Promise<void> {
-    const parts = chunk(targets, this.options.chunkSize);
-    if (parts.length === 0) return;
-    const before = run.recording;
-    const recordings: Promise<void>[] = [before];
-    let failure: { error: unknown } | undefined;
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      while (failure === undefined && next < parts.length) {
-        const part = parts[next++] as PlannedTarget[];
-        try {
-          await this.#registerChunk(run, part, before, recordings);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(REGISTER_LANES, parts.length) }, lane));
-    run.recording = Promise.all(recordings).then(() => undefined);
-    run.recording.catch(() => undefined);
-    if (failure !== undefined) throw failure.error;
-  }
-
-  async #registerChunk(
-    run: ReconcileRun,
-    part: readonly PlannedTarget[],
-    before: Promise<void>,
-    recordings: Promise<void>[],
-  ): Promise<void> {
     const { arn, api, definition, live, owned, progress, context } = run;
-    const keys = part.map((t) => t.key);
-    // Ownership first: a worker killed after the call still knows the targets are its own.
-    // The call waits for the claim (and the record of the call before) with its token.
-    const claimed = Promise.all([before, this.#records.claim(arn, keys)]);
-    claimed.catch(() => undefined);
-    for (const key of keys) owned.add(key);
-    const applied = await this.#apply(part, progress, context, 'RegisterTargets', (targets) => {
-      return this.#call(
-        definition,
-        'mutate',
-        'RegisterTargets',
-        context.signal,
-        () => progress.calls.register++,
-        () => api.registerTargets(targets, context.signal),
-        claimed,
-      );
-    });
-    await claimed;
-    const appliedKeys = applied.map((t) => t.key);
-    const recording = this.#records.registered(arn, appliedKeys);
-    recording.catch(() => undefined);
-    recordings.push(recording);
-    for (const key of appliedKeys) live.set(key, 'initial');
-    progress.registered += applied.length;
-    const appliedSet = new Set(appliedKeys);
-    const refused = keys.filter((k) => !appliedSet.has(k));
-    if (refused.length > 0) {
-      // Refused targets were never registered: they are not tgfed's.
-      await recording;
-      await this.#records.disown(arn, refused);
-      for (const key of refused) owned.delete(key);
+    for (const part of chunk(targets, this.options.chunkSize)) {
+      const keys = part.map((t) => t.key);
+      // Ownership first: a worker killed after the call still knows the targets are its own.
+      // The call waits for the claim (and the last call's record) with its token.
+      const claimed = Promise.all([run.recording, this.#records.claim(arn, keys)]);
+      claimed.catch(() => undefined);
+      for (const key of keys) owned.add(key);
+      const applied = await this.#apply(part, progress, context, 'RegisterTargets', (targets) => {
+        return this.#call(
+          definition,
+          'mutate',
+          'RegisterTargets',
+          context.signal,
+          () => progress.calls.register++,
+          () => api.registerTargets(targets, context.signal),
+          claimed,
+        );
+      });
+      await claimed;
+      const appliedKeys = applied.map((t) => t.key);
+      run.recording = this.#records.registered(arn, appliedKeys);
+      run.recording.catch(() => undefined);
+      for (const key of appliedKeys) live.set(key, 'initial');
+      progress.registered += applied.length;
+      const appliedSet = new Set(appliedKeys);
+      const refused = keys.filter((k) => !appliedSet.has(k));
+      if (refused.length > 0) {
+        // Refused targets were never registered: they are not tgfed's.
+        await run.recording;
+        await this.#records.disown(arn, refused);
+        for (const key of refused) owned.delete(key);
+      }
     }
   }
 

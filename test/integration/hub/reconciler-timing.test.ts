@@ -8,11 +8,7 @@ import {
 import type { DesiredTarget } from '../../../hub/federation/desired-targets.js';
 import type { GroupDesiredState } from '../../../hub/federation/target-group-desired-state.js';
 import { TargetGroupReconciler, TargetGroupRecords } from '../../../hub/reconcile/index.js';
-import type { TargetGroupApiFactory } from '../../../hub/aws/target-group-api.js';
-import type {
-  DesiredGroupSource,
-  TargetGroupReconcilerOptions,
-} from '../../../hub/reconcile/target-group-reconciler.js';
+import type { DesiredGroupSource } from '../../../hub/reconcile/target-group-reconciler.js';
 import type { TargetGroup } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, targetGroup } from '../../support/binding-fixtures.js';
@@ -29,8 +25,7 @@ let sim: Elbv2SimulatorServer;
 let groups = 0;
 
 beforeAll(async () => {
-  // Some latency, so that calls made at once are under way at once.
-  sim = await startElbv2Simulator({ rateLimits: false, latencyMs: { min: 30, max: 30 } });
+  sim = await startElbv2Simulator({ rateLimits: false });
   closers.push(() => sim.close());
 });
 
@@ -101,7 +96,10 @@ function gatedDesired(
   return source;
 }
 
-function simulatorClients(): Elbv2TargetGroupClients {
+function setUp(
+  desired: DesiredGroupSource,
+  records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`),
+): TargetGroupReconciler {
   const clients = new Elbv2TargetGroupClients({
     elbv2: {
       endpoint: sim.url,
@@ -110,24 +108,15 @@ function simulatorClients(): Elbv2TargetGroupClients {
     sts: { endpoint: sim.url },
   });
   closers.push(() => clients.close());
-  return clients;
-}
-
-function setUp(
-  desired: DesiredGroupSource,
-  records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`),
-  aws: TargetGroupApiFactory = simulatorClients(),
-  options: TargetGroupReconcilerOptions = {},
-): TargetGroupReconciler {
   return new TargetGroupReconciler(
     {
       desired,
       records,
-      aws,
+      aws: clients,
       // The rate limits are not under test (see aws-rate-limiter.test.ts).
       limiter: { acquire: () => Promise.resolve(), penalize: () => Promise.resolve() },
     },
-    { driftIntervalMs: 600_000, ...options },
+    { driftIntervalMs: 600_000 },
   );
 }
 
@@ -245,50 +234,5 @@ describe('TargetGroupReconciler after holding registrations for a sync', () => {
 
     expect(result.record.waitingForSync).toBe(2);
     expect(await records.nudged(Date.now() + 60_000, 10)).toEqual([]);
-  });
-});
-
-describe('TargetGroupReconciler registers', () => {
-  it('the chunks of one registration two calls at a time, each claimed before its call', async () => {
-    const arn = newGroup();
-    const definition = definitionOf(arn);
-    const desired = gatedDesired(definition, definition, [11, 12, 13, 14, 15]);
-    desired.open();
-    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
-    // The real client, watched: how many registrations are under way, and whether each
-    // chunk's targets are recorded as owned when its call goes out.
-    const clients = simulatorClients();
-    let underWay = 0;
-    let most = 0;
-    const unclaimed: string[] = [];
-    const watched: TargetGroupApiFactory = {
-      forGroup: (location) => {
-        const api = clients.forGroup(location);
-        return {
-          describeTargetHealth: (signal) => api.describeTargetHealth(signal),
-          deregisterTargets: (targets, signal) => api.deregisterTargets(targets, signal),
-          registerTargets: async (targets, signal) => {
-            const owned = (await records.read(arn)).owned;
-            unclaimed.push(...targets.map((t) => `${t.id}:${t.port}`).filter((k) => !owned.has(k)));
-            most = Math.max(most, ++underWay);
-            try {
-              await api.registerTargets(targets, signal);
-            } finally {
-              underWay--;
-            }
-          },
-        };
-      },
-    };
-    const reconciler = setUp(desired, records, watched, { chunkSize: 2 });
-
-    const result = await reconciler.reconcile(arn, { reason: 'endpoints' });
-
-    expect(result.record.outcome).toBe('applied');
-    expect(result.record.calls.register).toBe(3);
-    expect(most).toBe(2);
-    expect(unclaimed).toEqual([]);
-    expect(registered(arn)).toEqual([11, 12, 13, 14, 15].map((h) => `10.7.0.${h}:8080`));
-    expect([...(await records.read(arn)).actual.keys()].sort()).toEqual(registered(arn));
   });
 });
