@@ -79,6 +79,7 @@ export class ReconcileWorker {
   readonly options: CompiledWorkerOptions;
   readonly telemetry: Telemetry;
   readonly #deps: ReconcileWorkerDependencies;
+  readonly #clock: () => number;
   #queueMetrics: QueueMetrics | undefined;
   #groupGauges: TargetGroupGauges | undefined;
   readonly #log: Logger;
@@ -111,6 +112,7 @@ export class ReconcileWorker {
   constructor(options: CompiledWorkerOptions, deps: ReconcileWorkerDependencies = {}) {
     this.options = options;
     this.#deps = deps;
+    this.#clock = deps.clock ?? Date.now;
     this.#log = (deps.logger ?? silentLogger()).child({ component: 'worker' });
     this.telemetry =
       deps.telemetry ??
@@ -167,7 +169,7 @@ export class ReconcileWorker {
 
   async #start(): Promise<void> {
     const o = this.options;
-    const clock = this.#deps.clock ?? Date.now;
+    const clock = this.#clock;
     const directory =
       o.clustersFile === undefined ? new ClusterDirectory() : ClusterDirectory.load(o.clustersFile);
 
@@ -467,7 +469,7 @@ export class ReconcileWorker {
       ...now.map((arn) => sink.request(arn, 'cluster-status')),
       records.nudge(
         later.filter((_, i) => held[i] !== true),
-        (this.#deps.clock ?? Date.now)() + this.options.followUpMs,
+        this.#clock() + this.options.followUpMs,
       ),
     ]);
   }
