@@ -24,6 +24,7 @@ import {
   type HeldOperation,
   type TargetGroupStatus,
 } from '../../shared/index.js';
+import { waitFor } from '../env/wait-for.js';
 import { endpointSlice } from './endpoint-slices.js';
 import { TestAgent } from './test-agent.js';
 import { agentTokenOf, testHubSettings, type TestHubCluster, bearer } from './test-hub-settings.js';
@@ -198,6 +199,25 @@ export class TestFederation {
       this.adminToken,
     );
     return res.status;
+  }
+
+  /**
+   * Waits for the group's status to satisfy `settled`. AWS (moto or the simulator) holds the
+   * targets as soon as a call is made; the reconcile that made it records its outcome after the
+   * response, so a test that saw the targets arrive waits here before reading the status.
+   */
+  async statusWhen(
+    arn: string,
+    settled: (status: TargetGroupStatus) => boolean,
+    what: string,
+  ): Promise<TargetGroupStatus> {
+    return await waitFor(
+      async () => {
+        const status = await this.status(arn);
+        return status !== undefined && settled(status) ? status : undefined;
+      },
+      { what, timeoutMs: 10_000 },
+    );
   }
 
   async release(id: string): Promise<HeldOperation | undefined> {

@@ -3,7 +3,7 @@ import {
   startElbv2Simulator,
   type Elbv2SimulatorServer,
 } from '../../../hub/aws/simulator/index.js';
-import { ReconcileOutcome } from '../../../shared/index.js';
+import { ReconcileOutcome, type TargetGroupStatus } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
 import { TestFederation, webIp } from '../../support/test-federation.js';
@@ -52,6 +52,10 @@ async function converged(arn: string, want: string[], what: string): Promise<voi
   });
 }
 
+function applied(status: TargetGroupStatus): boolean {
+  return status.lastOutcome === ReconcileOutcome.RECONCILE_OUTCOME_APPLIED;
+}
+
 function range(from: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => from + i);
 }
@@ -98,9 +102,8 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     expect(sim.simulator.calls({ targetGroupArn: arn, action: 'DescribeTargetHealth' })).toEqual(
       [],
     );
-    const status = await fed.status(arn);
+    const status = await fed.statusWhen(arn, (s) => s.inSync, 'the group to report in sync');
     expect(status).toMatchObject({ desiredTargets: 33, actualTargets: 33, ownedTargets: 33 });
-    expect(status?.inSync).toBe(true);
   });
 
   it('never exceeds a full group’s quota: new targets wait for the old ones to drain', async () => {
@@ -141,8 +144,7 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     await converged(arn, expected(1, range(1, 33)), 'the group after the storm');
     const throttled = sim.simulator.calls({ targetGroupArn: arn, errorCode: 'Throttling' });
     expect(throttled).toHaveLength(4);
-    const status = await fed.status(arn);
-    expect(status?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
+    await fed.statusWhen(arn, applied, 'the reconcile to record itself applied');
   });
 
   it('makes a throttled call again within the reconcile, after the penalty', async () => {
@@ -164,8 +166,11 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     await converged(arn, expected(1, range(1, 33)), 'the group after two throttles');
     const calls = sim.simulator.calls({ targetGroupArn: arn, action: 'RegisterTargets' });
     expect(calls.map((c) => c.errorCode ?? 'ok')).toEqual(['Throttling', 'Throttling', 'ok']);
-    // One reconcile made all three: it counts them, and did not fail.
-    const last = (await fed.records.read(arn)).last;
+    // One reconcile made all three: it counts them, and did not fail. The simulator holds the
+    // targets as soon as the call is made; the reconcile records itself after the response.
+    const last = await waitFor(async () => (await fed.records.read(arn)).last, {
+      what: 'the reconcile record',
+    });
     expect(last).toMatchObject({ outcome: 'applied', consecutiveFailures: 0 });
     expect(last?.calls.register).toBe(3);
     // The penalty spaced them (throttlePenaltyMs, 1 s by default).
@@ -211,8 +216,7 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     // AWS recovers while nothing changes in the cluster: only the retry brings the group back.
     sim.simulator.clearFaults();
     await converged(arn, expected(1, range(1, 33)), 'the group after the long storm');
-    const after = await fed.status(arn);
-    expect(after?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
+    await fed.statusWhen(arn, applied, 'the reconcile to record itself applied');
   });
 
   it('holds a mass deregistration until an operator releases it', async () => {
@@ -237,7 +241,11 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
 
     await fed.release(held.id);
     await converged(arn, expected(2, [1, 2]), 'the released removal');
-    expect((await fed.status(arn))?.heldOperations).toEqual([]);
+    await fed.statusWhen(
+      arn,
+      (s) => s.heldOperations.length === 0,
+      'the released operation to leave the status',
+    );
   });
 
   it('after the grace period withdraws only the targets ELB reports unhealthy', async () => {

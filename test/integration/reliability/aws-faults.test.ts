@@ -120,7 +120,12 @@ describe('AWS failures', () => {
     sim.clearFaults();
     await converged(a, expected(1, range(1, 5)), 'account A’s group after the storm', 30_000);
     await alertClears(alert);
-    expect((await fed.status(a))?.lastOutcome).toBe(ReconcileOutcome.RECONCILE_OUTCOME_APPLIED);
+    const status = await fed.statusWhen(
+      a,
+      (s) => s.lastOutcome === ReconcileOutcome.RECONCILE_OUTCOME_APPLIED,
+      'account A’s group recorded applied',
+    );
+    expect(status.inSync).toBe(true);
   });
 
   it('5xx answers are retried until they pass', async () => {
