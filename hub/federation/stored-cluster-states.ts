@@ -15,6 +15,19 @@ interface CachedService {
   readonly state: ClusterServiceState;
 }
 
+/** One cluster's part of a {@link StoredClusterStates.loadAll}. */
+interface ClusterLoad {
+  readonly clusterId: string;
+  readonly cache: Map<string, CachedService>;
+  /** The services the selectors match, in the index's order. */
+  readonly wanted: readonly string[];
+  /** Service key → digest: the index's, or the one read. */
+  readonly digests: Map<string, string>;
+  readonly services: Map<string, ClusterServiceState>;
+  /** Services not cached at their digest: read. */
+  readonly misses: readonly string[];
+}
+
 /** SCAN page size: large enough to finish quickly, small enough not to block Redis. */
 const SCAN_COUNT = 1000;
 
@@ -99,62 +112,74 @@ export class StoredClusterStates {
     const metas = await this.#store.serviceMetasOfClusters(
       clusterIds.map((clusterId) => ({ clusterId, serviceKeys: named })),
     );
-    return Promise.all(
-      clusterIds.map((id, i) =>
-        this.#load(id, selectors, named, metas[i] ?? new Map<string, ServiceMeta>()),
-      ),
+    const loads = clusterIds.map((id, i) =>
+      this.#plan(id, selectors, named, metas[i] ?? new Map<string, ServiceMeta>()),
     );
+    // Every service not cached at its digest, of every cluster, in one batch of reads.
+    const misses = loads.flatMap((load) => load.misses.map((key) => ({ load, key })));
+    const read = await this.#store.readServices(
+      misses.map(({ load, key }) => ({ clusterId: load.clusterId, service: parseServiceKey(key) })),
+    );
+    misses.forEach(({ load, key }, i) => {
+      const s = read[i];
+      // Removed between the index read and the service read: it is gone.
+      if (s === undefined) {
+        load.cache.delete(key);
+        load.digests.set(key, '');
+        return;
+      }
+      const state = { service: s.service, labels: s.labels, endpoints: s.endpoints };
+      const digest = digestHex(s.digest);
+      load.cache.set(key, { digest, state });
+      // What was used: changed since the index read, it is the newer digest.
+      load.digests.set(key, digest);
+      load.services.set(key, state);
+    });
+    return loads.map((load) => {
+      // In the index's order, as before the cache.
+      const ordered = new Map<string, ClusterServiceState>();
+      for (const key of load.wanted) {
+        const state = load.services.get(key);
+        if (state !== undefined) ordered.set(key, state);
+      }
+      return {
+        clusterId: load.clusterId,
+        services: ordered,
+        fingerprint: fingerprintOf(load.digests),
+      };
+    });
   }
 
-  async #load(
+  /** What a cluster's load takes from the cache, and which services it must read. */
+  #plan(
     clusterId: string,
     selectors: readonly ServiceSelector[],
     named: string[] | undefined,
     metas: Map<string, ServiceMeta>,
-  ): Promise<ClusterEndpointState & { readonly fingerprint: string }> {
+  ): ClusterLoad {
     let cache = this.#cache.get(clusterId);
     if (cache === undefined) this.#cache.set(clusterId, (cache = new Map<string, CachedService>()));
     for (const service of named ?? [...cache.keys()]) {
       if (!metas.has(service)) cache.delete(service);
     }
-    const wanted = [...metas].filter(([key, meta]) => {
-      const service = parseServiceKey(key);
-      return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
-    });
+    const wanted = [...metas]
+      .filter(([key, meta]) => {
+        const service = parseServiceKey(key);
+        return selectors.some((s) => matchesServiceSelector(s, service, meta.labels));
+      })
+      .map(([key]) => key);
     const digests = digestsOf(metas);
     const services = new Map<string, ClusterServiceState>();
-    const reads: Promise<void>[] = [];
-    for (const [key, meta] of wanted) {
+    const misses: string[] = [];
+    for (const key of wanted) {
       const cached = cache.get(key);
       if (cached !== undefined && cached.digest === digests.get(key)) {
-        services.set(key, { ...cached.state, labels: meta.labels });
-        continue;
+        services.set(key, { ...cached.state, labels: (metas.get(key) as ServiceMeta).labels });
+      } else {
+        misses.push(key);
       }
-      reads.push(
-        this.#store.readService(clusterId, parseServiceKey(key)).then((s) => {
-          // Removed between the index read and the service read: it is gone.
-          if (s === undefined) {
-            cache.delete(key);
-            digests.set(key, '');
-            return;
-          }
-          const state = { service: s.service, labels: s.labels, endpoints: s.endpoints };
-          const digest = digestHex(s.digest);
-          cache.set(key, { digest, state });
-          // What was used: changed since the index read, it is the newer digest.
-          digests.set(key, digest);
-          services.set(key, state);
-        }),
-      );
     }
-    await Promise.all(reads);
-    // In the index's order, as before the cache.
-    const ordered = new Map<string, ClusterServiceState>();
-    for (const [key] of wanted) {
-      const state = services.get(key);
-      if (state !== undefined) ordered.set(key, state);
-    }
-    return { clusterId, services: ordered, fingerprint: fingerprintOf(digests) };
+    return { clusterId, cache, wanted, digests, services, misses };
   }
 
   /**

@@ -185,6 +185,11 @@ interface PoolReads {
   readonly shares: Map<string, Map<string, string>>;
   /** How many targets AWS holds in each group (pools with an occupancy source only). */
   readonly heldCounts: number[] | undefined;
+  /**
+   * The targets AWS holds in each group, read with the counts when a group is already full by
+   * them: the pool is then short of room whatever the placement, so it is placed once, with them.
+   */
+  readonly occupants: Set<string>[] | undefined;
 }
 
 /** Counts of binding resolutions (for tests). */
@@ -353,10 +358,14 @@ export class TargetGroupDesiredState {
       resolvedAtMs: this.#clock(),
     };
     if (feeding.length === 0) return { ...empty, ...(await this.#unbound()) };
-    const ownBefore = await this.#assignments.read(targetGroupArn);
-    const used = await Promise.all(
-      feeding.map((binding) => this.#bindingResolution(binding, snapshot.generation, since)),
-    );
+    // The group's stored share (what its last resolution wrote) is read while the bindings are
+    // resolved: a round trip shorter, and a busy group's changes wait for the reconcile before.
+    const [ownBefore, used] = await Promise.all([
+      this.#assignments.read(targetGroupArn),
+      Promise.all(
+        feeding.map((binding) => this.#bindingResolution(binding, snapshot.generation, since)),
+      ),
+    ]);
     const resolutions = used.map((r) => r.desired);
 
     const targets = new Map<string, DesiredTarget>();
@@ -740,16 +749,25 @@ export class TargetGroupDesiredState {
     return { desired, inputs, settled: new Set() };
   }
 
-  /** The pool's stored assignment, and its groups' occupancy counts when they matter. */
+  /**
+   * The pool's stored assignment, and its groups' occupancy counts when they matter; their
+   * occupants too when a group is full by its count alone (see {@link placeBinding}).
+   */
   async #poolReads(binding: NormalizedBinding): Promise<PoolReads> {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
-    const [{ previous, shares }, heldCounts] = await Promise.all([
+    const readOccupants = async (): Promise<[number[], Set<string>[] | undefined] | undefined> => {
+      if (occupancy === undefined) return undefined;
+      const counts = await occupancy.counts(arns);
+      const full = groups.some((g, i) => (counts[i] ?? 0) >= g.capacity);
+      return [counts, full ? await occupancy.targets(arns) : undefined];
+    };
+    const [{ previous, shares }, held] = await Promise.all([
       this.#assignments.readPool(arns),
-      occupancy?.counts(arns),
+      readOccupants(),
     ]);
-    return { previous, shares, heldCounts };
+    return { previous, shares, heldCounts: held?.[0], occupants: held?.[1] };
   }
 
   /** Collects and places a binding's targets from the states read (see {@link resolveBinding}). */
@@ -763,7 +781,7 @@ export class TargetGroupDesiredState {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
-    const { previous: previousAssignment, shares, heldCounts } = pool;
+    const { previous: previousAssignment, shares, heldCounts, occupants: full } = pool;
     const options = {
       directory: this.#options.directory,
       status: {
@@ -778,6 +796,16 @@ export class TargetGroupDesiredState {
         : { staleClusterPolicy: this.#options.staleClusterPolicy }),
     };
     const collected = collectDesiredTargets(binding, states, options);
+    const placeAmong = (occupants: readonly Set<string>[]): DesiredTargets => {
+      const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
+      return withUnsettled(
+        placeDesiredTargets(binding, collected, { previousAssignment, occupied }),
+        shares,
+      );
+    };
+    // A group AWS already fills is short of room whatever goes where (a rolling restart of a
+    // full pool, all the time): place once, among the occupants read with the counts.
+    if (full !== undefined) return placeAmong(full);
     const placed = placeDesiredTargets(binding, collected, options);
     if (occupancy === undefined) return withUnsettled(placed, shares);
     // A group can run short of room only if what AWS holds in it plus what it gets new reaches
@@ -791,12 +819,7 @@ export class TargetGroupDesiredState {
       return (heldCounts?.[i] ?? 0) + fresh >= g.capacity;
     });
     if (!short) return withUnsettled(placed, shares);
-    const occupants = await occupancy.targets(arns);
-    const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
-    return withUnsettled(
-      placeDesiredTargets(binding, collected, { previousAssignment, occupied }),
-      shares,
-    );
+    return placeAmong(await occupancy.targets(arns));
   }
 
   /** True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}). */

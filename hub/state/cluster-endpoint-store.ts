@@ -104,6 +104,7 @@ return {meta, redis.call('HGETALL', KEYS[2])}
 `;
 const readServiceCommand = 'tgfedReadService';
 type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+type QueuedScript = (...args: (string | number)[]) => unknown;
 const defined = new WeakSet<RedisClient>();
 
 /**
@@ -225,28 +226,59 @@ export class ClusterEndpointStore {
 
   /** One service, or undefined when the cluster does not hold it. */
   async readService(clusterId: string, service: ServiceKey): Promise<StoredService | undefined> {
-    const key = serviceKeyString(service);
-    // One script (both keys carry the cluster's hash tag): the digest always describes the
-    // endpoints read with it, which callers caching by digest rely on. Not a MULTI: ioredis
-    // builds each as a pipeline copying every script defined on the connection, and resolving
-    // a pool reads a service of every cluster.
-    const run = (this.#redis as unknown as Record<string, ScriptCommand>)[readServiceCommand];
-    if (run === undefined) throw new Error(`${readServiceCommand} is not defined on this client`);
-    const result = (await run.call(
-      this.#redis,
-      this.keys.services(clusterId),
-      this.keys.service(clusterId, key),
-      key,
-    )) as [string, string[]] | null;
-    if (result === null) return undefined;
-    const [metaRaw, fields] = result;
-    const meta = decodeServiceMeta(key, metaRaw);
-    const endpoints = new Map<string, EndpointRecord>();
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const address = fields[i]!;
-      endpoints.set(address, decodeEndpointRecord(address, fields[i + 1]!, service.namespace));
+    const [stored] = await this.readServices([{ clusterId, service }]);
+    return stored;
+  }
+
+  /**
+   * Services of any clusters, in the order asked; undefined where the cluster does not hold it.
+   * Each is read by one script (both keys carry the cluster's hash tag), so that its digest
+   * always describes the endpoints read with it, which callers caching by digest rely on. Not a
+   * MULTI: ioredis builds each as a pipeline copying every script defined on the connection. On
+   * one server (standalone, Sentinel) the scripts go in one pipeline: a pool's resolution in a
+   * rolling restart reads the changed service of each of its clusters, and one socket write per
+   * read was a visible share of a worker's CPU. A Redis Cluster spreads the clusters' tags over
+   * its masters, and ioredis pipelines only within one, so there each is its own read.
+   */
+  async readServices(
+    reads: readonly { clusterId: string; service: ServiceKey }[],
+  ): Promise<(StoredService | undefined)[]> {
+    const args = reads.map(({ clusterId, service }) => {
+      const key = serviceKeyString(service);
+      return [this.keys.services(clusterId), this.keys.service(clusterId, key), key] as const;
+    });
+    let results: unknown[];
+    if ((this.#redis as Cluster).isCluster === true || reads.length < 2) {
+      const run = (this.#redis as unknown as Record<string, ScriptCommand>)[readServiceCommand];
+      if (run === undefined) throw new Error(`${readServiceCommand} is not defined on this client`);
+      results = await Promise.all(args.map((a) => run.call(this.#redis, ...a)));
+    } else {
+      const pipeline = this.#redis.pipeline();
+      // On a pipeline, a script queues its call (the replies come from exec).
+      const queue = (pipeline as unknown as Record<string, QueuedScript>)[readServiceCommand];
+      if (queue === undefined)
+        throw new Error(`${readServiceCommand} is not defined on this client`);
+      for (const a of args) queue.call(pipeline, ...a);
+      const replies = (await pipeline.exec()) ?? [];
+      results = args.map((_, i) => {
+        const [err, value] = replies[i] ?? [new Error('missing pipeline reply'), undefined];
+        if (err !== null) throw err;
+        return value;
+      });
     }
-    return { service, labels: meta.labels, digest: meta.digest, endpoints };
+    return results.map((result, i) => {
+      if (result === null) return undefined;
+      const { service } = reads[i] as (typeof reads)[number];
+      const key = (args[i] as (typeof args)[number])[2];
+      const [metaRaw, fields] = result as [string, string[]];
+      const meta = decodeServiceMeta(key, metaRaw);
+      const endpoints = new Map<string, EndpointRecord>();
+      for (let f = 0; f + 1 < fields.length; f += 2) {
+        const address = fields[f]!;
+        endpoints.set(address, decodeEndpointRecord(address, fields[f + 1]!, service.namespace));
+      }
+      return { service, labels: meta.labels, digest: meta.digest, endpoints };
+    });
   }
 
   /** Every service of a cluster with its endpoints (one pipelined round trip after the index). */

@@ -227,6 +227,34 @@ describe('TargetGroupDesiredState', () => {
       new Map(),
     ]);
 
+    // Services of many clusters too, from a connection that never ran the script before (its
+    // first run in a pipeline loads it), as each would be read alone.
+    const unloaded = hub.redis.duplicate();
+    try {
+      const store = new ClusterEndpointStore(unloaded, hub.store.keys);
+      const web = { namespace: 'shop', name: 'web' };
+      const services = await store.readServices([
+        { clusterId: 'east', service: web },
+        { clusterId: 'nowhere', service: web },
+        { clusterId: 'east', service: { namespace: 'shop', name: 'none' } },
+        { clusterId: 'east', service: web },
+      ]);
+      expect(services.map((s) => [...(s?.endpoints.keys() ?? [])])).toEqual([
+        ['10.1.0.1', '10.1.0.2'],
+        [],
+        [],
+        ['10.1.0.1', '10.1.0.2'],
+      ]);
+      expect(services).toEqual([
+        await hub.store.readService('east', web),
+        undefined,
+        undefined,
+        await hub.store.readService('east', web),
+      ]);
+    } finally {
+      unloaded.disconnect();
+    }
+
     // State without an index entry (written by an older hub, or the key deleted): a new process's
     // first resolution finds it by SCAN and indexes it.
     await hub.redis.del(hub.store.keys.clusters());
@@ -697,6 +725,69 @@ describe('TargetGroupDesiredState', () => {
       );
     }
     expect(fresh(await placed(plain))).toContain(full);
+  });
+
+  it('reads a pool’s occupants only when a group may run short, and places within the room left', async () => {
+    const hub = await startHub();
+    const arns = [targetGroupArn(27), targetGroupArn(28)];
+    await hub.bindings.apply(prodPool(arns, 40));
+    const east = agent('east', hub.address);
+    east.upsert(web('web-o', ips(1, 0, 20)));
+    const records = new TargetGroupRecords(hub.redis, hub.prefix);
+    const occupantReads: string[][] = [];
+    const aware = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: () => CONNECTED },
+        occupancy: {
+          counts: (a) => records.heldCounts(a),
+          targets: (a) => {
+            occupantReads.push([...a]);
+            return records.heldTargets(a);
+          },
+        },
+      },
+    );
+    const placed = async (): Promise<Map<string, string>> => {
+      const since = aware.mark();
+      const states = await Promise.all(arns.map((arn) => aware.resolve(arn, since)));
+      return new Map(
+        states.flatMap((s) => [...s.targets.keys()].map((k) => [k, s.targetGroupArn])),
+      );
+    };
+    let before = new Map<string, string>();
+    await waitFor(async () => (before = await placed()).size === 20, {
+      what: 'the 20 endpoints placed',
+    });
+    // Room everywhere: the occupants are never read.
+    expect(occupantReads).toEqual([]);
+    for (const arn of arns) {
+      await records.registered(
+        arn,
+        [...before].filter(([, a]) => a === arn).map(([k]) => k),
+      );
+    }
+    // The first group drains old targets: short of full by its count, but not by what it gets.
+    const [tight] = arns as [string, string];
+    const heldBefore = [...before.values()].filter((a) => a === tight).length;
+    const draining = 38 - heldBefore;
+    await records.deregistered(
+      tight,
+      Array.from({ length: draining }, (_, i) => `10.9.0.${i}:8080`),
+    );
+    expect((await records.heldCounts([tight]))[0]).toBeLessThan(40);
+
+    east.upsert(web('web-o', ips(1, 0, 30)));
+    let after = new Map<string, string>();
+    await waitFor(async () => (after = await placed()).size === 30, {
+      what: 'the 30 endpoints placed',
+    });
+    expect(occupantReads.length).toBeGreaterThan(0);
+    const freshInTight = [...after].filter(([k, a]) => !before.has(k) && a === tight).length;
+    // What AWS holds there plus what it gets fits its capacity: nothing waits for the drain.
+    expect(heldBefore + draining + freshInTight).toBeLessThanOrEqual(40);
+    for (const [key, arn] of before) expect(after.get(key)).toBe(arn);
   });
 
   it('drops an endpoint from the desired targets as soon as it turns terminating', async () => {

@@ -251,6 +251,10 @@ describe('Hub on a 3-master Redis Cluster', () => {
         ids.map((clusterId) => ({ clusterId, serviceKeys: ['shop/web', 'shop/none'] })),
       ),
     ).toEqual(await Promise.all(ids.map((id) => store.serviceMetasOf(id, ['shop/web']))));
+    // And their services, each read on its own master.
+    expect(await store.readServices(ids.map((clusterId) => ({ clusterId, service })))).toEqual(
+      await Promise.all(ids.map((id) => store.readService(id, service))),
+    );
 
     // Each cluster's keys share one slot; different clusters land on more than one master.
     const owners = new Map<string, number>();
