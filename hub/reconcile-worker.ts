@@ -213,9 +213,10 @@ export class ReconcileWorker {
       // now only to the groups whose last reconcile held something for a sync: registrations
       // waiting for it, deregistrations blocked. The sync's own changes came as batches, which
       // requested their groups through the hub; every other group is reconciled `followUpMs`
-      // later, for a hub that died between writing a batch and enqueueing it. At a cold start,
-      // reconciling every group at once at the last SYNCED (it finds nothing to do) took a
-      // quarter of the workers' CPU while the first reconciles were still resolving their pools.
+      // to `2 x followUpMs` later, for a hub that died between writing a batch and enqueueing
+      // it. At a cold start, reconciling every group at once at the last SYNCED (it finds nothing
+      // to do) took a quarter of the workers' CPU while the first reconciles were still resolving
+      // their pools.
       onStatusChange: (clusterId, status, previous) => {
         this.#log.info({ cluster: clusterId, ...status }, 'cluster status changed');
         if (status.initialSync === true) return;
@@ -429,9 +430,15 @@ export class ReconcileWorker {
    * but the last would otherwise have reconciled every group for nothing.
    *
    * Of the groups only `resynced` clusters feed, those whose last reconcile held something for
-   * a sync are enqueued now and the others nudged for `followUpMs` later (see
-   * `onStatusChange`). A reconcile that records a hold after this read looks at the syncs
-   * again itself (`TargetGroupReconciler`), so no group waits for the nudge because of the race.
+   * a sync are enqueued now and the others nudged for later (see `onStatusChange`). A reconcile
+   * that records a hold after this read looks at the syncs again itself
+   * (`TargetGroupReconciler`), so no group waits for the nudge because of the race.
+   *
+   * The nudges are spread from `followUpMs` to twice that, one moment per binding: at a cold
+   * start every group is nudged at once, and 225 reconciles due in the same second (both
+   * workers resolving every pool, for nothing to do) were what a rolling restart begun after
+   * the cold start waited for, 10-20 s into it. The groups of one pool stay together, so they
+   * still share a resolution.
    */
   async #reconcileGroupsOf(
     bindings: BindingStore,
@@ -451,26 +458,37 @@ export class ReconcileWorker {
     const selects = (binding: Binding, ids: readonly string[]): boolean =>
       ids.some((id) => selectsCluster(binding.clusters, id, directory.get(id)?.labels ?? {}));
     const groups = new Set<string>();
-    const afterSync = new Set<string>();
+    /** Group → the place among the resynced clusters' bindings of the first that targets it. */
+    const afterSync = new Map<string, number>();
     const waiting = new Set<string>();
+    let resyncedBindings = 0;
     for (const binding of (await bindings.snapshot()).bindings) {
       const arns = targetGroupArnsOf(binding);
       if (selects(binding, clusterIds)) for (const arn of arns) groups.add(arn);
-      if (selects(binding, resynced)) for (const arn of arns) afterSync.add(arn);
+      if (selects(binding, resynced)) {
+        for (const arn of arns) if (!afterSync.has(arn)) afterSync.set(arn, resyncedBindings);
+        resyncedBindings++;
+      }
       if (selects(binding, syncing)) for (const arn of arns) waiting.add(arn);
     }
-    const later = [...afterSync].filter((arn) => !groups.has(arn) && !waiting.has(arn));
+    const later = [...afterSync.keys()].filter((arn) => !groups.has(arn) && !waiting.has(arn));
     const held = later.length === 0 ? [] : await records.heldForSync(later);
     const now = [
       ...[...groups].filter((arn) => !waiting.has(arn)),
       ...later.filter((_, i) => held[i] === true),
     ];
+    const followUpMs = this.options.followUpMs;
+    const from = this.#clock() + followUpMs;
+    const nudges = new Map<number, string[]>();
+    later.forEach((arn, i) => {
+      if (held[i] === true) return;
+      const place = afterSync.get(arn) ?? 0;
+      const atMs = from + Math.floor((followUpMs * place) / Math.max(1, resyncedBindings));
+      nudges.set(atMs, [...(nudges.get(atMs) ?? []), arn]);
+    });
     await Promise.all([
       ...now.map((arn) => sink.request(arn, 'cluster-status')),
-      records.nudge(
-        later.filter((_, i) => held[i] !== true),
-        this.#clock() + this.options.followUpMs,
-      ),
+      ...[...nudges].map(([atMs, arns]) => records.nudge(arns, atMs)),
     ]);
   }
 

@@ -11,7 +11,8 @@ import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
 
 // What a worker reconciles when a cluster's status changes and no endpoint of a group does: a
 // sync that ends (here a cluster's first) matters at once only to the groups that held
-// something for it; the others are reconciled `followUpMs` later, a safety net for a hub that
+// something for it; the others are reconciled `followUpMs` to twice that later (spread by
+// binding, a pool's groups together), a safety net for a hub that
 // died between writing a batch and enqueueing its reconcile (at a cold start the hub enqueues
 // them all anyway as each sync ends). Real hub, worker, agents and Redis, and the ELBv2
 // simulator.
@@ -66,6 +67,22 @@ describe('A cluster’s status change', () => {
         target: { $case: 'targetGroup', targetGroup: targetGroup({ arn }) },
       }),
     );
+    // A pool of two more groups, bound after it (bindings are taken in name order), of a service
+    // without pods: nothing is placed in it, so nothing else nudges its groups.
+    const pool = ['status-pool-a', 'status-pool-b'].map((name) =>
+      sim.simulator.createTargetGroup({ account: ACCOUNT, region: REGION, name, port: 8080 }),
+    );
+    await fed.applyBinding(
+      binding({
+        name: 'status-pool',
+        services: { namespace: 'shop', name: 'none' },
+        clusters: { names: ['east', 'west'], labels: undefined },
+        target: {
+          $case: 'pool',
+          pool: { groups: pool.map((a) => targetGroup({ arn: a })), listenerRuleArn: '' },
+        },
+      }),
+    );
     // West has not connected yet: the group fills from east (nothing to deregister, so nothing
     // is blocked, and west is not syncing, so nothing waits).
     fed.setEndpoints('east', [1, 2, 3]);
@@ -88,6 +105,10 @@ describe('A cluster’s status change', () => {
       { what: 'the group’s reconciles to settle', timeoutMs: 20_000 },
     );
 
+    // East's sync nudged its groups already (and a nudge is never moved later): forget those,
+    // so that what is seen below is west's.
+    await fed.redis.zrem(fed.records.nudgeKey(), arn, ...pool);
+    const syncedAt = Date.now();
     // West connects and syncs, with no pod of shop/web: its status changes (connected, resynced),
     // the group's targets do not.
     fed.agent('west').upsert(
@@ -99,11 +120,25 @@ describe('A cluster’s status change', () => {
         ports: [{ name: 'http', port: 8080 }],
       }),
     );
-    await waitFor(
-      async () => (await fed.records.nudged(Date.now() + FOLLOW_UP_MS, 100)).includes(arn),
-      { what: 'the group’s later reconcile', timeoutMs: 10_000 },
+    const nudgedAt = async (group: string): Promise<number | undefined> => {
+      const score = await fed.redis.zscore(fed.records.nudgeKey(), group);
+      return score === null ? undefined : Number(score);
+    };
+    const [single, first, second] = await waitFor(
+      async () => {
+        const scores = await Promise.all([arn, ...pool].map(nudgedAt));
+        return scores.every((s) => s !== undefined) ? scores : undefined;
+      },
+      { what: 'the groups’ later reconciles', timeoutMs: 10_000 },
     );
-    expect(await fed.records.nudged(Date.now() + FOLLOW_UP_MS / 2, 100)).not.toContain(arn);
+    // Not sooner than followUpMs, not later than twice that; the pool's groups at one moment,
+    // the other binding's group at another.
+    for (const at of [single, first, second]) {
+      expect(at).toBeGreaterThanOrEqual(syncedAt + FOLLOW_UP_MS);
+      expect(at).toBeLessThanOrEqual(Date.now() + 2 * FOLLOW_UP_MS);
+    }
+    expect(first).toBe(second);
+    expect(first).not.toBe(single);
     // Long enough for a reconcile requested now to have run (debounce 200 ms).
     await new Promise((resolve) => setTimeout(resolve, 2_000));
     expect(await lastReconcile()).toBe(before);
