@@ -478,7 +478,8 @@ export class ReconcileWorker {
       ...later.filter((_, i) => held[i] === true),
     ];
     const followUpMs = this.options.followUpMs;
-    const from = this.#clock() + followUpMs;
+    const madeAtMs = this.#clock();
+    const from = madeAtMs + followUpMs;
     const nudges = new Map<number, string[]>();
     later.forEach((arn, i) => {
       if (held[i] === true) return;
@@ -488,7 +489,7 @@ export class ReconcileWorker {
     });
     await Promise.all([
       ...now.map((arn) => sink.request(arn, 'cluster-status')),
-      ...[...nudges].map(([atMs, arns]) => records.nudge(arns, atMs)),
+      ...[...nudges].map(([atMs, arns]) => records.nudge(arns, atMs, madeAtMs)),
     ]);
   }
 

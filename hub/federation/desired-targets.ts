@@ -138,6 +138,8 @@ export interface DesiredTargets {
    * no group.
    */
   readonly unsettled?: string[];
+  /** For each group of `unsettled`, one target placed there that its stored share lacked. */
+  readonly unsettledProbes?: ReadonlyMap<string, string>;
 }
 
 /** What to do with a stale cluster's targets. */

@@ -30,6 +30,11 @@ export class GroupAssignmentStore {
     return hashEntries(this.#redis, this.key(targetGroupArn));
   }
 
+  /** True when the group's stored share holds `target` (`ip:port`). */
+  async holds(targetGroupArn: string, target: string): Promise<boolean> {
+    return (await this.#redis.hexists(this.key(targetGroupArn), target)) === 1;
+  }
+
   /**
    * The previous assignment of a pool: `ip:port` → group ARN, over every group given. A target
    * found in two groups (possible between two resolutions of one pool) counts for the first

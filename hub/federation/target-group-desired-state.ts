@@ -123,7 +123,18 @@ export interface GroupDesiredState {
    * for their next change or drift check. Sorted.
    */
   readonly unsettledPoolGroups: string[];
+  /**
+   * For each of `unsettledPoolGroups`, one target this resolution placed there that the group's
+   * stored share lacked: once the share holds it, the group was resolved since, and the nudge
+   * it needed is moot (see {@link TargetGroupDesiredState.stillUnsettled}).
+   */
+  readonly unsettledProbes: ReadonlyMap<string, string>;
   readonly resolvedAtMs: number;
+  /**
+   * When the oldest reads this state rests on began: everything written to Redis before then is
+   * in it. A nudge made before then is settled by the reconcile that uses it.
+   */
+  readonly basisAtMs: number;
 }
 
 /**
@@ -211,16 +222,18 @@ function withUnsettled(
   shares: ReadonlyMap<string, ReadonlyMap<string, string>>,
 ): DesiredTargets {
   const unsettled: string[] = [];
+  const unsettledProbes = new Map<string, string>();
   for (const [arn, group] of placed.groups) {
     const share = shares.get(arn);
     for (const key of group.targets.keys()) {
       if (share?.has(key) !== true) {
         unsettled.push(arn);
+        unsettledProbes.set(arn, key);
         break;
       }
     }
   }
-  return { ...placed, unsettled };
+  return { ...placed, unsettled, unsettledProbes };
 }
 
 /** Winner ranking of one target, as in `resolveDesiredTargets`: freshest connection first. */
@@ -341,6 +354,7 @@ export class TargetGroupDesiredState {
    *   only resolutions begun after this call are used.
    */
   async resolve(targetGroupArn: string, since: number = this.mark()): Promise<GroupDesiredState> {
+    const startedAtMs = this.#clock();
     const snapshot = await this.#bindingsSnapshot();
     const feeding = snapshot.bindings.filter((b) =>
       targetGroupsOf(b).some((g) => g.arn === targetGroupArn),
@@ -355,7 +369,9 @@ export class TargetGroupDesiredState {
       initialSyncClusters: [],
       overflow: [],
       unsettledPoolGroups: [],
-      resolvedAtMs: this.#clock(),
+      unsettledProbes: new Map<string, string>(),
+      resolvedAtMs: startedAtMs,
+      basisAtMs: startedAtMs,
     };
     if (feeding.length === 0) return { ...empty, ...(await this.#unbound()) };
     // The group's stored share (what its last resolution wrote) is read while the bindings are
@@ -382,11 +398,15 @@ export class TargetGroupDesiredState {
     };
 
     const settledBy = (arn: string, i: number): boolean => used[i]?.settled.has(arn) === true;
+    const unsettledProbes = new Map<string, string>();
     feeding.forEach((binding, i) => {
       const resolved = resolutions[i] as DesiredTargets;
       for (const key of resolved.overflow) overflow.add(key);
       for (const arn of resolved.unsettled ?? []) {
-        if (arn !== targetGroupArn && !settledBy(arn, i)) unsettled.add(arn);
+        if (arn === targetGroupArn || settledBy(arn, i)) continue;
+        unsettled.add(arn);
+        const probe = resolved.unsettledProbes?.get(arn);
+        if (probe !== undefined && !unsettledProbes.has(arn)) unsettledProbes.set(arn, probe);
       }
       const group = resolved.groups.get(targetGroupArn);
       if (group === undefined) return;
@@ -475,7 +495,29 @@ export class TargetGroupDesiredState {
       initialSyncClusters: [...syncing].sort(compareText),
       overflow: [...overflow].sort(compareText),
       unsettledPoolGroups: [...unsettled].sort(compareText),
+      unsettledProbes,
+      basisAtMs: Math.min(startedAtMs, ...used.map((r) => r.inputs.startedAtMs)),
     };
+  }
+
+  /**
+   * Of the groups a resolution found unsettled, those still so: whose stored share lacks the
+   * probe target it placed there ({@link GroupDesiredState.unsettledProbes}). A share that holds
+   * it was written by a resolution that read the shares after that one did (the target was in
+   * no share then), so the group applied a placement at least as new, and needs no nudge. A
+   * group without a probe counts as unsettled.
+   */
+  async stillUnsettled(
+    groups: readonly string[],
+    probes: ReadonlyMap<string, string>,
+  ): Promise<string[]> {
+    const held = await Promise.all(
+      groups.map((arn) => {
+        const probe = probes.get(arn);
+        return probe === undefined ? Promise.resolve(false) : this.#assignments.holds(arn, probe);
+      }),
+    );
+    return groups.filter((_, i) => held[i] !== true);
   }
 
   /**

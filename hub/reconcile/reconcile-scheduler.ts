@@ -92,13 +92,15 @@ export class ReconcileScheduler {
       await this.#records.schedule(arn, now + this.#claimMs);
     }
     if (due.length > 0) this.#log.debug({ groups: due.length }, 'due target groups enqueued');
-    // Groups another group's resolution gave a target their share lacks (see TargetGroupRecords).
-    // Each nudge is cleared only once its request is in: one that fails stays for the next look-up.
+    // Groups another group's resolution gave a target their share lacks, or a sync's end asked
+    // for (see TargetGroupRecords.nudge). Each nudge is settled only once its request is in: one
+    // that fails stays for the next look-up, and one made meanwhile stays too.
     const nudged = await this.#records.nudged(now, this.#batchSize);
     for (const arn of nudged) {
       if (this.#closed) break;
+      const requestedAtMs = this.#clock();
       await this.#requester.request(arn, 'endpoints');
-      await this.#records.clearNudge(arn);
+      await this.#records.settleNudge(arn, requestedAtMs);
     }
     return due.length + nudged.length;
   }

@@ -68,7 +68,23 @@ export interface DesiredGroupSource {
    * `TargetGroupDesiredState.holdingClusters`).
    */
   holdingClusters?(targetGroupArn: string): Promise<string[]>;
+  /**
+   * Of a resolution's unsettled pool groups, those whose stored shares still lack what it placed
+   * there (see `TargetGroupDesiredState.stillUnsettled`). Without it, all of them.
+   */
+  stillUnsettled?(
+    groups: readonly string[],
+    probes: ReadonlyMap<string, string>,
+  ): Promise<string[]>;
 }
+
+/**
+ * A nudge made up to this long after the reads a reconcile rests on began is not settled by it
+ * (`TargetGroupRecords.settleNudge`): nudges and reconciles are timed by different workers'
+ * clocks, which must agree within this. A clock further off can only settle a nudge early, whose
+ * group then waits for its next change or drift check.
+ */
+const NUDGE_CLOCK_MARGIN_MS = 250;
 
 /** Options of {@link TargetGroupReconciler}. */
 export interface TargetGroupReconcilerOptions {
@@ -345,16 +361,11 @@ export class TargetGroupReconciler {
     const early = this.#describeEarly(arn, reading, startedAtMs, progress, context.signal);
     early.catch(() => undefined);
     const desired = await this.#desired.resolve(arn, since);
-    const [stored] = await Promise.all([
-      reading,
-      // This resolution gave other groups of the pool targets their shares lack; each writes
-      // its share when it is resolved. The change that moved them requests those groups too;
-      // the nudge covers a move that no request of theirs follows (two resolutions at once
-      // that saw different room, say), which would otherwise wait for their drift check.
-      desired.unsettledPoolGroups.length > 0
-        ? this.#records.nudge(desired.unsettledPoolGroups, o.clock() + o.followUpMs)
-        : undefined,
-    ]);
+    const stored = await reading;
+    // A nudge made before the reads this reconcile rests on began asked for nothing it does not
+    // do: it is taken off as the reconcile finishes (after a cold start, every group was nudged
+    // for a safety net and by its pool's other groups, and reconciled again for nothing).
+    const nudgesMadeBeforeMs = desired.basisAtMs - NUDGE_CLOCK_MARGIN_MS;
     const definition = desired.targetGroup ?? stored.definition;
     if (definition === undefined) {
       // Never targeted by a binding that a worker saw: nothing is known to be ours.
@@ -364,7 +375,13 @@ export class TargetGroupReconciler {
         owned: stored.owned.size,
       });
       const nextDueAtMs = startedAtMs + this.#driftDelay();
-      await this.#records.finish(arn, { record, actualValid: false, held: undefined, nextDueAtMs });
+      await this.#records.finish(arn, {
+        record,
+        actualValid: false,
+        held: undefined,
+        nextDueAtMs,
+        nudgesMadeBeforeMs,
+      });
       return { targetGroupArn: arn, record, held: undefined, driftFound: 0, nextDueAtMs };
     }
 
@@ -540,7 +557,9 @@ export class TargetGroupReconciler {
       actualValid: failure === undefined || failure.errorClass === 'throttling',
       held,
       nextDueAtMs,
+      nudgesMadeBeforeMs,
     });
+    await this.#nudgeUnsettled(desired);
     if (waitingForSync > 0 || (plan?.blockedDeregistrations ?? 0) > 0) {
       await this.#nudgeIfHoldEnded(arn);
     }
@@ -698,10 +717,30 @@ export class TargetGroupReconciler {
    * the group any longer, it is nudged: the scheduler brings it back within its interval, not
    * after `followUpMs`.
    */
+  /**
+   * The resolution gave other groups of the pool targets their shares lacked; each writes its
+   * share when it is resolved. The change that moved them requests those groups too; the nudge
+   * covers a move that no request of theirs follows (two resolutions at once that saw different
+   * room, say), which would otherwise wait for their drift check. Asked once this reconcile is
+   * done, only for the groups still unsettled then: the pool's other groups, reconciled at the
+   * same time from the same or an equal placement, mostly are not any more.
+   */
+  async #nudgeUnsettled(desired: GroupDesiredState): Promise<void> {
+    const groups = desired.unsettledPoolGroups;
+    if (groups.length === 0) return;
+    const still =
+      this.#desired.stillUnsettled === undefined
+        ? groups
+        : await this.#desired.stillUnsettled(groups, desired.unsettledProbes);
+    const now = this.options.clock();
+    await this.#records.nudge(still, now + this.options.followUpMs, now);
+  }
+
   async #nudgeIfHoldEnded(arn: string): Promise<void> {
     const holding = await this.#desired.holdingClusters?.(arn);
     if (holding !== undefined && holding.length === 0) {
-      await this.#records.nudge([arn], this.options.clock());
+      const now = this.options.clock();
+      await this.#records.nudge([arn], now, now);
     }
   }
 

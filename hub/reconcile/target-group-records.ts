@@ -99,6 +99,29 @@ function number(text: string | undefined): number {
   return Number.isFinite(n) ? n : 0;
 }
 
+// Nudges (see TargetGroupRecords.nudge): KEYS are the due and the made zsets (one slot).
+// ARGV: when due, when made, then the groups. A group keeps its earliest due time and its
+// latest made time.
+const nudgeLua = `
+for i = 3, #ARGV do
+  redis.call('ZADD', KEYS[1], 'LT', ARGV[1], ARGV[i])
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[i])
+end
+return 1
+`;
+// ARGV: the group, and the time before which a nudge is settled. Returns 1 when it was.
+const settleNudgeLua = `
+local made = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if made and tonumber(made) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return 1
+`;
+const nudgeCommand = 'tgfedNudge';
+const settleNudgeCommand = 'tgfedSettleNudge';
+type ScriptCommand = (...args: (string | number)[]) => Promise<unknown>;
+const scriptsDefined = new WeakSet<RedisClient>();
+
 /**
  * The workers' state of each target group in Redis (DESIGN.md, State): the actual targets, the
  * targets tgfed owns, the last reconcile and held operations. Every key of a group carries its
@@ -112,9 +135,13 @@ function number(text: string | undefined): number {
  * <prefix>:tg-schedule        zset  arn → when the group next needs a reconcile without a change
  *                                   (drift check, retry, follow-up); also the index of groups
  * <prefix>:tg-held            hash  held operation id → arn
- * <prefix>:tg-nudge           zset  arn → when another group's resolution asked for its
- *                                   reconcile (it gave the group a target its share lacks)
+ * <prefix>:{tg-nudge}         zset  arn → when its reconcile was asked for (another group's
+ *                                   resolution gave it a target its share lacks; a sync ended)
+ * <prefix>:{tg-nudge}:made    zset  arn → when that was last asked (the same slot)
  * ```
+ *
+ * (Workers before the made times kept nudges in `<prefix>:tg-nudge`; they are still looked up
+ * and settled there, and nothing writes it any more.)
  *
  * The index keys are small (one entry per group) and are never in a multi-key operation
  * with the per-group keys.
@@ -126,6 +153,11 @@ export class TargetGroupRecords {
   constructor(redis: RedisClient, prefix = 'tgfed') {
     this.#redis = redis;
     this.prefix = prefix;
+    if (!scriptsDefined.has(redis)) {
+      redis.defineCommand(nudgeCommand, { lua: nudgeLua, numberOfKeys: 2 });
+      redis.defineCommand(settleNudgeCommand, { lua: settleNudgeLua, numberOfKeys: 2 });
+      scriptsDefined.add(redis);
+    }
   }
 
   metaKey(arn: string): string {
@@ -145,6 +177,16 @@ export class TargetGroupRecords {
   }
 
   nudgeKey(): string {
+    return `${this.prefix}:{tg-nudge}`;
+  }
+
+  /** When each group's nudge was last made (the nudge key's slot). */
+  nudgeMadeKey(): string {
+    return `${this.prefix}:{tg-nudge}:made`;
+  }
+
+  /** Where workers before the made times kept nudges: read and settled, never written. */
+  legacyNudgeKey(): string {
     return `${this.prefix}:tg-nudge`;
   }
 
@@ -282,6 +324,8 @@ export class TargetGroupRecords {
       actualValid: boolean;
       held: HeldDeregistration | undefined;
       nextDueAtMs: number;
+      /** Nudges made before this are settled ({@link settleNudge}): the reconcile covers them. */
+      nudgesMadeBeforeMs?: number;
     },
   ): Promise<void> {
     const before = await this.#redis.hget(this.metaKey(arn), 'held');
@@ -308,7 +352,11 @@ export class TargetGroupRecords {
       await this.#redis.hdel(this.heldKey(), previous.id);
     }
     if (result.held !== undefined) await this.#redis.hset(this.heldKey(), result.held.id, arn);
-    await this.schedule(arn, result.nextDueAtMs);
+    const settles = result.nudgesMadeBeforeMs;
+    await Promise.all([
+      this.schedule(arn, result.nextDueAtMs),
+      settles === undefined ? undefined : this.settleNudge(arn, settles),
+    ]);
   }
 
   /**
@@ -327,23 +375,43 @@ export class TargetGroupRecords {
   }
 
   /**
-   * Asks for the groups' reconcile by `atMs` (never later than already asked). Apart from the
-   * schedule, which each reconcile rewrites as it finishes: a reconcile that began before the
-   * nudge does not cancel it.
+   * Asks for the groups' reconcile by `atMs` (never later than already asked), for what was
+   * written by `madeAtMs`. Apart from the schedule, which each reconcile rewrites as it
+   * finishes: a reconcile that began before the nudge was made does not settle it, one that
+   * began after does ({@link settleNudge}).
    */
-  async nudge(arns: readonly string[], atMs: number): Promise<void> {
+  async nudge(arns: readonly string[], atMs: number, madeAtMs: number): Promise<void> {
     if (arns.length === 0) return;
-    await this.#redis.zadd(this.nudgeKey(), 'LT', ...arns.flatMap((arn) => [atMs, arn]));
+    await this.#script(nudgeCommand)(this.nudgeKey(), this.nudgeMadeKey(), atMs, madeAtMs, ...arns);
+  }
+
+  /**
+   * Takes the group's nudge off when it was made before `beforeMs`: a reconcile that began then
+   * (or a request the scheduler made then) covers it. A nudge made since stays. Returns true
+   * when no nudge is left.
+   */
+  async settleNudge(arn: string, beforeMs: number): Promise<boolean> {
+    const [settled] = await Promise.all([
+      this.#script(settleNudgeCommand)(this.nudgeKey(), this.nudgeMadeKey(), arn, beforeMs),
+      this.#redis.zrem(this.legacyNudgeKey(), arn),
+    ]);
+    return settled === 1;
+  }
+
+  #script(name: string): ScriptCommand {
+    const run = (this.#redis as unknown as Record<string, ScriptCommand>)[name];
+    if (run === undefined) throw new Error(`${name} is not defined on this client`);
+    return run.bind(this.#redis);
   }
 
   /** Groups nudged for `nowMs` or earlier, oldest first, at most `limit`. */
   async nudged(nowMs: number, limit: number): Promise<string[]> {
-    return this.#redis.zrangebyscore(this.nudgeKey(), '-inf', nowMs, 'LIMIT', 0, limit);
-  }
-
-  /** Takes a group's nudge off the set, once its reconcile was requested. */
-  async clearNudge(arn: string): Promise<void> {
-    await this.#redis.zrem(this.nudgeKey(), arn);
+    const [nudged, legacy] = await Promise.all(
+      [this.nudgeKey(), this.legacyNudgeKey()].map((key) =>
+        this.#redis.zrangebyscore(key, '-inf', nowMs, 'LIMIT', 0, limit),
+      ),
+    );
+    return [...new Set([...(nudged ?? []), ...(legacy ?? [])])].slice(0, limit);
   }
 
   /** Groups due by `nowMs`, oldest first, at most `limit`. */

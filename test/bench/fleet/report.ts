@@ -1,5 +1,5 @@
 // Output of the fleet benchmark: a text table (stdout and <out>/<scenario>.txt), the same as
-// JSON (<out>/<scenario>.json) and one SVG line chart per plot (<out>/<scenario>-<plot>.svg).
+// JSON (<out>/<scenario>.json, with the plots' data) and one SVG line chart per plot (<out>/<scenario>-<plot>.svg).
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FleetScenario } from './scenario.js';
@@ -150,6 +150,8 @@ export function writeReport(report: Report): Promise<void> {
         scenario: report.scenario,
         rows: report.rows.map((row) => ({ ...row, ...verdict(row) })),
         failures: report.failures,
+        // The plots' data, for comparing runs more finely than a chart can be read.
+        plots: report.plots.map(({ name, series }) => ({ name, series })),
       },
       null,
       2,

@@ -447,8 +447,20 @@ describe('TargetGroupDesiredState', () => {
     // Only the first group resolved: the others' shares are still empty.
     const state = await resolvedTo(hub.desired, first, (s) => s.targets.size > 0);
     expect(state.unsettledPoolGroups).toEqual([...others].sort());
+    // Each with a target placed there, which its share lacks: still unsettled.
+    for (const arn of others) {
+      expect(state.unsettledProbes.get(arn)).toBeDefined();
+      expect(state.targets.has(state.unsettledProbes.get(arn) as string)).toBe(false);
+    }
+    expect(await hub.desired.stillUnsettled(others, state.unsettledProbes)).toEqual(others);
     // Once each has written its share, nobody lacks anything.
+    const [second] = others as [string, ...string[]];
+    await hub.desired.resolve(second);
+    expect(await hub.desired.stillUnsettled(others, state.unsettledProbes)).toEqual(
+      others.filter((arn) => arn !== second),
+    );
     for (const arn of others) await hub.desired.resolve(arn);
+    expect(await hub.desired.stillUnsettled(others, state.unsettledProbes)).toEqual([]);
     for (const arn of arns)
       expect((await hub.desired.resolve(arn)).unsettledPoolGroups).toEqual([]);
     expect(

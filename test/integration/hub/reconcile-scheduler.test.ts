@@ -16,6 +16,7 @@ function setUp(): {
   requests: [string, ReconcileReason][];
   scheduler: ReconcileScheduler;
   clock: { now: number };
+  redis: RedisClient;
 } {
   const redis: RedisClient = createRedis({ mode: 'standalone', url: inject('redisUrl') });
   const prefix = `sched-${randomBytes(4).toString('hex')}`;
@@ -33,7 +34,7 @@ function setUp(): {
     { clock: () => clock.now },
   );
   closers.push(() => scheduler.close());
-  return { records, requests, scheduler, clock };
+  return { records, requests, scheduler, clock, redis };
 }
 
 describe('ReconcileScheduler on the real Redis', () => {
@@ -42,9 +43,9 @@ describe('ReconcileScheduler on the real Redis', () => {
     const [a, b] = [targetGroupArn(1), targetGroupArn(2)];
     await records.schedule(a, clock.now + 300_000);
     await records.schedule(b, clock.now + 300_000);
-    await records.nudge([a], clock.now + 15_000);
+    await records.nudge([a], clock.now + 15_000, clock.now);
     // A later nudge does not postpone an earlier one.
-    await records.nudge([a], clock.now + 60_000);
+    await records.nudge([a], clock.now + 60_000, clock.now);
     // A reconcile of `a` that began before the nudge finishes and sets its next drift check.
     await records.schedule(a, clock.now + 300_000);
 
@@ -60,7 +61,7 @@ describe('ReconcileScheduler on the real Redis', () => {
   it('keeps a nudge whose request failed for the next look-up', async () => {
     const { records, requests, clock } = setUp();
     const arn = targetGroupArn(4);
-    await records.nudge([arn], clock.now);
+    await records.nudge([arn], clock.now, clock.now);
     let fail = true;
     const scheduler = new ReconcileScheduler(
       records,
@@ -77,6 +78,50 @@ describe('ReconcileScheduler on the real Redis', () => {
     fail = false;
     expect(await scheduler.tick()).toBe(1);
     expect(requests).toEqual([[arn, 'endpoints']]);
+  });
+
+  it('keeps a nudge made while its group’s request was being made', async () => {
+    const { records, clock } = setUp();
+    const arn = targetGroupArn(5);
+    const requests: string[] = [];
+    const scheduler = new ReconcileScheduler(
+      records,
+      {
+        // Another group's resolution nudges this one again while the request is made: what it
+        // asks for was written after the request, so the request does not cover it.
+        request: async (a) => {
+          requests.push(a);
+          clock.now += 10;
+          await records.nudge([a], clock.now + 15_000, clock.now);
+        },
+      },
+      { clock: () => clock.now },
+    );
+    closers.push(() => scheduler.close());
+    await records.nudge([arn], clock.now, clock.now - 5_000);
+    expect(await scheduler.tick()).toBe(1);
+    // The earlier due time stays (a nudge never moves later), and so does the nudge.
+    expect(await records.nudged(clock.now, 10)).toEqual([arn]);
+    expect(await scheduler.tick()).toBe(1);
+    expect(requests).toEqual([arn, arn]);
+  });
+
+  it('settles a nudge made before a time, and only such a nudge', async () => {
+    const { records, clock, redis } = setUp();
+    const [a, b, c] = [targetGroupArn(6), targetGroupArn(7), targetGroupArn(8)];
+    await records.nudge([a, b], clock.now + 15_000, clock.now);
+    // The latest time a nudge was made counts: b was asked for again later.
+    await records.nudge([b], clock.now + 20_000, clock.now + 1_000);
+    expect(await records.settleNudge(a, clock.now + 1)).toBe(true);
+    expect(await records.settleNudge(b, clock.now + 1)).toBe(false);
+    expect(await records.nudged(clock.now + 60_000, 10)).toEqual([b]);
+    expect(await records.settleNudge(b, clock.now + 1_001)).toBe(true);
+    expect(await records.nudged(clock.now + 60_000, 10)).toEqual([]);
+    // A nudge an older worker wrote, without a made time: looked up, settled by any reconcile.
+    await redis.zadd(records.legacyNudgeKey(), clock.now, c);
+    expect(await records.nudged(clock.now, 10)).toEqual([c]);
+    expect(await records.settleNudge(c, 0)).toBe(true);
+    expect(await records.nudged(clock.now + 60_000, 10)).toEqual([]);
   });
 
   it('enqueues groups whose schedule is due and claims them', async () => {

@@ -68,6 +68,8 @@ function desiredState(definition: TargetGroup, hosts: readonly number[]): GroupD
     overflow: [],
     unsettledPoolGroups: [],
     resolvedAtMs: Date.now(),
+    unsettledProbes: new Map(),
+    basisAtMs: Date.now(),
   };
 }
 
@@ -234,5 +236,64 @@ describe('TargetGroupReconciler after holding registrations for a sync', () => {
 
     expect(result.record.waitingForSync).toBe(2);
     expect(await records.nudged(Date.now() + 60_000, 10)).toEqual([]);
+  });
+});
+
+describe('TargetGroupReconciler and the nudges of a group', () => {
+  it('settles a nudge made before the reads it rests on began, not one made while it ran', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const basis = Date.now();
+    let duringResolution = (): Promise<void> => Promise.resolve();
+    const desired: DesiredGroupSource = {
+      resolve: async () => {
+        await duringResolution();
+        return { ...desiredState(definition, [1]), basisAtMs: basis };
+      },
+    };
+    const reconciler = setUp(desired, records);
+
+    // Made a second before the reads began (a safety net, another group's resolution).
+    await records.nudge([arn], basis + 15_000, basis - 1_000);
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
+    expect(await records.nudged(basis + 60_000, 10)).toEqual([]);
+
+    // Made while the reconcile ran, after its reads began: it asks for what the reconcile may
+    // not have read, and stays.
+    duringResolution = () => records.nudge([arn], basis + 15_000, basis + 1_000);
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
+    expect(await records.nudged(basis + 60_000, 10)).toEqual([arn]);
+  });
+
+  it('nudges the pool groups it left unsettled only if they still are when it is done', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const [settledMeanwhile, stillUnsettled] = [newGroup(), newGroup()];
+    const asked: string[][] = [];
+    const desired: DesiredGroupSource = {
+      resolve: () =>
+        Promise.resolve({
+          ...desiredState(definition, [1]),
+          unsettledPoolGroups: [settledMeanwhile, stillUnsettled],
+          unsettledProbes: new Map([
+            [settledMeanwhile, '10.7.1.1:8080'],
+            [stillUnsettled, '10.7.1.2:8080'],
+          ]),
+        }),
+      stillUnsettled: (groups, probes) => {
+        asked.push([...groups]);
+        expect(probes.get(stillUnsettled)).toBe('10.7.1.2:8080');
+        return Promise.resolve(groups.filter((g) => g !== settledMeanwhile));
+      },
+    };
+    const startedAt = Date.now();
+    await setUp(desired, records).reconcile(arn, { reason: 'endpoints' });
+
+    expect(asked).toEqual([[settledMeanwhile, stillUnsettled]]);
+    expect(await records.nudged(Date.now() + 60_000, 10)).toEqual([stillUnsettled]);
+    // Not at once: within followUpMs (15 s by default).
+    expect(await records.nudged(startedAt + 10_000, 10)).toEqual([]);
   });
 });

@@ -115,6 +115,8 @@ function desired(n: number, conflicts: GroupDesiredState['conflicts'] = []): Gro
     overflow: [],
     unsettledPoolGroups: [],
     resolvedAtMs: NOW,
+    unsettledProbes: new Map(),
+    basisAtMs: NOW,
   };
 }
 
