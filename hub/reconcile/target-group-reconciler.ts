@@ -551,15 +551,19 @@ export class TargetGroupReconciler {
     ) {
       nextDueAtMs = Math.min(nextDueAtMs, now + o.followUpMs);
     }
-    await this.#records.finish(arn, {
-      record,
-      // A persistent error or an unknown one may mean the group changed: describe next time.
-      actualValid: failure === undefined || failure.errorClass === 'throttling',
-      held,
-      nextDueAtMs,
-      nudgesMadeBeforeMs,
-    });
-    await this.#nudgeUnsettled(desired);
+    // The pool's other groups are looked at while the record is written: neither waits for the
+    // other, and a busy group's next reconcile waits for both.
+    await Promise.all([
+      this.#records.finish(arn, {
+        record,
+        // A persistent error or an unknown one may mean the group changed: describe next time.
+        actualValid: failure === undefined || failure.errorClass === 'throttling',
+        held,
+        nextDueAtMs,
+        nudgesMadeBeforeMs,
+      }),
+      this.#nudgeUnsettled(desired),
+    ]);
     if (waitingForSync > 0 || (plan?.blockedDeregistrations ?? 0) > 0) {
       await this.#nudgeIfHoldEnded(arn);
     }
