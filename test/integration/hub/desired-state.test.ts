@@ -670,12 +670,20 @@ describe('TargetGroupDesiredState', () => {
     ).toThrow(/maxConcurrentResolutions/);
   });
 
-  it('places new targets of a pool beside the targets still draining in its groups', async () => {
+  /**
+   * A pool of two groups of 40 (`targetGroupArn(first)` and the next) with 20 of east's endpoints
+   * (`pod` slices), and a resolution that reads the groups' occupancy from their records.
+   */
+  async function poolReadingOccupants(
+    first: number,
+    pod: string,
+    onOccupantsRead?: (arns: readonly string[]) => void,
+  ) {
     const hub = await startHub();
-    const arns = [targetGroupArn(25), targetGroupArn(26)];
+    const arns = [targetGroupArn(first), targetGroupArn(first + 1)];
     await hub.bindings.apply(prodPool(arns, 40));
     const east = agent('east', hub.address);
-    east.upsert(web('web-d', ips(1, 0, 20)));
+    east.upsert(web(pod, ips(1, 0, 20)));
     const records = new TargetGroupRecords(hub.redis, hub.prefix);
     const aware = new TargetGroupDesiredState(
       { redis: hub.redis, store: hub.store, bindings: hub.bindings },
@@ -684,17 +692,26 @@ describe('TargetGroupDesiredState', () => {
         status: { status: () => CONNECTED },
         occupancy: {
           counts: (a) => records.heldCounts(a),
-          targets: (a) => records.heldTargets(a),
+          targets: (a) => {
+            onOccupantsRead?.(a);
+            return records.heldTargets(a);
+          },
         },
       },
     );
-    const placed = async (desired: TargetGroupDesiredState): Promise<Map<string, string>> => {
+    /** Target → group, over the pool's groups resolved together. */
+    const placed = async (desired = aware): Promise<Map<string, string>> => {
       const since = desired.mark();
       const states = await Promise.all(arns.map((arn) => desired.resolve(arn, since)));
       return new Map(
         states.flatMap((s) => [...s.targets.keys()].map((k) => [k, s.targetGroupArn])),
       );
     };
+    return { hub, arns, east, records, aware, placed };
+  }
+
+  it('places new targets of a pool beside the targets still draining in its groups', async () => {
+    const { hub, arns, east, records, aware, placed } = await poolReadingOccupants(25, 'web-d');
     let before = new Map<string, string>();
     await waitFor(async () => (before = await placed(aware)).size === 20, {
       what: 'the 20 endpoints placed',
@@ -740,34 +757,10 @@ describe('TargetGroupDesiredState', () => {
   });
 
   it('reads a pool’s occupants only when a group may run short, and places within the room left', async () => {
-    const hub = await startHub();
-    const arns = [targetGroupArn(27), targetGroupArn(28)];
-    await hub.bindings.apply(prodPool(arns, 40));
-    const east = agent('east', hub.address);
-    east.upsert(web('web-o', ips(1, 0, 20)));
-    const records = new TargetGroupRecords(hub.redis, hub.prefix);
     const occupantReads: string[][] = [];
-    const aware = new TargetGroupDesiredState(
-      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
-      {
-        directory: { labels: (id) => CLUSTER_LABELS[id] },
-        status: { status: () => CONNECTED },
-        occupancy: {
-          counts: (a) => records.heldCounts(a),
-          targets: (a) => {
-            occupantReads.push([...a]);
-            return records.heldTargets(a);
-          },
-        },
-      },
+    const { arns, east, records, placed } = await poolReadingOccupants(27, 'web-o', (a) =>
+      occupantReads.push([...a]),
     );
-    const placed = async (): Promise<Map<string, string>> => {
-      const since = aware.mark();
-      const states = await Promise.all(arns.map((arn) => aware.resolve(arn, since)));
-      return new Map(
-        states.flatMap((s) => [...s.targets.keys()].map((k) => [k, s.targetGroupArn])),
-      );
-    };
     let before = new Map<string, string>();
     await waitFor(async () => (before = await placed()).size === 20, {
       what: 'the 20 endpoints placed',
