@@ -7,7 +7,8 @@ import type {
 } from '../../shared/index.js';
 import { matchesServiceSelector, serviceKeyString } from '../../shared/index.js';
 import type { NormalizedBinding } from './binding-validation.js';
-import { assignToPool } from './pool-assignment.js';
+import { runSteps, type Steps } from '../state/cooperative.js';
+import { assignToPoolSteps } from './pool-assignment.js';
 import { selectsCluster } from './subscription-resolver.js';
 
 /** Labels of the clusters the hub knows (from their registration / hello). */
@@ -307,6 +308,18 @@ export function collectDesiredTargets(
   clusterStates: Iterable<ClusterEndpointState>,
   options: Pick<ResolveOptions, 'directory' | 'status' | 'staleClusterPolicy'>,
 ): CollectedTargets {
+  return runSteps(collectDesiredTargetSteps(binding, clusterStates, options));
+}
+
+/**
+ * {@link collectDesiredTargets} as steps (see `cooperative.ts`): it may pause after each cluster
+ * and every thousand winners.
+ */
+export function* collectDesiredTargetSteps(
+  binding: NormalizedBinding,
+  clusterStates: Iterable<ClusterEndpointState>,
+  options: Pick<ResolveOptions, 'directory' | 'status' | 'staleClusterPolicy'>,
+): Steps<CollectedTargets> {
   const staleClusterPolicy = options.staleClusterPolicy ?? 'withdraw-if-unhealthy';
   // One candidate per `ip:port`, or one per cluster announcing it (a conflict; rare).
   const candidates = new Map<string, Candidate | Candidate[]>();
@@ -356,12 +369,15 @@ export function collectDesiredTargets(
         else candidates.set(endpoint.key, [found, candidate]);
       }
     }
+    yield;
   }
 
   const winners = new Map<string, DesiredTarget>();
   const conflictByKey = new Map<string, Conflict>();
   // Keys are strings: the default order is compareText's, without a call per comparison.
+  let n = 0;
   for (const key of [...candidates.keys()].sort()) {
+    if (++n % 1_000 === 0) yield;
     const found = candidates.get(key) as Candidate | Candidate[];
     let winner: Candidate;
     if (Array.isArray(found)) {
@@ -408,6 +424,18 @@ export function placeDesiredTargets(
   collected: CollectedTargets,
   options: Pick<ResolveOptions, 'previousAssignment' | 'occupied'>,
 ): DesiredTargets {
+  return runSteps(placeDesiredTargetSteps(binding, collected, options));
+}
+
+/**
+ * {@link placeDesiredTargets} as steps (see `cooperative.ts`): it may pause every thousand
+ * targets.
+ */
+export function* placeDesiredTargetSteps(
+  binding: NormalizedBinding,
+  collected: CollectedTargets,
+  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied'>,
+): Steps<DesiredTargets> {
   const { winners, conflicts: conflictByKey } = collected;
   const blocked = collected.awaitingResync;
   const syncing = collected.initialSync;
@@ -432,13 +460,15 @@ export function placeDesiredTargets(
       ? [binding.target.targetGroup]
       : binding.target.pool.groups;
   for (const tg of targetGroups) if (!groups.has(tg.arn)) groups.set(tg.arn, newGroup(tg));
-  const result = assignToPool(
+  const result = yield* assignToPoolSteps(
     winners.keys(),
     targetGroups.map((g) => ({ arn: g.arn, capacity: g.capacity })),
     options.previousAssignment,
     options.occupied,
   );
+  let n = 0;
   for (const [key, target] of winners) {
+    if (++n % 1_000 === 0) yield;
     const arn = result.assignment.get(key);
     const group = arn === undefined ? undefined : groups.get(arn);
     if (group !== undefined) place(group, key, target);

@@ -1,3 +1,5 @@
+import { runSteps, type Steps } from '../state/cooperative.js';
+
 /** One group of a pool as the assignment sees it. */
 export interface PoolGroupCapacity {
   readonly arn: string;
@@ -85,6 +87,16 @@ export function assignToPool(
   previous?: ReadonlyMap<string, string>,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
 ): PoolAssignment {
+  return runSteps(assignToPoolSteps(targets, groups, previous, occupied));
+}
+
+/** {@link assignToPool} as steps (see `cooperative.ts`): it may pause every thousand targets. */
+export function* assignToPoolSteps(
+  targets: Iterable<string>,
+  groups: readonly PoolGroupCapacity[],
+  previous?: ReadonlyMap<string, string>,
+  occupied?: ReadonlyMap<string, ReadonlySet<string>>,
+): Steps<PoolAssignment> {
   // No order is needed until step 2 sorts what it places (and step 1 what it must cut): a
   // rolling restart keeps nearly every target, and sorting them all was most of this function.
   const uniqueTargets = new Set(targets);
@@ -115,7 +127,10 @@ export function assignToPool(
 
   // Step 1: keep previous placements, trimmed to each group's capacity.
   const keptByGroup = new Map<string, string[]>();
+  let visited = 0;
+  yield;
   for (const target of uniqueTargets) {
+    if (++visited % 1_000 === 0) yield;
     const arn = previous?.get(target);
     if (arn === undefined || !groupByArn.has(arn)) {
       unplaced.push(target);
@@ -154,6 +169,7 @@ export function assignToPool(
     }
     for (const target of kept) assignment.set(target, arn);
     counts.set(arn, kept.length);
+    yield;
   }
 
   // AWS's occupants of each group that are not (yet) assigned to it: draining or leaving.
@@ -165,6 +181,7 @@ export function assignToPool(
         if (assignment.get(target) !== group.arn) n++;
       }
       elsewhere.set(group.arn, n);
+      yield;
     }
   }
   const place = (target: string, arn: string): void => {
@@ -203,7 +220,9 @@ export function assignToPool(
   unplaced.sort();
   unplaced.unshift(...leaving.sort());
   const overflow: string[] = [];
+  yield;
   for (const target of unplaced) {
+    if (++visited % 500 === 0) yield;
     const h = hashOf(target);
     let chosen: (typeof groupList)[number] | undefined;
     if (occupied !== undefined) {
@@ -225,6 +244,7 @@ export function assignToPool(
   }
 
   let moved = 0;
+  yield;
   if (previous !== undefined) {
     for (const [target, arn] of assignment) {
       const before = previous.get(target);

@@ -1,10 +1,10 @@
 import type { Conflict, TargetGroup } from '../../shared/index.js';
-import type { ClusterEndpointStore, RedisClient } from '../state/index.js';
+import { runSliced, type ClusterEndpointStore, type RedisClient } from '../state/index.js';
 import type { BindingSnapshot, BindingStore } from './binding-store.js';
 import type { NormalizedBinding } from './binding-validation.js';
 import {
-  collectDesiredTargets,
-  placeDesiredTargets,
+  collectDesiredTargetSteps,
+  placeDesiredTargetSteps,
   type ClusterDirectory,
   type ClusterEndpointState,
   type ClusterStatus,
@@ -837,18 +837,22 @@ export class TargetGroupDesiredState {
         ? {}
         : { staleClusterPolicy: this.#options.staleClusterPolicy }),
     };
-    const collected = collectDesiredTargets(binding, states, options);
-    const placeAmong = (occupants: readonly Set<string>[]): DesiredTargets => {
+    // Thousands of targets: collected and placed in slices, so that the worker's other
+    // reconciles go on meanwhile (see `cooperative.ts`).
+    const collected = await runSliced(collectDesiredTargetSteps(binding, states, options));
+    const placeAmong = async (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
       const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
       return withUnsettled(
-        placeDesiredTargets(binding, collected, { previousAssignment, occupied }),
+        await runSliced(
+          placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied }),
+        ),
         shares,
       );
     };
     // A group AWS already fills is short of room whatever goes where (a rolling restart of a
     // full pool, all the time): place once, among the occupants read with the counts.
     if (full !== undefined) return placeAmong(full);
-    const placed = placeDesiredTargets(binding, collected, options);
+    const placed = await runSliced(placeDesiredTargetSteps(binding, collected, options));
     if (occupancy === undefined) return withUnsettled(placed, shares);
     // A group can run short of room only if what AWS holds in it plus what it gets new reaches
     // its capacity: targets waiting there for room mean it is full, and so do draining ones in

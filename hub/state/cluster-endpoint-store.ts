@@ -11,6 +11,7 @@ import {
   encodeServiceMeta,
   type ServiceMeta,
 } from './endpoint-record-codec.js';
+import { Slices } from './cooperative.js';
 import { LeaseLostError, StateUnavailableError } from './errors.js';
 import type { Cluster } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
@@ -266,8 +267,16 @@ export class ClusterEndpointStore {
         return value;
       });
     }
-    return results.map((result, i) => {
-      if (result === null) return undefined;
+    // Thousands of endpoints in a pool's resolution: decoded in slices (see `cooperative.ts`).
+    const decoded: (StoredService | undefined)[] = [];
+    const slices = new Slices();
+    for (let i = 0; i < results.length; i++) {
+      if (slices.due()) await slices.pause();
+      const result = results[i];
+      if (result === null) {
+        decoded.push(undefined);
+        continue;
+      }
       const { service } = reads[i] as (typeof reads)[number];
       const key = (args[i] as (typeof args)[number])[2];
       const [metaRaw, fields] = result as [string, string[]];
@@ -277,8 +286,9 @@ export class ClusterEndpointStore {
         const address = fields[f]!;
         endpoints.set(address, decodeEndpointRecord(address, fields[f + 1]!, service.namespace));
       }
-      return { service, labels: meta.labels, digest: meta.digest, endpoints };
-    });
+      decoded.push({ service, labels: meta.labels, digest: meta.digest, endpoints });
+    }
+    return decoded;
   }
 
   /** Every service of a cluster with its endpoints (one pipelined round trip after the index). */

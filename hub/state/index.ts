@@ -5,6 +5,7 @@ export {
   type ServiceWrite,
   type StoredService,
 } from './cluster-endpoint-store.js';
+export { nextTurn, runSliced, runSteps, Slices, SLICE_MS, type Steps } from './cooperative.js';
 export { ClusterEndpointCache } from './cluster-endpoint-cache.js';
 export {
   ClusterSessionRecords,
