@@ -287,6 +287,7 @@ export class ReconcileWorker {
         ...this.#deps.awsClients,
       });
       aws = this.#clients;
+      this.#warmUpCredentials(this.#clients, bindings);
     }
     const meter = this.telemetry.meter;
     const instrumentedAws = new InstrumentedTargetGroupApis(aws, meter, { limits: limiter, clock });
@@ -404,6 +405,26 @@ export class ReconcileWorker {
    * change together (a refresh, or while the previous round of requests is under way) share one
    * round: each of their groups is requested once, not once per cluster.
    */
+  /**
+   * Fetches the assumed-role credentials of every account the bindings name, in the background
+   * (see `Elbv2TargetGroupClients.warmUp`); a role that cannot be assumed is logged here and
+   * reported by its groups' reconciles as usual.
+   */
+  #warmUpCredentials(clients: Elbv2TargetGroupClients, bindings: BindingStore): void {
+    const warm = async (): Promise<void> => {
+      const { bindings: all } = await bindings.snapshot();
+      const groups = all.flatMap((b) =>
+        b.target.$case === 'targetGroup' ? [b.target.targetGroup] : b.target.pool.groups,
+      );
+      for (const { roleArn, region, error } of await clients.warmUp(groups)) {
+        this.#log.warn({ roleArn, region, err: error }, 'cannot assume a target role yet');
+      }
+    };
+    warm().catch((err: unknown) =>
+      this.#log.warn({ err }, 'cannot read the bindings to fetch AWS credentials'),
+    );
+  }
+
   #reconcileChangedClusters(bindings: BindingStore, directory: ClusterDirectory): void {
     this.#statusRound ??= (async () => {
       while (this.#statusChanged.size > 0 || this.#resynced.size > 0) {

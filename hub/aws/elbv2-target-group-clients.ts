@@ -61,6 +61,9 @@ export interface Elbv2TargetGroupClientsOptions {
   tracer?: Tracer;
 }
 
+/** What picks a client: the role it assumes (with its external id) and the region. */
+type RoleLocation = Pick<TargetGroupLocation, 'roleArn' | 'externalId' | 'region'>;
+
 /** The SDK's TargetDescription of a target. */
 function describe(target: TargetRef): TargetDescription {
   return {
@@ -151,10 +154,36 @@ export class Elbv2TargetGroupClients implements TargetGroupApiFactory {
    * The cached client of a role, external id and region, for the other ELBv2 calls of the same
    * accounts (a pool's listener rule weights): one client and one set of credentials per role.
    */
-  clientFor(
-    location: Pick<TargetGroupLocation, 'roleArn' | 'externalId' | 'region'>,
-  ): ElasticLoadBalancingV2Client {
+  clientFor(location: RoleLocation): ElasticLoadBalancingV2Client {
     return this.#clientFor({ arn: '', accountId: '', ...location });
+  }
+
+  /**
+   * Creates the clients of these locations and fetches their assumed-role credentials now, all
+   * at once, so that the first call into each account does not wait for STS first (after a cold
+   * start, the first describe of every account did, while its pool's first registrations waited
+   * for that describe). Resolves with the locations whose credentials could not be had (the
+   * error is theirs; their first call will tell it too); never rejects.
+   */
+  async warmUp(
+    locations: Iterable<RoleLocation>,
+  ): Promise<{ roleArn: string; region: string; error: unknown }[]> {
+    const unique = new Map<string, RoleLocation>();
+    for (const l of locations) {
+      // Groups without a role use the worker's own credentials: nothing to assume.
+      if (l.roleArn !== '') unique.set(`${l.roleArn}\n${l.externalId}\n${l.region}`, l);
+    }
+    const failed: { roleArn: string; region: string; error: unknown }[] = [];
+    await Promise.all(
+      [...unique.values()].map(async (location) => {
+        try {
+          await this.clientFor(location).config.credentials();
+        } catch (error) {
+          failed.push({ roleArn: location.roleArn, region: location.region, error });
+        }
+      }),
+    );
+    return failed;
   }
 
   /** Closes every client's connections. */
