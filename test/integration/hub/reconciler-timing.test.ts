@@ -8,7 +8,10 @@ import {
 import type { DesiredTarget } from '../../../hub/federation/desired-targets.js';
 import type { GroupDesiredState } from '../../../hub/federation/target-group-desired-state.js';
 import { TargetGroupReconciler, TargetGroupRecords } from '../../../hub/reconcile/index.js';
-import type { DesiredGroupSource } from '../../../hub/reconcile/target-group-reconciler.js';
+import type {
+  AwsCallLimiter,
+  DesiredGroupSource,
+} from '../../../hub/reconcile/target-group-reconciler.js';
 import type { TargetGroup } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, targetGroup } from '../../support/binding-fixtures.js';
@@ -101,6 +104,8 @@ function gatedDesired(
 function setUp(
   desired: DesiredGroupSource,
   records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`),
+  // The rate limits are not under test (see aws-rate-limiter.test.ts).
+  limiter: AwsCallLimiter = { acquire: () => Promise.resolve(), penalize: () => Promise.resolve() },
 ): TargetGroupReconciler {
   const clients = new Elbv2TargetGroupClients({
     elbv2: {
@@ -115,8 +120,7 @@ function setUp(
       desired,
       records,
       aws: clients,
-      // The rate limits are not under test (see aws-rate-limiter.test.ts).
-      limiter: { acquire: () => Promise.resolve(), penalize: () => Promise.resolve() },
+      limiter,
     },
     { driftIntervalMs: 600_000 },
   );
@@ -295,5 +299,78 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
     expect(await records.nudged(Date.now() + 60_000, 10)).toEqual([stillUnsettled]);
     // Not at once: within followUpMs (15 s by default).
     expect(await records.nudged(startedAt + 10_000, 10)).toEqual([]);
+  });
+});
+
+/** Records whose `begin` waits until `open()` (or fails with `fail()`). */
+class GatedBeginRecords extends TargetGroupRecords {
+  open!: () => void;
+  fail!: (err: Error) => void;
+  readonly #gate = new Promise<void>((resolve, reject) => {
+    this.open = resolve;
+    this.fail = reject;
+  });
+
+  constructor(...args: ConstructorParameters<typeof TargetGroupRecords>) {
+    super(...args);
+    // A failure is for the reconcile's begin to see, whenever it asks.
+    this.#gate.catch(() => undefined);
+  }
+
+  override async begin(arn: string, definition: TargetGroup | undefined): Promise<void> {
+    await this.#gate;
+    return super.begin(arn, definition);
+  }
+}
+
+describe('TargetGroupReconciler marking its records under way', () => {
+  function setUpCounting(desired: DesiredGroupSource, records: TargetGroupRecords) {
+    const limiter = {
+      /** Tokens asked for calls that change the group (a describe may come first). */
+      tokens: 0,
+      acquire: (_account: string, _region: string, cls: string) => {
+        if (cls === 'mutate') limiter.tokens++;
+        return Promise.resolve();
+      },
+      penalize: () => Promise.resolve(),
+    };
+    return { reconciler: setUp(desired, records, limiter), limiter };
+  }
+
+  it('plans and asks for its token meanwhile; no call changes the group before the mark is written', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const desired = gatedDesired(definition, definition, [1, 2]);
+    desired.open();
+    const records = new GatedBeginRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const { reconciler, limiter } = setUpCounting(desired, records);
+
+    const reconciling = reconciler.reconcile(arn, { reason: 'endpoints' });
+    await waitFor(() => limiter.tokens > 0, {
+      what: 'the token asked for while the mark is being written',
+      timeoutMs: 5_000,
+    });
+    expect(sim.simulator.calls({ action: 'RegisterTargets', targetGroupArn: arn })).toEqual([]);
+    records.open();
+    const result = await reconciling;
+
+    expect(result.record.outcome).toBe('applied');
+    expect(registered(arn)).toEqual(['10.7.0.1:8080', '10.7.0.2:8080']);
+  });
+
+  it('fails, calling nothing, when the mark cannot be written', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const desired = gatedDesired(definition, definition, [3]);
+    desired.open();
+    const records = new GatedBeginRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const { reconciler } = setUpCounting(desired, records);
+    records.fail(new Error('Redis is away'));
+
+    await expect(reconciler.reconcile(arn, { reason: 'endpoints' })).rejects.toThrow(
+      'Redis is away',
+    );
+    expect(sim.simulator.calls({ action: 'RegisterTargets', targetGroupArn: arn })).toEqual([]);
+    expect(registered(arn)).toEqual([]);
   });
 });
