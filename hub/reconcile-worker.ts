@@ -401,11 +401,6 @@ export class ReconcileWorker {
   }
 
   /**
-   * Enqueues a reconcile of every group fed by a cluster whose status changed. The clusters that
-   * change together (a refresh, or while the previous round of requests is under way) share one
-   * round: each of their groups is requested once, not once per cluster.
-   */
-  /**
    * Fetches the assumed-role credentials of every account the bindings name, in the background
    * (see `Elbv2TargetGroupClients.warmUp`); a role that cannot be assumed is logged here and
    * reported by its groups' reconciles as usual.
@@ -425,6 +420,11 @@ export class ReconcileWorker {
     );
   }
 
+  /**
+   * Enqueues a reconcile of every group fed by a cluster whose status changed. The clusters that
+   * change together (a refresh, or while the previous round of requests is under way) share one
+   * round: each of their groups is requested once, not once per cluster.
+   */
   #reconcileChangedClusters(bindings: BindingStore, directory: ClusterDirectory): void {
     this.#statusRound ??= (async () => {
       while (this.#statusChanged.size > 0 || this.#resynced.size > 0) {

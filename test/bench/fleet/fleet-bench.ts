@@ -504,7 +504,7 @@ async function converge(
   // since the last one, and that is when the phase converged, to the millisecond, however late
   // this loop looks. So it compares only after such calls, and at most every CONVERGE_CHECK_MS:
   // a comparison walks every group's targets, and comparing after every call (every 100 ms)
-  // took a third of a core from the processes measured during a cold start.
+  // took CPU from the processes measured during a cold start.
   let checkedAt = -1;
   let problems: string[] = [];
   let convergedAtMs = since;
