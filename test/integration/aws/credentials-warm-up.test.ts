@@ -1,22 +1,13 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { Elbv2TargetGroupClients } from '../../../hub/aws/elbv2-target-group-clients.js';
-import { Elbv2Simulator, startElbv2Simulator } from '../../../hub/aws/simulator/index.js';
+import { startElbv2Simulator } from '../../../hub/aws/simulator/index.js';
+import { CountingSimulator } from '../../support/counting-simulator.js';
 
 const REGION = 'eu-west-1';
 const MASTER = { accessKeyId: 'AKIDTEST', secretAccessKey: 'x' };
 const ROLE_A = 'arn:aws:iam::111111111111:role/tgfed';
 const ROLE_B = 'arn:aws:iam::222222222222:role/tgfed';
 const ROLE_DENIED = 'arn:aws:iam::333333333333:role/tgfed';
-
-/** The simulator, counting the AssumeRole calls it answers per role. */
-class CountingSimulator extends Elbv2Simulator {
-  readonly assumed = new Map<string, number>();
-
-  override assumeRole(request: Parameters<Elbv2Simulator['assumeRole']>[0]) {
-    this.assumed.set(request.roleArn, (this.assumed.get(request.roleArn) ?? 0) + 1);
-    return super.assumeRole(request);
-  }
-}
 
 async function setUp() {
   const simulator = new CountingSimulator({ requireKnownRoles: true });

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
-  Elbv2Simulator,
   startElbv2Simulator,
   type Elbv2SimulatorServer,
 } from '../../../hub/aws/simulator/index.js';
+import { CountingSimulator } from '../../support/counting-simulator.js';
 import { reconcileShard } from '../../../hub/queue/reconcile-contract.js';
 import { waitFor } from '../../env/wait-for.js';
 import { REGION, binding, targetGroup, targetGroupArn } from '../../support/binding-fixtures.js';
@@ -13,16 +13,6 @@ import { TestFederation } from '../../support/test-federation.js';
 // A worker fetches the credentials of every account its bindings name as it starts, so that
 // the first call into each account (after a cold start, every group's describe) does not wait
 // for STS first.
-
-/** The simulator, counting the AssumeRole calls it answers per role. */
-class CountingSimulator extends Elbv2Simulator {
-  readonly assumed = new Map<string, number>();
-
-  override assumeRole(request: Parameters<Elbv2Simulator['assumeRole']>[0]) {
-    this.assumed.set(request.roleArn, (this.assumed.get(request.roleArn) ?? 0) + 1);
-    return super.assumeRole(request);
-  }
-}
 
 const SHARDS = 4;
 let sim: Elbv2SimulatorServer | undefined;
