@@ -15,6 +15,8 @@ export {
   ReconcileQueueOptionsError,
   compileReconcileQueueOptions,
   newReconcileJobId,
+  nextWindowTickMs,
+  windowPhaseMs,
   observedAtKey,
   reconcileDeduplicationId,
   reconcileJobOptions,
