@@ -59,14 +59,6 @@ export interface TargetGroupDesiredStateOptions {
    * @default 2
    */
   readonly maxConcurrentResolutions?: number;
-  /**
-   * How long a pool's resolution waits before it reads anything. The reconciles of a pool's
-   * groups are due on the same tick of its window grid (`windowPhaseMs`) and begin within a few
-   * milliseconds of each other: the ones that begin while it waits share it instead of waiting
-   * for the next one. Single groups do not wait.
-   * @default 20
-   */
-  readonly poolGatherMs?: number;
 }
 
 /**
@@ -183,11 +175,8 @@ interface ResolvedBinding {
 }
 
 interface SharedResolution {
-  /**
-   * Its place in the order resolutions began to read (see `TargetGroupDesiredState.mark`);
-   * infinite until they do.
-   */
-  seq: number;
+  /** Its place in the order resolutions began (see `TargetGroupDesiredState.mark`). */
+  readonly seq: number;
   settled: boolean;
   failed?: boolean;
   readonly result: Promise<ResolvedBinding>;
@@ -281,10 +270,8 @@ function targetGroupsOf(binding: NormalizedBinding): TargetGroup[] {
  *
  * Shared resolutions: a binding is resolved over all its groups at once (the pool's clusters read
  * and its assignment computed), and the groups of a pool that a worker reconciles at about the
- * same time use one such resolution, as long as its reads began after their reconcile started
- * (see {@link mark}): every change written before a reconcile started is in what it uses. A
- * pool's resolution waits `poolGatherMs` before reading, so that the groups due on the same tick
- * of the pool's window grid (`windowPhaseMs` in the queue contract) share it. A
+ * same time use one such resolution, as long as it began after their reconcile started (see
+ * {@link mark}): every change written before a reconcile started is in what it uses. A
  * resolution that began earlier is used too when its inputs are unchanged: the same clusters
  * with the same statuses, the same stored digests of the services it matched (read again from
  * the services' index, without their endpoints) and the same storage epoch, for at most
@@ -311,7 +298,6 @@ export class TargetGroupDesiredState {
   /** Resolutions that may still begin now, and those waiting for a turn (FIFO). */
   #resolutionSlots: number;
   readonly #resolutionQueue: (() => void)[] = [];
-  readonly #poolGatherMs: number;
   /** The last bindings snapshot read, reused while the store's revision and generation hold. */
   #snapshot: BindingSnapshot | undefined;
 
@@ -329,11 +315,6 @@ export class TargetGroupDesiredState {
       throw new RangeError(`maxConcurrentResolutions must be a positive integer, got ${slots}`);
     }
     this.#resolutionSlots = slots;
-    const gather = options.poolGatherMs ?? 20;
-    if (!Number.isInteger(gather) || gather < 0 || gather > 1_000) {
-      throw new RangeError(`poolGatherMs must be an integer in [0, 1000], got ${gather}`);
-    }
-    this.#poolGatherMs = gather;
   }
 
   /**
@@ -661,7 +642,7 @@ export class TargetGroupDesiredState {
 
   /**
    * The resolution of one binding over all its groups, shared by the groups it feeds: the one
-   * begun last is used when its reads began after `since`, or have not begun yet; otherwise a new one begins (or, while one is
+   * begun last is used when it began after `since`; otherwise a new one begins (or, while one is
    * under way, the next one, which every group asking meanwhile shares), and that new one is the
    * last one again if its inputs are found unchanged. So the groups of a pool reconciled together
    * or one after another cost one read of the pool's clusters and one assignment, not one each.
@@ -699,17 +680,11 @@ export class TargetGroupDesiredState {
     binding: NormalizedBinding,
     before: SharedResolution | undefined,
   ): SharedResolution {
-    const { promise, resolve, reject } = Promise.withResolvers<ResolvedBinding>();
-    // Until its reads begin (it may wait for a slot first), a reconcile that starts meanwhile
-    // can share it as well as those that started before it was asked for.
     const resolution: SharedResolution = {
-      seq: Number.POSITIVE_INFINITY,
+      seq: ++this.#computations,
       settled: false,
-      result: promise,
+      result: this.#reuseOrResolve(binding, before),
     };
-    this.#reuseOrResolve(binding, before, () => {
-      resolution.seq = ++this.#computations;
-    }).then(resolve, reject);
     shared.latest = resolution;
     const settle = (): void => {
       resolution.settled = true;
@@ -729,21 +704,18 @@ export class TargetGroupDesiredState {
     return resolution;
   }
 
-  /** Reuses `before` if its inputs still hold, else resolves; `began` is called as reads begin. */
   async #reuseOrResolve(
     binding: NormalizedBinding,
     before: SharedResolution | undefined,
-    began: () => void,
   ): Promise<ResolvedBinding> {
     if (before?.settled === true && before.failed !== true) {
-      began();
       const resolved = await before.result;
       if (await this.#stillHolds(binding, resolved.inputs)) {
         this.#reused++;
         return resolved;
       }
     }
-    return this.#resolveBinding(binding, began);
+    return this.#resolveBinding(binding);
   }
 
   /**
@@ -784,17 +756,10 @@ export class TargetGroupDesiredState {
     return { knownEpoch, selected, statuses, clusters: JSON.stringify([...statuses]) };
   }
 
-  /**
-   * One binding against the stored state of the clusters it selects, with its pool's assignment.
-   * `began` is called as the reads begin: after the pool's gathering wait and a free slot.
-   */
-  async #resolveBinding(binding: NormalizedBinding, began: () => void): Promise<ResolvedBinding> {
-    if (this.#poolGatherMs > 0 && targetGroupsOf(binding).length > 1) {
-      await new Promise((resolve) => setTimeout(resolve, this.#poolGatherMs));
-    }
+  /** One binding against the stored state of the clusters it selects, with its pool's assignment. */
+  async #resolveBinding(binding: NormalizedBinding): Promise<ResolvedBinding> {
     if (this.#resolutionSlots > 0) this.#resolutionSlots--;
     else await new Promise<void>((resolve) => this.#resolutionQueue.push(resolve));
-    began();
     try {
       return await this.#resolveBindingNow(binding);
     } finally {

@@ -23,7 +23,6 @@ import {
   compileReconcileQueueOptions,
   keepTraceLinks,
   newReconcileJobId,
-  nextWindowTickMs,
   reconcileJobOptions,
   reconcileQueueFor,
   type CompiledReconcileQueueOptions,
@@ -31,7 +30,6 @@ import {
   type ReconcileQueueOptions,
   type ReconcileReason,
   type ReconcileRequest,
-  windowPhaseMs,
 } from './reconcile-contract.js';
 
 /** Enqueuing reconcile work failed; the batch that caused it must not be acked. */
@@ -162,17 +160,11 @@ class BindingIndex {
   readonly #byNamespace = new Map<string, IndexedBinding[]>();
   readonly #byServiceName = new Map<string, IndexedBinding[]>();
   readonly #anyService: IndexedBinding[] = [];
-  /** Group ARN → the first binding (by name) that feeds it: its pool, for the window grid. */
-  readonly #poolOf = new Map<string, string>();
 
   constructor(bindings: readonly Binding[]) {
     for (const binding of bindings) {
       const entry = { binding, content: contentOf(binding), groups: targetGroupArnsOf(binding) };
       this.byName.set(binding.name, entry);
-      for (const arn of entry.groups) {
-        const pool = this.#poolOf.get(arn);
-        if (pool === undefined || binding.name < pool) this.#poolOf.set(arn, binding.name);
-      }
       const namespace = binding.services?.namespace ?? '';
       const name = binding.services?.name ?? '';
       if (namespace !== '' && name !== '') push(this.#exact, `${namespace}/${name}`, entry);
@@ -180,12 +172,6 @@ class BindingIndex {
       else if (name !== '') push(this.#byServiceName, name, entry);
       else this.#anyService.push(entry);
     }
-  }
-
-  /** Where the group's window ticks fall (see `windowPhaseMs`); undefined when no binding feeds it. */
-  windowPhaseMs(arn: string, debounceMs: number): number | undefined {
-    const pool = this.#poolOf.get(arn);
-    return pool === undefined ? undefined : windowPhaseMs(pool, debounceMs);
   }
 
   candidates(service: ServiceKey): IndexedBinding[] {
@@ -556,19 +542,17 @@ export class BullMqReconcileSink implements ReconcileSink {
     const entries = [...flush.requests];
     const settled = await Promise.allSettled(
       entries.map(([arn, merged]) => {
-        const phase = this.#index.windowPhaseMs(arn, this.#options.debounceMs);
         const request: ReconcileRequest = {
           targetGroupArn: arn,
           reason: 'endpoints',
           requestedAtMs: this.#clock(),
           traceLinks: [...merged.traceLinks].slice(-MAX_TRACE_LINKS),
           ...(merged.observedAtMs === undefined ? {} : { observedAtMs: merged.observedAtMs }),
-          ...(phase === undefined ? {} : { windowPhaseMs: phase }),
         };
         return this.#add(
           reconcileQueueFor(arn, this.#options),
           request,
-          merged.now ? 0 : this.#untilTick(request),
+          merged.now ? 0 : undefined,
         );
       }),
     );
@@ -689,14 +673,6 @@ export class BullMqReconcileSink implements ReconcileSink {
       await this.#keepLinks(address, request);
     }
     return { targetGroupArn, jobId: job.id ?? jobId, coalesced };
-  }
-
-  /** The delay of a request on its pool's window grid (the whole window when it has none). */
-  #untilTick(request: ReconcileRequest): number | undefined {
-    const { debounceMs } = this.#options;
-    if (request.windowPhaseMs === undefined || debounceMs === 0) return undefined;
-    const now = request.requestedAtMs;
-    return nextWindowTickMs(now, debounceMs, request.windowPhaseMs) - now;
   }
 
   /** Closes the queues (not the connection). Idempotent; every queue is closed even if one fails. */

@@ -15,8 +15,6 @@ export {
   ReconcileQueueOptionsError,
   compileReconcileQueueOptions,
   newReconcileJobId,
-  nextWindowTickMs,
-  windowPhaseMs,
   observedAtKey,
   reconcileDeduplicationId,
   reconcileJobOptions,

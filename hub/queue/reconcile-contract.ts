@@ -37,11 +37,6 @@ export interface ReconcileRequest {
    * {@link observedAtKey} when it is earlier; the worker takes the earliest of both.
    */
   readonly observedAtMs?: number;
-  /**
-   * Where the ticks of the group's window grid fall within each `debounceMs` (see
-   * {@link windowPhaseMs}); absent for a group no binding feeds, whose window is a plain throttle.
-   */
-  readonly windowPhaseMs?: number;
 }
 
 /** The BullMQ job name of reconcile jobs. */
@@ -66,9 +61,8 @@ export interface ReconcileQueueOptions {
    */
   shardCount?: number;
   /**
-   * The debounce window: the changes to a group within one window are handled by one reconcile.
-   * Windows of a group a binding feeds end on its pool's grid (see {@link windowPhaseMs}), so the
-   * first change waits for the next tick; other groups' windows begin with their first change.
+   * The debounce window: a group's first change starts it; the changes within it are handled by
+   * the one reconcile that runs when it ends.
    * @default 1000
    */
   debounceMs?: number;
@@ -235,10 +229,8 @@ export const OBSERVED_AT_MEMBER = 'at';
  *   one. (`ttl` is ignored with `keepLastIfActive`; a stale key whose job vanished is recovered by
  *   `recoverStaleDeduplicationKey`.)
  * - `delay: debounceMs` is the debounce window, as a throttle: the first change starts it and
- *   later ones join it. For endpoint changes to a group a binding feeds, the sink passes the
- *   time to the next tick of the pool's grid instead ({@link windowPhaseMs}). (Reconciles an
- *   initial sync kept back are enqueued with `delayMs` 0: their changes waited for the whole
- *   sync already.) BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
+ *   later ones join it. (Reconciles an initial sync kept back are enqueued with `delayMs` 0:
+ *   their changes waited for the whole sync already.) BullMQ's "debounce mode" (`extend` + `replace` + `ttl`) restarts the
  *   window on every add, which under constant churn would postpone the reconcile forever.
  *   The next job BullMQ enqueues when an active one finishes gets a whole window from then; the
  *   consumer moves it to when its first change's window ends (see `ReconcileConsumer`), so a
@@ -271,34 +263,6 @@ export function reconcileJobOptions(
     removeOnComplete: { count: options.keepFinishedJobs },
     removeOnFail: { count: options.keepFinishedJobs },
   };
-}
-
-/**
- * Where a pool's window ticks fall within each `debounceMs` window (ms after every multiple of
- * `debounceMs` since the epoch), from its binding's name: the same in every hub and worker, and
- * spread over the window from one pool to the next.
- *
- * Every group of a pool gets its changes at about the same time (the placement spreads each
- * cluster's endpoints over them), so their reconciles, due on the same tick, begin together and
- * share one resolution of the pool per worker process (`TargetGroupDesiredState`). With windows
- * begun by each group's first change, they drifted apart and resolved the pool nearly once each.
- * A group's first change also waits half a window on average instead of a whole one; a group
- * still reconciles at most once per tick.
- */
-export function windowPhaseMs(poolName: string, debounceMs: number): number {
-  if (debounceMs <= 0) return 0;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < poolName.length; i++) {
-    h ^= poolName.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return (h >>> 0) % debounceMs;
-}
-
-/** The first tick of a window grid (`debounceMs` apart, at `phaseMs`) strictly after `afterMs`. */
-export function nextWindowTickMs(afterMs: number, debounceMs: number, phaseMs: number): number {
-  if (debounceMs <= 0) return afterMs;
-  return afterMs - ((((afterMs - phaseMs) % debounceMs) + debounceMs) % debounceMs) + debounceMs;
 }
 
 /** A fresh job id (BullMQ forbids ids that are integers or start with `0:`). */

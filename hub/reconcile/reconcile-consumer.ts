@@ -24,7 +24,6 @@ import {
   deduplicationKey,
   reconcileQueueAddresses,
   keepTraceLinks,
-  nextWindowTickMs,
   peekObservedAt,
   takeObservedAt,
   takeTraceLinks,
@@ -130,7 +129,6 @@ function requestOf(job: Job<ReconcileRequest>): ReconcileRequest {
     requestedAtMs: typeof data.requestedAtMs === 'number' ? data.requestedAtMs : 0,
     traceLinks: Array.isArray(data.traceLinks) ? data.traceLinks : [],
     ...(typeof data.observedAtMs === 'number' ? { observedAtMs: data.observedAtMs } : {}),
-    ...(typeof data.windowPhaseMs === 'number' ? { windowPhaseMs: data.windowPhaseMs } : {}),
   };
 }
 
@@ -242,10 +240,8 @@ export class ReconcileConsumer {
    * restart most changes waited out the rest of the running reconcile, then that window, then
    * their own reconcile. Their window began with the first of them (as observed, and never
    * before the finished reconcile began, whatever the agents' clocks): the next job is due when
-   * that window ends, now if it has. For a group on its pool's window grid (`windowPhaseMs`),
-   * the window ends at the grid's first tick after that. So a group still reconciles at most
-   * once per window (on each tick, or as soon as a reconcile that ran past one finishes), and no
-   * change waits for more than one window besides the reconcile before it.
+   * that window ends, now if it has. So reconciles of a group still begin at least `debounceMs`
+   * apart, and no change waits for more than one window besides the reconcile before it.
    */
   async #catchUp(
     worker: Worker<ReconcileRequest, ReconcileJobResult>,
@@ -260,11 +256,7 @@ export class ReconcileConsumer {
       peekObservedAt(this.#connection, address, arn),
     ]);
     if (nextId === null || nextId === finished.id || observedAtMs === undefined) return;
-    const from = Math.max(observedAtMs, finished.processedOn);
-    const phase = finished.data.windowPhaseMs;
-    const dueInMs =
-      (phase === undefined ? from + debounceMs : nextWindowTickMs(from, debounceMs, phase)) -
-      Date.now();
+    const dueInMs = Math.max(observedAtMs, finished.processedOn) + debounceMs - Date.now();
     if (dueInMs >= debounceMs) return;
     const next = await Job.fromId<ReconcileRequest, ReconcileJobResult>(worker, nextId);
     // Already running, or replaced by an operator's request: nothing to bring forward.

@@ -542,51 +542,7 @@ describe('TargetGroupDesiredState', () => {
     expect((await old).targets.size).toBe(2);
     expect((await early).targets.size).toBe(2);
     expect((await late).targets.size).toBe(3);
-    // Reads began three times: the first resolution's, the check that found the first's inputs
-    // changed, and the new resolution's.
-    expect(desired.mark()).toBe(first + 3);
-  });
-
-  it("shares a pool's resolution with the reconciles that begin before its reads do", async () => {
-    const hub = await startHub();
-    const arns = [targetGroupArn(27), targetGroupArn(28)];
-    await hub.bindings.apply(prodPool(arns, 40));
-    agent('east', hub.address).upsert(web('web-g', ips(1, 0, 10)));
-    await waitFor(
-      async () =>
-        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
-          .size === 10,
-      { what: 'the endpoints of east stored' },
-    );
-    const resolver = (poolGatherMs: number) =>
-      new TargetGroupDesiredState(
-        { redis: hub.redis, store: hub.store, bindings: hub.bindings },
-        {
-          directory: { labels: (id) => CLUSTER_LABELS[id] },
-          status: { status: () => CONNECTED },
-          poolGatherMs,
-        },
-      );
-    // The reconciles of the pool's two groups begin 50 ms apart (due on the same tick, started
-    // by different shards), each taking its mark as it begins.
-    const together = async (desired: TargetGroupDesiredState) => {
-      const first = desired.resolve(arns[0]!, desired.mark());
-      await new Promise((resolve) => setTimeout(resolve, 50));
-      const second = desired.resolve(arns[1]!, desired.mark());
-      return Promise.all([first, second]);
-    };
-
-    // Its reads wait 200 ms: the second reconcile began before them and shares it as it is.
-    const gathering = resolver(200);
-    const states = await together(gathering);
-    expect(gathering.resolutions).toEqual({ computed: 1, reused: 0 });
-    expect(states.reduce((n, state) => n + state.targets.size, 0)).toBe(10);
-    // Read at once, it began before the second reconcile did: that one resolves again or checks
-    // the inputs of the first before reusing it.
-    const eager = resolver(0);
-    await together(eager);
-    expect(eager.resolutions.computed + eager.resolutions.reused).toBe(2);
-    expect(() => resolver(-1)).toThrow(/poolGatherMs/);
+    expect(desired.mark()).toBe(first + 2);
   });
 
   it('reuses a finished resolution of a pool only while its inputs are unchanged', async () => {
