@@ -279,6 +279,7 @@ export class Hub {
         storageEpoch: {
           known: () => clusterStatus.storageEpoch,
           stored: async () => (await redis.get(keys.epoch())) ?? '',
+          key: keys.epoch(),
           onMismatch: refreshStatus,
         },
       },

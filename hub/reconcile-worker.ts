@@ -257,6 +257,7 @@ export class ReconcileWorker {
         storageEpoch: {
           known: () => clusterStatus.storageEpoch,
           stored: async () => (await redis.get(keys.epoch())) ?? '',
+          key: keys.epoch(),
           onMismatch: () => {
             clusterStatus
               .refresh()

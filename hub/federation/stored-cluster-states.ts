@@ -15,7 +15,23 @@ interface CachedService {
   readonly state: ClusterServiceState;
 }
 
-/** One cluster's part of a {@link StoredClusterStates.loadAll}. */
+/** A cluster's state as {@link StoredClusterStates.loadIndexed} reads it. */
+export type LoadedState = ClusterEndpointState & { readonly fingerprint: string };
+
+/** What {@link StoredClusterStates.readIndexes} read, for {@link StoredClusterStates.loadIndexed}. */
+export interface IndexedClusters {
+  /** The stored cluster ids as read (see {@link StoredClusterStates.storedClusterIds}). */
+  readonly storedIds: readonly string[];
+  /** The clusters chosen, in their order. */
+  readonly clusterIds: readonly string[];
+  /** Each chosen cluster's fingerprint from its index (see {@link StoredClusterStates.loadIndexed}). */
+  readonly fingerprints: readonly string[];
+  readonly selectors: readonly ServiceSelector[];
+  readonly named: string[] | undefined;
+  readonly metas: readonly Map<string, ServiceMeta>[];
+}
+
+/** One cluster's part of a {@link StoredClusterStates.loadIndexed}. */
 interface ClusterLoad {
   readonly clusterId: string;
   readonly cache: Map<string, CachedService>;
@@ -63,12 +79,17 @@ export class StoredClusterStates {
 
   /** Ids of every cluster that may hold endpoint state in Redis, sorted. */
   async storedClusterIds(): Promise<string[]> {
+    await this.#scanned();
+    return this.#store.indexedClusterIds();
+  }
+
+  /** The first call's SCAN, once (see the class). */
+  #scanned(): Promise<void> {
     this.#indexed ??= this.#indexScanned().catch((err: unknown) => {
       this.#indexed = undefined;
       throw err;
     });
-    await this.#indexed;
-    return this.#store.indexedClusterIds();
+    return this.#indexed;
   }
 
   /** Indexes every cluster with a service index in Redis (found with SCAN over every master). */
@@ -96,29 +117,79 @@ export class StoredClusterStates {
   }
 
   /**
-   * The services of each cluster (in the order given) that at least one selector matches, with
-   * their endpoints. Services no selector matches are not read (their endpoints can be many).
-   * The clusters' indexes are read together (`ClusterEndpointStore.serviceMetasOfClusters`).
-   *
-   * With each state comes its {@link fingerprints}: the digests of every service the selectors
-   * were matched against, the read ones as read. Equal fingerprints read later mean the same
-   * state (up to a 64-bit digest collision).
+   * Reading the state of clusters, first half: for the clusters `choose` picks from
+   * {@link storedClusterIds}, their services' indexes (only services a selector matches are
+   * read later: the others' endpoints can be many), with each cluster's fingerprint from the
+   * index alone (equal to an earlier load's when none of the services it matched changed). The
+   * stored ids are read in one round trip with the indexes of the `likely` clusters (those
+   * picked last time); one not among them costs a round trip more. {@link loadIndexed} reads
+   * the rest: a resolution's reads take two round trips, and it can tell between them whether
+   * anything changed since an earlier one.
    */
-  async loadAll(
+  async readIndexes(request: {
+    readonly likely: readonly string[];
+    readonly choose: (storedIds: readonly string[]) => readonly string[];
+    readonly selectors: readonly ServiceSelector[];
+  }): Promise<IndexedClusters> {
+    await this.#scanned();
+    const { selectors } = request;
+    const named = namedServices(selectors);
+    const { clusterIds: stored, metas: likelyMetas } = await this.#store.indexAndServiceMetas(
+      request.likely.map((clusterId) => ({ clusterId, serviceKeys: named })),
+    );
+    const clusterIds = request.choose(stored);
+    const byId = new Map<string, Map<string, ServiceMeta>>();
+    request.likely.forEach((id, i) =>
+      byId.set(id, likelyMetas[i] ?? new Map<string, ServiceMeta>()),
+    );
+    const missing = clusterIds.filter((id) => !byId.has(id));
+    if (missing.length > 0) {
+      const more = await this.#store.serviceMetasOfClusters(
+        missing.map((clusterId) => ({ clusterId, serviceKeys: named })),
+      );
+      missing.forEach((id, i) => byId.set(id, more[i] ?? new Map<string, ServiceMeta>()));
+    }
+    const metas = clusterIds.map((id) => byId.get(id) ?? new Map<string, ServiceMeta>());
+    return {
+      storedIds: stored,
+      clusterIds,
+      fingerprints: metas.map((m) => fingerprintOf(digestsOf(m))),
+      selectors,
+      named,
+      metas,
+    };
+  }
+
+  /**
+   * Reading the state of clusters, second half: the services of `indexed` that are not cached
+   * at their digest, then a GET of `thenGet` behind them (see
+   * `ClusterEndpointStore.readServicesThenGet`). With each cluster's state comes its
+   * fingerprint: the digests of every service the selectors were matched against, the read
+   * ones as read. Equal fingerprints read later mean the same state (up to a 64-bit digest
+   * collision).
+   */
+  async loadIndexed(
+    indexed: IndexedClusters,
+    thenGet: string | undefined,
+  ): Promise<{ states: LoadedState[]; value: string | null }> {
+    return this.#load(indexed.clusterIds, indexed.selectors, indexed.named, indexed.metas, thenGet);
+  }
+
+  async #load(
     clusterIds: readonly string[],
     selectors: readonly ServiceSelector[],
-  ): Promise<(ClusterEndpointState & { readonly fingerprint: string })[]> {
-    const named = namedServices(selectors);
-    const metas = await this.#store.serviceMetasOfClusters(
-      clusterIds.map((clusterId) => ({ clusterId, serviceKeys: named })),
-    );
+    named: string[] | undefined,
+    metas: readonly Map<string, ServiceMeta>[],
+    thenGet: string | undefined,
+  ): Promise<{ states: LoadedState[]; value: string | null }> {
     const loads = clusterIds.map((id, i) =>
       this.#plan(id, selectors, named, metas[i] ?? new Map<string, ServiceMeta>()),
     );
     // Every service not cached at its digest, of every cluster, in one batch of reads.
     const misses = loads.flatMap((load) => load.misses.map((key) => ({ load, key })));
-    const read = await this.#store.readServices(
+    const { services: read, value } = await this.#store.readServicesThenGet(
       misses.map(({ load, key }) => ({ clusterId: load.clusterId, service: parseServiceKey(key) })),
+      thenGet,
     );
     misses.forEach(({ load, key }, i) => {
       const s = read[i];
@@ -135,7 +206,7 @@ export class StoredClusterStates {
       load.digests.set(key, digest);
       load.services.set(key, state);
     });
-    return loads.map((load) => {
+    const states = loads.map((load) => {
       // In the index's order, as before the cache.
       const ordered = new Map<string, ClusterServiceState>();
       for (const key of load.wanted) {
@@ -148,6 +219,7 @@ export class StoredClusterStates {
         fingerprint: fingerprintOf(load.digests),
       };
     });
+    return { states, value };
   }
 
   /** What a cluster's load takes from the cache, and which services it must read. */
@@ -180,22 +252,6 @@ export class StoredClusterStates {
       }
     }
     return { clusterId, cache, wanted, digests, services, misses };
-  }
-
-  /**
-   * The fingerprints {@link loadAll} would return now, from the services' indexes alone: no
-   * endpoint is read. Equal to an earlier load's fingerprint when none of the services it
-   * matched against changed since.
-   */
-  async fingerprints(
-    clusterIds: readonly string[],
-    selectors: readonly ServiceSelector[],
-  ): Promise<string[]> {
-    const named = namedServices(selectors);
-    const metas = await this.#store.serviceMetasOfClusters(
-      clusterIds.map((clusterId) => ({ clusterId, serviceKeys: named })),
-    );
-    return metas.map((m) => fingerprintOf(digestsOf(m)));
   }
 }
 

@@ -86,6 +86,13 @@ export interface StorageEpochGuard {
   known(): string | undefined;
   /** The epoch stored now ('' when Redis holds none). */
   stored(): Promise<string>;
+  /**
+   * The key of the stored epoch on the desired state's own Redis client: a resolution then reads
+   * it in the same round trip as its last state reads, behind them, instead of calling
+   * {@link stored}.
+   * @default none
+   */
+  readonly key?: string;
   /** Called once per resolution that found a mismatch (e.g. to refresh the status source). */
   onMismatch?: () => void;
 }
@@ -140,7 +147,7 @@ export interface GroupDesiredState {
 /**
  * How long a finished binding resolution stays available to reconciles begun before it, and how
  * long after it began it may be reused once its inputs are checked unchanged (see
- * `TargetGroupDesiredState#stillHolds`). After that a reconcile resolves the pool afresh: with
+ * `TargetGroupDesiredState#resolveBinding`). After that a reconcile resolves the pool afresh: with
  * the pool's assignment and its groups' occupancy as they are then.
  */
 const SHARED_RESOLUTION_KEEP_MS = 5_000;
@@ -298,6 +305,8 @@ export class TargetGroupDesiredState {
   /** Resolutions that may still begin now, and those waiting for a turn (FIFO). */
   #resolutionSlots: number;
   readonly #resolutionQueue: (() => void)[] = [];
+  /** The stored cluster ids as last read: the clusters a resolution reads beside the index. */
+  #storedIds: readonly string[] | undefined;
   /** The last bindings snapshot read, reused while the store's revision and generation hold. */
   #snapshot: BindingSnapshot | undefined;
 
@@ -683,7 +692,7 @@ export class TargetGroupDesiredState {
     const resolution: SharedResolution = {
       seq: ++this.#computations,
       settled: false,
-      result: this.#reuseOrResolve(binding, before),
+      result: this.#resolveBinding(binding, before),
     };
     shared.latest = resolution;
     const settle = (): void => {
@@ -704,91 +713,112 @@ export class TargetGroupDesiredState {
     return resolution;
   }
 
-  async #reuseOrResolve(
+  /**
+   * One binding against the stored state of the clusters it selects, with its pool's assignment;
+   * or `before`'s resolution again when resolving now would compute the same: not older than
+   * {@link SHARED_RESOLUTION_KEEP_MS}, the same clusters selected with the same statuses, the
+   * same digests of the services matched, the same storage epoch. The reads are the same either
+   * way, two round trips: the clusters index with the services' digests, then the services that
+   * changed and the stored epoch. Only a resolution computed anew waits for a turn (see
+   * `maxConcurrentResolutions`) and reads the pool's assignment and occupancy. Those two are not
+   * compared: they are the resolution's own placement being written, and registrations moving
+   * (the age bound covers the rest).
+   */
+  async #resolveBinding(
     binding: NormalizedBinding,
     before: SharedResolution | undefined,
   ): Promise<ResolvedBinding> {
-    if (before?.settled === true && before.failed !== true) {
-      const resolved = await before.result;
-      if (await this.#stillHolds(binding, resolved.inputs)) {
-        this.#reused++;
-        return resolved;
+    const previous =
+      before?.settled === true && before.failed !== true ? await before.result : undefined;
+    const reusable =
+      previous !== undefined &&
+      this.#clock() - previous.inputs.startedAtMs <= SHARED_RESOLUTION_KEEP_MS
+        ? previous
+        : undefined;
+    let release = reusable === undefined ? await this.#turn() : undefined;
+    try {
+      const startedAtMs = this.#clock();
+      // The epoch first, then statuses and states, then the stored epoch: a status can only
+      // vouch for what was read after it if no Redis loss happened in between. The pool's stored
+      // assignment and its groups' occupancy counts are read meanwhile: they are what the
+      // placement starts from, not what it must be newer than (the states and statuses).
+      const guard = this.#options.storageEpoch;
+      const knownEpoch = guard?.known();
+      let pool = reusable === undefined ? this.#poolReads(binding) : undefined;
+      pool?.catch(() => undefined);
+      const indexed = await this.#clusters.readIndexes({
+        likely: this.#selected(binding, this.#storedIds ?? []),
+        choose: (stored) => this.#selected(binding, stored),
+        selectors: [binding.services],
+      });
+      this.#storedIds = indexed.storedIds;
+      const statuses = new Map(
+        indexed.clusterIds.map((id) => [id, this.#options.status.status(id)] as const),
+      );
+      const clusters = JSON.stringify([...statuses]);
+      const unchanged =
+        reusable !== undefined &&
+        knownEpoch === reusable.inputs.knownEpoch &&
+        clusters === reusable.inputs.clusters &&
+        indexed.fingerprints.length === reusable.inputs.fingerprints.length &&
+        indexed.fingerprints.every((f, i) => f === reusable.inputs.fingerprints[i]);
+      if (!unchanged && release === undefined) {
+        release = await this.#turn();
+        pool = this.#poolReads(binding);
+        pool.catch(() => undefined);
       }
+      const { states, value } = await this.#clusters.loadIndexed(indexed, guard?.key);
+      const storageLost = await this.#storageLost(
+        knownEpoch,
+        guard?.key === undefined ? undefined : (value ?? ''),
+      );
+      if (unchanged && storageLost === reusable.inputs.storageLost) {
+        this.#reused++;
+        return reusable;
+      }
+      if (release === undefined) {
+        release = await this.#turn();
+        pool = this.#poolReads(binding);
+      }
+      this.#computed++;
+      const inputs: ResolutionInputs = {
+        knownEpoch,
+        storageLost,
+        clusters,
+        fingerprints: states.map((state) => state.fingerprint),
+        startedAtMs,
+      };
+      const poolRead = await (pool as Promise<PoolReads>);
+      const desired = await this.#placeBinding(binding, states, statuses, storageLost, poolRead);
+      return { desired, inputs, settled: new Set() };
+    } finally {
+      release?.();
     }
-    return this.#resolveBinding(binding);
   }
 
-  /**
-   * True when a resolution computed from `inputs` is what resolving now would compute from the
-   * stored state: not older than {@link SHARED_RESOLUTION_KEEP_MS}, the same clusters selected
-   * with the same statuses, the same digests of the services matched, the same storage epoch.
-   * The reads are those of a resolution, in the same order, without reading any endpoint. The
-   * pool's assignment and its groups' occupancy are not compared: they are the resolution's own
-   * placement being written, and registrations moving (the age bound covers the rest).
-   */
-  async #stillHolds(binding: NormalizedBinding, inputs: ResolutionInputs): Promise<boolean> {
-    if (this.#clock() - inputs.startedAtMs > SHARED_RESOLUTION_KEEP_MS) return false;
-    const selection = await this.#selection(binding);
-    if (selection.knownEpoch !== inputs.knownEpoch || selection.clusters !== inputs.clusters) {
-      return false;
-    }
-    const fingerprints = await this.#clusters.fingerprints(selection.selected, [binding.services]);
-    if (fingerprints.some((f, i) => f !== inputs.fingerprints[i])) return false;
-    return (await this.#storageLost(selection.knownEpoch)) === inputs.storageLost;
-  }
-
-  /**
-   * The clusters a binding selects now, with their statuses (and those as one string), after the
-   * storage epoch the statuses answer for.
-   */
-  async #selection(binding: NormalizedBinding): Promise<{
-    knownEpoch: string | undefined;
-    selected: string[];
-    statuses: Map<string, ClusterStatus>;
-    clusters: string;
-  }> {
-    const knownEpoch = this.#options.storageEpoch?.known();
-    const known = await this.#knownClusters();
-    const selected = known.filter((id) =>
-      selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
-    );
-    const statuses = new Map(selected.map((id) => [id, this.#options.status.status(id)]));
-    return { knownEpoch, selected, statuses, clusters: JSON.stringify([...statuses]) };
-  }
-
-  /** One binding against the stored state of the clusters it selects, with its pool's assignment. */
-  async #resolveBinding(binding: NormalizedBinding): Promise<ResolvedBinding> {
+  /** A turn to compute a resolution (see `maxConcurrentResolutions`): call the release after. */
+  async #turn(): Promise<() => void> {
     if (this.#resolutionSlots > 0) this.#resolutionSlots--;
     else await new Promise<void>((resolve) => this.#resolutionQueue.push(resolve));
-    try {
-      return await this.#resolveBindingNow(binding);
-    } finally {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
       const next = this.#resolutionQueue.shift();
       if (next === undefined) this.#resolutionSlots++;
       else next();
-    }
+    };
   }
 
-  async #resolveBindingNow(binding: NormalizedBinding): Promise<ResolvedBinding> {
-    this.#computed++;
-    const startedAtMs = this.#clock();
-    // The epoch first, then statuses and states, then the stored epoch: a status can only vouch
-    // for what was read after it if no Redis loss happened in between. The pool's stored assignment and its groups' occupancy counts are read meanwhile: they are
-    // what the placement starts from, not what it must be newer than (the states and statuses).
-    const pool = this.#poolReads(binding);
-    pool.catch(() => undefined);
-    const { knownEpoch, selected, statuses, clusters } = await this.#selection(binding);
-    const states = await this.#clusters.loadAll(selected, [binding.services]);
-    const storageLost = await this.#storageLost(knownEpoch);
-    const inputs: ResolutionInputs = {
-      knownEpoch,
-      storageLost,
-      clusters,
-      fingerprints: states.map((state) => state.fingerprint),
-      startedAtMs,
-    };
-    const desired = await this.#placeBinding(binding, states, statuses, storageLost, await pool);
-    return { desired, inputs, settled: new Set() };
+  /** The clusters the binding selects of those listed and `stored` (when discovered), sorted. */
+  #selected(binding: NormalizedBinding, stored: readonly string[]): string[] {
+    const ids = new Set<string>(this.#options.listedClusters?.() ?? []);
+    if (this.#options.discoverStoredClusters ?? true) for (const id of stored) ids.add(id);
+    return [...ids]
+      .sort(compareText)
+      .filter((id) =>
+        selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
+      );
   }
 
   /**
@@ -868,11 +898,14 @@ export class TargetGroupDesiredState {
     return placeAmong(await occupancy.targets(arns));
   }
 
-  /** True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}). */
-  async #storageLost(knownEpoch: string | undefined): Promise<boolean> {
+  /**
+   * True when Redis was lost since `knownEpoch` was taken (see {@link StorageEpochGuard}), from
+   * the stored epoch given (read at the guard's `key`) or read now.
+   */
+  async #storageLost(knownEpoch: string | undefined, stored?: string): Promise<boolean> {
     const guard = this.#options.storageEpoch;
     if (guard === undefined) return false;
-    const storedEpoch = await guard.stored();
+    const storedEpoch = stored ?? (await guard.stored());
     const lost = knownEpoch === undefined || storedEpoch === '' || storedEpoch !== knownEpoch;
     if (lost) guard.onMismatch?.();
     return lost;

@@ -13,7 +13,7 @@ import {
 } from './endpoint-record-codec.js';
 import { Slices } from './cooperative.js';
 import { LeaseLostError, StateUnavailableError } from './errors.js';
-import type { Cluster } from 'ioredis';
+import type { ChainableCommander, Cluster } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
 import { StateKeys } from './state-keys.js';
 
@@ -179,22 +179,66 @@ export class ClusterEndpointStore {
   async serviceMetasOfClusters(
     reads: readonly { clusterId: string; serviceKeys: readonly string[] | undefined }[],
   ): Promise<Map<string, ServiceMeta>[]> {
-    const one = (read: (typeof reads)[number]): Promise<Map<string, ServiceMeta>> =>
-      read.serviceKeys === undefined
-        ? this.serviceMetas(read.clusterId)
-        : this.serviceMetasOf(read.clusterId, read.serviceKeys);
     if ((this.#redis as Cluster).isCluster === true || reads.length < 2) {
-      return Promise.all(reads.map(one));
+      return Promise.all(reads.map((read) => this.#metasOf(read)));
     }
     const pipeline = this.#redis.pipeline();
+    this.#queueMetas(pipeline, reads);
+    return this.#decodeMetas(reads, (await pipeline.exec()) ?? [], 0);
+  }
+
+  /**
+   * {@link indexedClusterIds} and {@link serviceMetasOfClusters} in one round trip on one
+   * server (the index first): a resolution reads the clusters it selected last time beside the
+   * index, and only a cluster new to it costs a second read. In a Redis Cluster, side by side.
+   */
+  async indexAndServiceMetas(
+    reads: readonly { clusterId: string; serviceKeys: readonly string[] | undefined }[],
+  ): Promise<{ clusterIds: string[]; metas: Map<string, ServiceMeta>[] }> {
+    if ((this.#redis as Cluster).isCluster === true) {
+      const [clusterIds, metas] = await Promise.all([
+        this.indexedClusterIds(),
+        this.serviceMetasOfClusters(reads),
+      ]);
+      return { clusterIds, metas };
+    }
+    const pipeline = this.#redis.pipeline();
+    pipeline.smembers(this.keys.clusters());
+    this.#queueMetas(pipeline, reads);
+    const results = (await pipeline.exec()) ?? [];
+    const [err, ids] = results[0] ?? [new Error('missing pipeline reply'), undefined];
+    if (err !== null) throw err;
+    return { clusterIds: (ids as string[]).sort(), metas: this.#decodeMetas(reads, results, 1) };
+  }
+
+  #metasOf(read: {
+    clusterId: string;
+    serviceKeys: readonly string[] | undefined;
+  }): Promise<Map<string, ServiceMeta>> {
+    return read.serviceKeys === undefined
+      ? this.serviceMetas(read.clusterId)
+      : this.serviceMetasOf(read.clusterId, read.serviceKeys);
+  }
+
+  #queueMetas(
+    pipeline: ChainableCommander,
+    reads: readonly { clusterId: string; serviceKeys: readonly string[] | undefined }[],
+  ): void {
     for (const read of reads) {
       if (read.serviceKeys === undefined) pipeline.hgetall(this.keys.services(read.clusterId));
       else if (read.serviceKeys.length > 0) {
         pipeline.hmget(this.keys.services(read.clusterId), ...read.serviceKeys);
       }
     }
-    const results = (await pipeline.exec()) ?? [];
-    let next = 0;
+  }
+
+  /** The replies of {@link queueMetas}'s commands, from `results[offset]` on. */
+  #decodeMetas(
+    reads: readonly { clusterId: string; serviceKeys: readonly string[] | undefined }[],
+    results: [Error | null, unknown][],
+    offset: number,
+  ): Map<string, ServiceMeta>[] {
+    let next = offset;
     return reads.map((read) => {
       const metas = new Map<string, ServiceMeta>();
       if (read.serviceKeys !== undefined && read.serviceKeys.length === 0) return metas;
@@ -244,15 +288,32 @@ export class ClusterEndpointStore {
   async readServices(
     reads: readonly { clusterId: string; service: ServiceKey }[],
   ): Promise<(StoredService | undefined)[]> {
+    return (await this.readServicesThenGet(reads, undefined)).services;
+  }
+
+  /**
+   * {@link readServices}, then a GET of `key` once every service was read: on one server in the
+   * same pipeline, behind the reads (Redis runs a connection's commands in order), elsewhere
+   * after their replies. A resolution reads the storage epoch so, to tell that no Redis loss
+   * happened before its reads, without a round trip of its own.
+   */
+  async readServicesThenGet(
+    reads: readonly { clusterId: string; service: ServiceKey }[],
+    key: string | undefined,
+  ): Promise<{ services: (StoredService | undefined)[]; value: string | null }> {
     const args = reads.map(({ clusterId, service }) => {
       const key = serviceKeyString(service);
       return [this.keys.services(clusterId), this.keys.service(clusterId, key), key] as const;
     });
     let results: unknown[];
-    if ((this.#redis as Cluster).isCluster === true || reads.length < 2) {
+    let value: string | null = null;
+    const alone =
+      (this.#redis as Cluster).isCluster === true || (reads.length < 2 && key === undefined);
+    if (alone) {
       const run = (this.#redis as unknown as Record<string, ScriptCommand>)[readServiceCommand];
       if (run === undefined) throw new Error(`${readServiceCommand} is not defined on this client`);
       results = await Promise.all(args.map((a) => run.call(this.#redis, ...a)));
+      if (key !== undefined) value = await this.#redis.get(key);
     } else {
       const pipeline = this.#redis.pipeline();
       // On a pipeline, a script queues its call (the replies come from exec).
@@ -260,12 +321,15 @@ export class ClusterEndpointStore {
       if (queue === undefined)
         throw new Error(`${readServiceCommand} is not defined on this client`);
       for (const a of args) queue.call(pipeline, ...a);
+      if (key !== undefined) pipeline.get(key);
       const replies = (await pipeline.exec()) ?? [];
-      results = args.map((_, i) => {
+      const reply = (i: number): unknown => {
         const [err, value] = replies[i] ?? [new Error('missing pipeline reply'), undefined];
         if (err !== null) throw err;
         return value;
-      });
+      };
+      results = args.map((_, i) => reply(i));
+      if (key !== undefined) value = reply(args.length) as string | null;
     }
     // Thousands of endpoints in a pool's resolution: decoded in slices (see `cooperative.ts`).
     const decoded: (StoredService | undefined)[] = [];
@@ -288,7 +352,7 @@ export class ClusterEndpointStore {
       }
       decoded.push({ service, labels: meta.labels, digest: meta.digest, endpoints });
     }
-    return decoded;
+    return { services: decoded, value };
   }
 
   /** Every service of a cluster with its endpoints (one pipelined round trip after the index). */

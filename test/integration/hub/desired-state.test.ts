@@ -545,6 +545,44 @@ describe('TargetGroupDesiredState', () => {
     expect(desired.mark()).toBe(first + 2);
   });
 
+  it('reads the stored epoch at the guard’s key behind the states, and finds a loss there', async () => {
+    const hub = await startHub();
+    const arn = targetGroupArn(27);
+    await hub.bindings.apply(
+      prodBinding({ $case: 'targetGroup', targetGroup: targetGroup({ arn }) }),
+    );
+    agent('east', hub.address).upsert(web('web-e', ips(1, 0, 2)));
+    await resolvedTo(hub.desired, arn, (s) => s.targets.size === 2);
+    const key = hub.store.keys.epoch();
+    await hub.redis.set(key, 'epoch-1');
+    let mismatches = 0;
+    const desired = new TargetGroupDesiredState(
+      { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+      {
+        directory: { labels: (id) => CLUSTER_LABELS[id] },
+        status: { status: () => CONNECTED },
+        storageEpoch: {
+          known: () => 'epoch-1',
+          stored: () => Promise.reject(new Error('the epoch is read at the key')),
+          key,
+          onMismatch: () => mismatches++,
+        },
+      },
+    );
+    const same = await desired.resolve(arn);
+    expect([same.targets.size, same.deregistrationsBlocked, mismatches]).toEqual([2, false, 0]);
+
+    // Redis lost (a new epoch, or none at all): every selected cluster awaits its resync.
+    for (const stored of ['epoch-2', undefined]) {
+      if (stored === undefined) await hub.redis.del(key);
+      else await hub.redis.set(key, stored);
+      const lost = await desired.resolve(arn);
+      expect(lost.deregistrationsBlocked).toBe(true);
+      expect(lost.awaitingResyncClusters).toEqual(['east']);
+    }
+    expect(mismatches).toBe(2);
+  });
+
   it('reuses a finished resolution of a pool only while its inputs are unchanged', async () => {
     const hub = await startHub();
     const arns = [targetGroupArn(25), targetGroupArn(26)];
