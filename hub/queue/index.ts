@@ -24,6 +24,7 @@ export {
   reconcileShard,
   takeObservedAt,
   peekObservedAt,
+  dueNextReconcile,
   deduplicationKey,
   keepTraceLinks,
   takeTraceLinks,

@@ -339,6 +339,59 @@ export async function takeTraceLinks(
   return [...new Set(links ?? [])];
 }
 
+// KEYS: BullMQ's stored next job of a group (`dn`, see `storeDeduplicatedNextJob.lua`), the
+// observation sorted set (one hash tag). ARGV: when the running job began, the debounce window,
+// now (ms), the observation member. Returns the delay set, or -1 when none was.
+const dueNextReconcileLua = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local observed = redis.call('ZSCORE', KEYS[2], ARGV[4])
+if not observed then return -1 end
+local window = tonumber(ARGV[2])
+local due = math.max(tonumber(observed), tonumber(ARGV[1])) + window - tonumber(ARGV[3])
+if due >= window then return -1 end
+if due < 0 then due = 0 end
+local opts = cjson.decode(redis.call('HGET', KEYS[1], 'opts'))
+opts['delay'] = math.floor(due)
+redis.call('HSET', KEYS[1], 'opts', cjson.encode(opts))
+return opts['delay']
+`;
+const dueNextReconcileCommand = 'tgfedDueNextReconcile';
+const dueNextDefined = new WeakSet<RedisClient>();
+
+/**
+ * Sets when a group's next reconcile is due, before its running one finishes: the changes made
+ * while it ran wait in BullMQ's stored next job (`<prefix>:<queue>:dn:<id>`), which BullMQ
+ * enqueues as the running job finishes with the delay stored with it, a whole debounce window.
+ * Their window began with the first of them (as observed, never before the running job began):
+ * the stored delay becomes what is left of it, 0 when it has ended, so that the job that
+ * finishes enqueues it due, and a worker (often the same, in the same round trip) takes it. A
+ * request stored after this (newest data wins) has the whole window again; the consumer's
+ * catch-up after the job completed moves it then. Returns the delay set, or undefined when
+ * there is no next job or its window is whole anyway.
+ */
+export async function dueNextReconcile(
+  redis: RedisClient,
+  address: ReconcileQueueAddress,
+  targetGroupArn: string,
+  at: { startedAtMs: number; debounceMs: number; nowMs: number },
+): Promise<number | undefined> {
+  if (!dueNextDefined.has(redis)) {
+    redis.defineCommand(dueNextReconcileCommand, { lua: dueNextReconcileLua, numberOfKeys: 2 });
+    dueNextDefined.add(redis);
+  }
+  const command = (redis as unknown as Record<string, ScriptCommand>)[dueNextReconcileCommand];
+  const delay = await command?.call(
+    redis,
+    `${address.prefix}:${address.name}:dn:${reconcileDeduplicationId(targetGroupArn)}`,
+    observedAtKey(address, targetGroupArn),
+    at.startedAtMs,
+    at.debounceMs,
+    at.nowMs,
+    OBSERVED_AT_MEMBER,
+  );
+  return typeof delay === 'number' && delay >= 0 ? delay : undefined;
+}
+
 /** The earliest observation time kept for a group's pending reconcile, left in place. */
 export async function peekObservedAt(
   redis: RedisClient,

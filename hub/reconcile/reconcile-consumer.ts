@@ -22,6 +22,7 @@ import {
   RECONCILE_JOB_NAME,
   compileReconcileQueueOptions,
   deduplicationKey,
+  dueNextReconcile,
   reconcileQueueAddresses,
   keepTraceLinks,
   peekObservedAt,
@@ -265,6 +266,25 @@ export class ReconcileConsumer {
     else await next.changeDelay(dueInMs);
   }
 
+  /**
+   * Before the job finishes: the group's next job, which BullMQ enqueues as it finishes, gets
+   * the rest of its changes' window as its delay (see `dueNextReconcile`). In a rolling restart
+   * most of a busy group's reconciles begin as soon as the one before lets them: this way the
+   * finishing job enqueues the next one due (and a worker takes it in the same round trip, often
+   * this one), where the catch-up after it took four round trips more.
+   */
+  async #dueNext(address: ReconcileQueueAddress, job: Job, arn: string): Promise<void> {
+    const debounceMs = this.queueOptions.debounceMs;
+    if (debounceMs === 0 || job.processedOn === undefined) return;
+    await dueNextReconcile(this.#connection, address, arn, {
+      startedAtMs: job.processedOn,
+      debounceMs,
+      nowMs: Date.now(),
+    }).catch((err: unknown) =>
+      this.#log.debug({ err, shard: address.shard }, 'cannot bring the next reconcile forward'),
+    );
+  }
+
   #addresses(): ReconcileQueueAddress[] {
     const all = reconcileQueueAddresses(this.queueOptions);
     const wanted = this.#options.shards;
@@ -333,6 +353,7 @@ export class ReconcileConsumer {
             this.#log.warn({ err }, 'cannot keep the trace links of waiting registrations'),
           );
         }
+        await this.#dueNext(address, job, request.targetGroupArn);
         this.#options.onReconciled?.(result, request);
         const { calls } = result.record;
         return {

@@ -10,6 +10,8 @@ import {
 import { ReconcileConsumer } from '../../../hub/reconcile/reconcile-consumer.js';
 import type { ReconcileResult } from '../../../hub/reconcile/target-group-reconciler.js';
 import {
+  dueNextReconcile,
+  reconcileJobOptions,
   reconcileQueueAddresses,
   reconcileQueueFor,
   takeTraceLinks,
@@ -420,6 +422,105 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     );
     expect(runs).toHaveLength(2);
     expect(maxRunning).toBe(1);
+  });
+
+  it('enqueues the changes made during a reconcile due as it finishes, once their window ended', async () => {
+    // A plain BullMQ worker (no consumer, so no catch-up after the job): only the stored next
+    // job's delay, set before the running job finishes, decides when the follow-up is due.
+    const debounceMs = 1_500;
+    const { sink } = newSink({ debounceMs, shardCount: 1 });
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    const [address] = reconcileQueueAddresses(sink.options);
+    if (address === undefined) throw new Error('no queue');
+    const redis = connection();
+    const web = [{ namespace: 'shop', name: 'web' }];
+    const api = [{ namespace: 'shop', name: 'api' }];
+    const gates = new Map<string, () => void>();
+    const delays = new Map<string, number | undefined>();
+    const runs: string[] = [];
+    /** When each group's follow-up began. */
+    const starts = new Map<string, number>();
+    const worker = new Worker<ReconcileRequest>(
+      address.name,
+      async (job) => {
+        const arn = job.data.targetGroupArn;
+        runs.push(arn);
+        if (runs.filter((r) => r === arn).length > 1) {
+          starts.set(arn, Date.now());
+          return;
+        }
+        await new Promise<void>((r) => gates.set(arn, r));
+        delays.set(
+          arn,
+          await dueNextReconcile(redis, address, arn, {
+            startedAtMs: job.processedOn ?? 0,
+            debounceMs,
+            nowMs: Date.now(),
+          }),
+        );
+      },
+      { connection: connection(), prefix: address.prefix, concurrency: 4 },
+    );
+    closers.push(() => worker.close());
+    const queue = new Queue<ReconcileRequest>(address.name, {
+      connection: connection(),
+      prefix: address.prefix,
+    });
+    closers.push(() => queue.close());
+    // The first reconciles, due at once (as after an initial sync: no window).
+    for (const arn of [A_GROUP, B_GROUP]) {
+      const request: ReconcileRequest = {
+        targetGroupArn: arn,
+        reason: 'endpoints',
+        requestedAtMs: Date.now(),
+        traceLinks: [],
+      };
+      await queue.add(
+        'reconcile',
+        request,
+        reconcileJobOptions(request, sink.options, undefined, 0),
+      );
+    }
+    await waitFor(() => gates.has(A_GROUP) && gates.has(B_GROUP), {
+      what: 'both first reconciles to run',
+    });
+    // Changes meanwhile. A's reconcile runs on past their window, B's ends well within it.
+    const changedAt = Date.now();
+    await sink.changed('prod-eu', web, undefined, changedAt);
+    await sink.changed('prod-eu', api, undefined, changedAt);
+    const released = new Map<string, number>();
+    const release = (arn: string, afterMs: number) =>
+      setTimeout(
+        () => {
+          released.set(arn, Date.now());
+          gates.get(arn)?.();
+        },
+        changedAt + afterMs - Date.now(),
+      );
+    release(A_GROUP, debounceMs + 200);
+    release(B_GROUP, 200);
+    await waitFor(() => runs.filter((r) => r === B_GROUP).length === 2, {
+      what: "B's follow-up",
+    });
+    await waitFor(() => runs.filter((r) => r === A_GROUP).length === 2, {
+      what: "A's follow-up",
+    });
+    // A: due at once, where BullMQ alone would have waited a whole window after the reconcile.
+    expect(delays.get(A_GROUP)).toBe(0);
+    expect(starts.get(A_GROUP)! - released.get(A_GROUP)!).toBeLessThan(debounceMs - 500);
+    // B: due when the changes' window ends, not a window after its reconcile.
+    expect(delays.get(B_GROUP)).toBeGreaterThan(debounceMs - 500);
+    expect(delays.get(B_GROUP)).toBeLessThan(debounceMs);
+    expect(starts.get(B_GROUP)! - changedAt).toBeGreaterThanOrEqual(debounceMs - 50);
+    expect(starts.get(B_GROUP)! - changedAt).toBeLessThan(debounceMs + 200 + 500);
+    // Nothing stored next: nothing to set.
+    expect(
+      await dueNextReconcile(redis, address, A_GROUP, {
+        startedAtMs: 0,
+        debounceMs,
+        nowMs: Date.now(),
+      }),
+    ).toBeUndefined();
   });
 
   it('runs the changes made during a reconcile when their own window ends, not a window after it', async () => {
