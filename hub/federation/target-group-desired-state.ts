@@ -762,11 +762,14 @@ export class TargetGroupDesiredState {
         clusters === reusable.inputs.clusters &&
         indexed.fingerprints.length === reusable.inputs.fingerprints.length &&
         indexed.fingerprints.every((f, i) => f === reusable.inputs.fingerprints[i]);
-      if (!unchanged && release === undefined) {
+      // Computed anew: a turn, and the pool's reads beside the states' (once).
+      const compute = async (): Promise<void> => {
+        if (release !== undefined) return;
         release = await this.#turn();
         pool = this.#poolReads(binding);
         pool.catch(() => undefined);
-      }
+      };
+      if (!unchanged) await compute();
       const { states, value } = await this.#clusters.loadIndexed(indexed, guard?.key);
       const storageLost = await this.#storageLost(
         knownEpoch,
@@ -776,10 +779,7 @@ export class TargetGroupDesiredState {
         this.#reused++;
         return reusable;
       }
-      if (release === undefined) {
-        release = await this.#turn();
-        pool = this.#poolReads(binding);
-      }
+      await compute();
       this.#computed++;
       const inputs: ResolutionInputs = {
         knownEpoch,
@@ -812,13 +812,16 @@ export class TargetGroupDesiredState {
 
   /** The clusters the binding selects of those listed and `stored` (when discovered), sorted. */
   #selected(binding: NormalizedBinding, stored: readonly string[]): string[] {
+    return this.#known(stored).filter((id) =>
+      selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
+    );
+  }
+
+  /** Every cluster listed, and of `stored` when stored clusters are discovered, sorted. */
+  #known(stored: readonly string[]): string[] {
     const ids = new Set<string>(this.#options.listedClusters?.() ?? []);
     if (this.#options.discoverStoredClusters ?? true) for (const id of stored) ids.add(id);
-    return [...ids]
-      .sort(compareText)
-      .filter((id) =>
-        selectsCluster(binding.clusters, id, this.#options.directory.labels(id) ?? {}),
-      );
+    return [...ids].sort(compareText);
   }
 
   /**
@@ -913,10 +916,7 @@ export class TargetGroupDesiredState {
 
   /** Every cluster listed or found in Redis, sorted. */
   async #knownClusters(): Promise<string[]> {
-    const ids = new Set<string>(this.#options.listedClusters?.() ?? []);
-    if (this.#options.discoverStoredClusters ?? true) {
-      for (const id of await this.#clusters.storedClusterIds()) ids.add(id);
-    }
-    return [...ids].sort(compareText);
+    const discover = this.#options.discoverStoredClusters ?? true;
+    return this.#known(discover ? await this.#clusters.storedClusterIds() : []);
   }
 }
