@@ -115,6 +115,8 @@ export class Hub {
   /** The reconcile queues' connection (BullMQ wants its own; closed after the queues). */
   #queueRedis: RedisClient | undefined;
   #reconcileQueues: BullMqReconcileSink | undefined;
+  /** Where acked changes go: {@link reconcileQueues}, or the one given. */
+  #reconcileSink: ReconcileSink | undefined;
   #stopQueueBindings: (() => void) | undefined;
   #clusterStatus: ClusterStatusTracker | undefined;
   #desiredState: TargetGroupDesiredState | undefined;
@@ -259,6 +261,16 @@ export class Hub {
       resyncTimeoutMs: o.resyncTimeoutMs,
       initialSyncHoldMs: o.initialSyncHoldMs,
       onResyncTimeout: () => this.#federationMetrics?.recoveryTimedOut(),
+      onStatusChange: (clusterId, status, previous) => {
+        // Synced here or at another replica: its expected sync keeps nothing back any longer.
+        if (!previous.awaitingResync || status.awaitingResync) return;
+        // The sink is made after the tracker's first reads.
+        this.#reconcileSink
+          ?.initialSyncSeen?.(clusterId)
+          .catch((err: unknown) =>
+            this.#log.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles kept back'),
+          );
+      },
       logger: this.#log,
     });
     this.#clusterStatus = clusterStatus;
@@ -299,6 +311,16 @@ export class Hub {
       keptBack: () => this.#reconcileQueues?.deferredGroups.length ?? 0,
     });
 
+    const reconcileSink = this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory));
+    this.#reconcileSink = reconcileSink;
+    // A cold start (or a start after a Redis loss): the listed clusters that have not synced
+    // against the storage epoch are about to, and their groups' reconciles wait for them.
+    reconcileSink.initialSyncsExpected?.(
+      directory
+        .list()
+        .map((c) => c.id)
+        .filter((id) => clusterStatus.status(id).awaitingResync),
+    );
     const sync = new SyncService(
       {
         store,
@@ -310,12 +332,14 @@ export class Hub {
         }),
         addressPolicy: new AddressPolicy(directory.addressPolicyOptions()),
         subscriptions,
-        reconcileSink: this.#deps.reconcileSink ?? (await this.#startReconcileQueues(directory)),
+        reconcileSink,
         sessionRecords: sessions,
         awaitingResync: (clusterId) => clusterStatus.status(clusterId).awaitingResync,
         tracer: this.telemetry.tracer(),
         onStorageLost: (_previous, epoch) => {
           refreshStatus();
+          // Every cluster resyncs against the new epoch: their agents reconnect one by one.
+          reconcileSink.initialSyncsExpected?.(directory.list().map((c) => c.id));
           // The bindings file and the last bindings seen (admin API ones too) are written back.
           void recovery.restore(epoch);
         },

@@ -23,6 +23,17 @@ export interface ReconcileSink {
    * cluster feeds: their registrations wait for the sync anyway. Optional.
    */
   initialSyncStarted?(clusterId: string): InitialSyncHold;
+
+  /**
+   * After a start or a Redis loss: the initial syncs of these clusters (not synced against the
+   * storage epoch) are expected, here or at another replica. Until each begins here, is seen
+   * synced ({@link initialSyncSeen}), or a bound passes, the sink may keep back the reconciles of
+   * the groups they feed as for a sync under way. Optional.
+   */
+  initialSyncsExpected?(clusterIds: Iterable<string>): void;
+
+  /** The cluster has synced against the storage epoch, at whichever replica. Optional. */
+  initialSyncSeen?(clusterId: string): Promise<void>;
 }
 
 /** A cluster's initial sync as the reconcile sink keeps it (see `initialSyncStarted`). */

@@ -104,6 +104,11 @@ interface SyncHold {
   /** The groups of the bindings that select the cluster. */
   groups: Set<string>;
   readonly timer: NodeJS.Timeout | undefined;
+  /**
+   * A sync expected, not begun here (see {@link BullMqReconcileSink.initialSyncsExpected}): its
+   * end enqueues what was kept back, not every group it covered (nothing of its cluster came).
+   */
+  readonly expected: boolean;
   /** Set by the first end: every later end returns the same release. */
   ended: Promise<void> | undefined;
 }
@@ -214,8 +219,10 @@ export class BullMqReconcileSink implements ReconcileSink {
   /** Requests waiting for the flush under way to end; they go in the next one. */
   #pending: PendingFlush | undefined;
   readonly #initialSyncHoldMs: number;
-  /** Local clusters in their initial sync. */
+  /** Local clusters in their initial sync, and clusters whose initial sync is expected. */
   readonly #holds = new Set<SyncHold>();
+  /** Per cluster, its expected sync's hold (see {@link initialSyncsExpected}). */
+  readonly #expected = new Map<string, SyncHold>();
   /** Per group, how many of {@link #holds} it is fed by. */
   #waiting = new Map<string, number>();
   /** Reconciles kept back while their groups are waiting (or until a failed release is retried). */
@@ -379,15 +386,59 @@ export class BullMqReconcileSink implements ReconcileSink {
    * its initial sync: it never sent SYNCED in this epoch) brings them back at its own end, although
    * its agent resends nothing the dead hub wrote; the workers also reconcile the cluster's groups
    * when they see its stream end. A release that fails keeps its reconciles back and is tried
-   * again after {@link RELEASE_RETRY_MS}. Clusters syncing at other hub replicas keep nothing
-   * back here.
+   * again after {@link RELEASE_RETRY_MS}. A cluster syncing at another hub replica keeps back
+   * here only what {@link initialSyncsExpected} expects of it, until it is seen synced.
    */
   initialSyncStarted(clusterId: string): InitialSyncHold {
     if (this.#initialSyncHoldMs === 0 || this.#state !== 'open') {
       return { end: () => Promise.resolve() };
     }
+    const hold = this.#hold(clusterId, false);
+    // The sync expected has begun: its hold hands over to this one (no group is let go between).
+    this.#endExpected(clusterId).catch((err: unknown) =>
+      this.#logger.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles kept back'),
+    );
+    return { end: () => this.#endHold(hold) };
+  }
+
+  /**
+   * After a start or a Redis loss: these clusters have not synced against the storage epoch, and
+   * their streams are expected (agents reconnect after a backoff, not all at once). Until each
+   * one's initial sync begins here ({@link initialSyncStarted} takes over), it is seen synced at
+   * another replica ({@link initialSyncSeen}), or `initialSyncHoldMs` passed, the reconciles of
+   * the groups it feeds are kept back as for a sync under way. Without this, a group whose first
+   * clusters had synced before the others' streams began was enqueued in the lull between,
+   * reconciled while those synced (its registrations held for them), and again after: at fleet
+   * scale, twice the reconciles of a cold start. Its end enqueues what was kept back, once no
+   * other sync feeds the group. A cluster already expected or syncing here is left as it is.
+   */
+  initialSyncsExpected(clusterIds: Iterable<string>): void {
+    if (this.#initialSyncHoldMs === 0 || this.#state !== 'open') return;
+    const syncing = new Set([...this.#holds].map((h) => h.clusterId));
+    for (const clusterId of clusterIds) {
+      if (!syncing.has(clusterId)) this.#expected.set(clusterId, this.#hold(clusterId, true));
+    }
+  }
+
+  /**
+   * The cluster has synced against the storage epoch (seen in its session record, wherever its
+   * stream is): an expected sync of it no longer keeps anything back. A sync under way here ends
+   * with its stream's SYNCED, not with this.
+   */
+  initialSyncSeen(clusterId: string): Promise<void> {
+    return this.#endExpected(clusterId);
+  }
+
+  /** Clusters whose initial sync is expected and has not begun here (for tests). */
+  get expectedSyncs(): string[] {
+    return [...this.#expected.keys()].sort();
+  }
+
+  /** Starts holding the groups the cluster feeds; ends by itself after `initialSyncHoldMs`. */
+  #hold(clusterId: string, expected: boolean): SyncHold {
     const timer = setTimeout(() => {
-      end().catch((err: unknown) =>
+      const ending = expected ? this.#endExpected(clusterId) : this.#endHold(hold);
+      ending.catch((err: unknown) =>
         this.#logger.warn({ err, cluster: clusterId }, 'cannot enqueue reconciles kept back'),
       );
     }, this.#initialSyncHoldMs);
@@ -396,23 +447,41 @@ export class BullMqReconcileSink implements ReconcileSink {
       clusterId,
       groups: this.#groupsOf(clusterId),
       timer,
+      expected,
       ended: undefined,
     };
     this.#holds.add(hold);
     for (const arn of hold.groups) this.#waiting.set(arn, (this.#waiting.get(arn) ?? 0) + 1);
-    const end = (): Promise<void> => {
-      if (hold.ended !== undefined) return hold.ended;
-      clearTimeout(hold.timer);
-      this.#holds.delete(hold);
+    return hold;
+  }
+
+  #endExpected(clusterId: string): Promise<void> {
+    const hold = this.#expected.get(clusterId);
+    if (hold === undefined) return Promise.resolve();
+    this.#expected.delete(clusterId);
+    return this.#endHold(hold);
+  }
+
+  #endHold(hold: SyncHold): Promise<void> {
+    if (hold.ended !== undefined) return hold.ended;
+    clearTimeout(hold.timer);
+    this.#holds.delete(hold);
+    for (const arn of hold.groups) {
+      const n = (this.#waiting.get(arn) ?? 0) - 1;
+      if (n > 0) this.#waiting.set(arn, n);
+      else this.#waiting.delete(arn);
+    }
+    if (!hold.expected) {
+      // A group another hold still waits for is owed a reconcile all the same: whichever hold
+      // ends last enqueues it, an expected one too (which enqueues only what was kept back).
       for (const arn of hold.groups) {
-        const n = (this.#waiting.get(arn) ?? 0) - 1;
-        if (n > 0) this.#waiting.set(arn, n);
-        else this.#waiting.delete(arn);
+        if (this.#waiting.has(arn) && !this.#deferred.has(arn)) {
+          this.#deferred.set(arn, { traceLinks: new Set(), observedAtMs: undefined });
+        }
       }
-      hold.ended = this.#release(hold.groups);
-      return hold.ended;
-    };
-    return { end };
+    }
+    hold.ended = this.#release(hold.expected ? [] : hold.groups);
+    return hold.ended;
   }
 
   /** Groups held back now (for tests and the admin view). */
@@ -683,10 +752,11 @@ export class BullMqReconcileSink implements ReconcileSink {
     const held = new Set<string>();
     for (const hold of this.#holds) {
       clearTimeout(hold.timer);
-      for (const arn of hold.groups) held.add(arn);
+      if (!hold.expected) for (const arn of hold.groups) held.add(arn);
     }
     clearTimeout(this.#releaseRetry);
     this.#holds.clear();
+    this.#expected.clear();
     this.#waiting.clear();
     this.#release(held).catch((err: unknown) =>
       this.#logger.warn({ err }, 'cannot enqueue reconciles kept back for initial syncs'),

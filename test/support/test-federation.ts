@@ -68,6 +68,8 @@ export class TestFederation {
   readonly dir: string;
   readonly agents = new Map<string, TestAgent>();
   readonly workers: ReconcileWorker[] = [];
+  /** Hub replicas besides {@link hub} ({@link startReplica}). */
+  readonly replicas: Hub[] = [];
   readonly redis: Redis;
   readonly records: TargetGroupRecords;
   hub!: Hub;
@@ -84,9 +86,24 @@ export class TestFederation {
 
   /** Starts the hub. */
   async start(): Promise<void> {
-    this.hub = new Hub(
+    this.hub = await this.#startHub(`${this.spec.name}-hub`);
+    this.admin = new AdminServiceClient(
+      `127.0.0.1:${this.hub.adminPort}`,
+      grpc.credentials.createInsecure(),
+    );
+  }
+
+  /** Starts another hub replica on the same Redis keys and clusters file (closed with the rest). */
+  async startReplica(hubId: string): Promise<Hub> {
+    const replica = await this.#startHub(hubId);
+    this.replicas.push(replica);
+    return replica;
+  }
+
+  async #startHub(hubId: string): Promise<Hub> {
+    const hub = new Hub(
       testHubSettings({
-        hubId: `${this.spec.name}-hub`,
+        hubId,
         dir: this.dir,
         clusters: this.spec.clusters,
         adminToken: this.adminToken,
@@ -100,11 +117,8 @@ export class TestFederation {
       }),
       this.spec.hubDependencies,
     );
-    await this.hub.start();
-    this.admin = new AdminServiceClient(
-      `127.0.0.1:${this.hub.adminPort}`,
-      grpc.credentials.createInsecure(),
-    );
+    await hub.start();
+    return hub;
   }
 
   /** Starts a worker on the same Redis and clusters file. */
@@ -244,6 +258,7 @@ export class TestFederation {
     for (const worker of this.workers) await worker.shutdown(0).catch(() => undefined);
     this.admin?.close();
     await this.hub?.shutdown().catch(() => undefined);
+    for (const replica of this.replicas) await replica.shutdown().catch(() => undefined);
     const keys = await this.redis.keys(`${this.keyPrefix}:*`);
     if (keys.length > 0) await this.redis.del(...keys);
     await this.redis.quit();

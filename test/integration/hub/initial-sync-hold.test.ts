@@ -3,6 +3,7 @@ import {
   startElbv2Simulator,
   type Elbv2SimulatorServer,
 } from '../../../hub/aws/simulator/index.js';
+import type { Hub } from '../../../hub/hub.js';
 import { BatchPhase, ReconcileOutcome } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { scrapeMetrics } from '../../support/prometheus-text.js';
@@ -58,8 +59,13 @@ async function boundGroup(
  * A stream of `cluster` that sent hello and is streaming its resync (no SYNCED yet).
  * @param initial whether this is the cluster's initial sync in the storage epoch
  */
-async function resyncing(cluster: string, initial = true, federation: TestFederation = fed) {
-  const agent = new RogueAgent(`127.0.0.1:${federation.hub.agentPort}`, {
+async function resyncing(
+  cluster: string,
+  initial = true,
+  federation: TestFederation = fed,
+  hub: Hub = federation.hub,
+) {
+  const agent = new RogueAgent(`127.0.0.1:${hub.agentPort}`, {
     token: agentTokenOf(cluster),
     ownConnection: true,
   });
@@ -215,6 +221,66 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
     expect(sink?.deferredGroups).toEqual([]);
     await waitFor(() => registered(arn).length === 9, { what: 'the reconnect registered' });
     await again.synced();
+  });
+
+  it('keep a group fed by a listed cluster that has not synced yet back until it has, here or at another replica', async () => {
+    // A cold start: the hub expects every listed cluster's initial sync. Clusters reconnect one
+    // after another; a group must not be reconciled in a lull between their syncs.
+    const cold = new TestFederation({
+      name: 'isync-cold',
+      redisUrl: inject('redisUrl'),
+      clusters: [
+        { id: 'early', block: 5 },
+        { id: 'late', block: 6 },
+        { id: 'elsewhere', block: 7 },
+      ],
+      hubSettings: { initialSyncHoldMs: 30_000 },
+    });
+    try {
+      await cold.start();
+      await cold.startWorker(simulatorWorkerDeps(sim.url));
+      const sink = cold.hub.reconcileQueues;
+      expect(sink?.expectedSyncs).toEqual(['early', 'elsewhere', 'late']);
+      const withLate = await boundGroup(['early', 'late'], cold);
+      const withElsewhere = await boundGroup(['early', 'elsewhere'], cold);
+      const early = await resyncing('early', true, cold);
+      expect(sink?.expectedSyncs).toEqual(['elsewhere', 'late']);
+      await early.send(addresses(5, 1, 4));
+      await early.synced();
+      // early's sync is done, but the other clusters feeding both groups have not begun theirs.
+      expect(sink?.deferredGroups).toEqual([withLate, withElsewhere].sort());
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(registered(withLate)).toEqual([]);
+      expect(registered(withElsewhere)).toEqual([]);
+
+      const late = await resyncing('late', true, cold);
+      await late.send(addresses(6, 1, 3));
+      await late.synced();
+      await waitFor(() => registered(withLate).length === 7, { what: 'the group filled' });
+      expect(registered(withLate)).toEqual([...addresses(5, 1, 4), ...addresses(6, 1, 3)].sort());
+      expect(registerCalls(withLate)).toHaveLength(1);
+      expect(sink?.deferredGroups).toEqual([withElsewhere]);
+
+      // elsewhere syncs at another replica: this hub sees it synced in its session record and
+      // lets go of what it kept back (long before its 30 s bound).
+      const replica = await cold.startReplica('isync-cold-other');
+      const elsewhere = await resyncing('elsewhere', true, cold, replica);
+      await elsewhere.send(addresses(7, 1, 2));
+      await elsewhere.synced();
+      await waitFor(() => sink?.expectedSyncs.length === 0 && sink.deferredGroups.length === 0, {
+        what: 'the hub to see elsewhere synced',
+        timeoutMs: 5_000,
+      });
+      await waitFor(() => registered(withElsewhere).length === 6, { what: 'the group filled' });
+      expect(registered(withElsewhere)).toEqual(
+        [...addresses(5, 1, 4), ...addresses(7, 1, 2)].sort(),
+      );
+      early.close();
+      late.close();
+      elsewhere.close();
+    } finally {
+      await cold.close();
+    }
   });
 
   it('with the hold off, registers batch by batch', async () => {

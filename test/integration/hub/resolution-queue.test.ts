@@ -253,6 +253,66 @@ describe('BullMqReconcileSink on the real Redis and BullMQ', () => {
     ]);
   });
 
+  it('keeps back the reconciles of groups fed by clusters whose initial sync is expected', async () => {
+    const { sink } = newSink();
+    await sink.updateBindings({ revision: 1, bindings: BINDINGS });
+    sink.initialSyncsExpected(['prod-eu', 'prod-us']);
+    expect(sink.expectedSyncs).toEqual(['prod-eu', 'prod-us']);
+    // dev is not expected, but its groups A and the pool are fed by clusters that are.
+    await sink.changed('dev', [{ namespace: 'shop', name: 'web' }], trace(1), 700);
+    await sink.changed('dev', [{ namespace: 'big', name: 'search' }], trace(2));
+    expect(sink.deferredGroups).toEqual([A_GROUP, ...POOL].sort());
+    // prod-eu's sync begins here: its hold takes over, and ends before prod-us has synced.
+    const eu = sink.initialSyncStarted('prod-eu');
+    expect(sink.expectedSyncs).toEqual(['prod-us']);
+    await eu.end();
+    expect(await pendingJobs(sink)).toEqual(new Map());
+    // B had nothing kept back, but prod-eu's end owes it a reconcile: kept back for prod-us.
+    expect(sink.deferredGroups).toEqual([A_GROUP, B_GROUP, ...POOL].sort());
+    // prod-us is seen synced (at another replica): everything goes, once.
+    await sink.initialSyncSeen('prod-us');
+    await sink.initialSyncSeen('prod-us');
+    expect(sink.expectedSyncs).toEqual([]);
+    expect(sink.deferredGroups).toEqual([]);
+    const pending = await pendingJobs(sink);
+    expect([...pending.keys()].sort()).toEqual([A_GROUP, B_GROUP, ...POOL].sort());
+    expect(pending.get(A_GROUP)).toHaveLength(1);
+    expect(pending.get(A_GROUP)?.[0]).toMatchObject({ observedAtMs: 700 });
+    // Expecting a cluster that syncs here already changes nothing.
+    const dev = sink.initialSyncStarted('dev');
+    sink.initialSyncsExpected(['dev']);
+    expect(sink.expectedSyncs).toEqual([]);
+    await dev.end();
+  });
+
+  it('ends an expected sync after initialSyncHoldMs and at close, and expects none when it is 0', async () => {
+    const timed = newSink({ initialSyncHoldMs: 300 }).sink;
+    await timed.updateBindings({ revision: 1, bindings: BINDINGS });
+    timed.initialSyncsExpected(['dev']);
+    await timed.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1));
+    expect(timed.deferredGroups).toEqual([A_GROUP]);
+    await waitFor(async () => (await pendingJobs(timed)).size === 1, {
+      what: 'the kept-back group enqueued when the expected sync ran out',
+    });
+    expect(timed.expectedSyncs).toEqual([]);
+    // Only what was kept back: nothing of dev came, so the pool it feeds is not enqueued.
+    expect([...(await pendingJobs(timed)).keys()]).toEqual([A_GROUP]);
+
+    const closing = newSink().sink;
+    await closing.updateBindings({ revision: 1, bindings: BINDINGS });
+    closing.initialSyncsExpected(['dev']);
+    await closing.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1));
+    await closing.close();
+    expect([...(await pendingJobs(closing)).keys()]).toEqual([A_GROUP]);
+
+    const off = newSink({ initialSyncHoldMs: 0 }).sink;
+    await off.updateBindings({ revision: 1, bindings: BINDINGS });
+    off.initialSyncsExpected(['dev']);
+    expect(off.expectedSyncs).toEqual([]);
+    await off.changed('prod-eu', [{ namespace: 'shop', name: 'web' }], trace(1));
+    expect([...(await pendingJobs(off)).keys()]).toEqual([A_GROUP]);
+  });
+
   it('ends a hold after initialSyncHoldMs, at close, and holds nothing when it is 0', async () => {
     const timed = newSink({ initialSyncHoldMs: 300 }).sink;
     await timed.updateBindings({ revision: 1, bindings: BINDINGS });
