@@ -6,7 +6,8 @@ import type { RedisClient } from '../state/index.js';
  * process, so that all of them together stay within ELBv2's API rate limits.
  *
  * Key schema: `<keyPrefix>:{aws:<account>:<region>}:bucket:<class>`, a hash
- * `{ tokens: <float>, updated: <µs of Redis TIME> }` with a PEXPIRE of at least
+ * `{ tokens: <float>, updated: <µs of Redis TIME> }` (after a throttle, with the last penalty's
+ * `penaltyMs` and `penaltyAt`, see {@link AwsRateLimiter.penalize}) with a PEXPIRE of at least
  * {@link BUCKET_MIN_TTL_MS} and twice the time the bucket needs to fill up, so idle buckets
  * vanish (a vanished bucket is re-created full, which it would have been by then anyway). The
  * hash tag `{aws:<account>:<region>}` keeps the buckets of one account and region in one Redis
@@ -52,6 +53,16 @@ export const DEFAULT_AWS_RATE_LIMITS: Readonly<Record<AwsOperationClass, AwsRate
 
 /** The shortest TTL of a bucket key. */
 export const BUCKET_MIN_TTL_MS = 10_000;
+
+/**
+ * The penalty of a lone throttle (see {@link AwsRateLimiter.penalize}): about one refill of a
+ * mutate bucket, what a call that reached AWS a little early needs; a throttling that goes on
+ * doubles it up to {@link DEFAULT_THROTTLE_PENALTY_MAX_MS}.
+ */
+export const DEFAULT_THROTTLE_PENALTY_MS = 250;
+
+/** The longest penalty a throttling that goes on reaches by default. */
+export const DEFAULT_THROTTLE_PENALTY_MAX_MS = 8_000;
 
 /** What a {@link AwsRateLimiterOptions.onWait} callback is told. */
 export interface AwsRateLimitWait {
@@ -184,10 +195,18 @@ export class RateLimitTimeoutError extends Error {
 const MAX_RATE_PER_SECOND = 1_000_000;
 const MAX_BURST = 1_000_000;
 const MAX_WAIT_MS = 2 ** 31 - 1;
+// Throttles this long after a penalty, of calls that took their token after it, lengthen it.
+const PENALTY_STREAK_MS = BUCKET_MIN_TTL_MS;
 // Jitter up to a fifth of the wait plus a few ms: enough that waiters on one bucket do not all
 // retry in the same millisecond, small enough not to waste the refill.
 const JITTER_FRACTION = 0.2;
 const JITTER_MIN_MS = 5;
+
+function checkPenalty(name: string, ms: number): void {
+  if (!Number.isFinite(ms) || ms < 0 || ms > MAX_WAIT_MS) {
+    throw new RangeError(`${name} must be a number from 0 to ${MAX_WAIT_MS}`);
+  }
+}
 
 function checkLimit(name: string, limit: AwsRateLimit): AwsRateLimit {
   const { ratePerSecond, burst } = limit;
@@ -352,14 +371,39 @@ if waitMs < 1 then waitMs = 1 end
 return waitMs
 `;
 
-// ARGV: rate, burst, now µs or '', penalty ms, min TTL ms. Lowers the bucket to the debt of
-// `ms` of refill; penalties do not add up (many workers throttled at once are one penalty), and
-// a longer one already in force is kept.
+// ARGV: rate, burst, now µs or '', penalty ms, min TTL ms, longest penalty ms or '', ms since
+// the throttled call took its token or ''. Lowers the bucket to the debt of the penalty's ms of
+// refill and returns them; penalties do not add up (many workers throttled at once are one
+// penalty), and a longer one already in force is kept. With the last two: a call that took its
+// token after the last penalty (within PENALTY_STREAK_MS of it) and was throttled all the same
+// doubles it, up to the longest; one that took it before is of the throttling already paid for
+// and changes nothing.
+// The last penalty's length and time live in the bucket's hash (gone with it when idle).
 const penalizeLua = `${refillLua}
-local debt = -(tonumber(ARGV[4]) * rate / 1000)
-if tokens > debt then tokens = debt end
-store()
-return 1
+local ms = tonumber(ARGV[4])
+local fresh = true
+if ARGV[6] ~= '' and ARGV[7] ~= '' then
+  local last = redis.call('HMGET', KEYS[1], 'penaltyMs', 'penaltyAt')
+  local lastMs = tonumber(last[1])
+  local lastAt = tonumber(last[2])
+  if lastMs ~= nil and lastAt ~= nil and now >= lastAt and now - lastAt <= ${PENALTY_STREAK_MS} * 1000 then
+    if now - tonumber(ARGV[7]) * 1000 < lastAt then
+      ms = lastMs
+      fresh = false
+    else
+      ms = math.min(tonumber(ARGV[6]), math.max(ms, lastMs * 2))
+    end
+  end
+end
+if fresh then
+  local debt = -(ms * rate / 1000)
+  if tokens > debt then tokens = debt end
+  store()
+  if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[1], 'penaltyMs', string.format('%.0f', ms), 'penaltyAt', string.format('%.0f', now))
+  end
+end
+return math.floor(ms)
 `;
 
 // ARGV: rate, burst, now µs or '', min TTL ms. Takes nothing; returns 0 when the bucket holds a
@@ -569,25 +613,37 @@ export class AwsRateLimiter {
    * its real limit is lower): empties the bucket so that no worker gets a token for about `ms`.
    * Every worker backs off together. Penalties do not add up: many workers throttled at once
    * cost one penalty, and a longer one already in force is kept.
+   *
+   * With `streak`, a lone throttle costs `ms` and a throttling that goes on costs more: a call
+   * that took its token after the last penalty (within {@link PENALTY_STREAK_MS} of it) and was
+   * throttled all the same doubles the penalty, up to `streak.maxMs`; a call that took its
+   * token before the last penalty was throttled by what that penalty answered, and adds
+   * nothing. Resolves to the penalty's length in ms.
    */
   async penalize(
     account: string,
     region: string,
     cls: AwsOperationClass,
     ms: number,
-  ): Promise<void> {
-    if (!Number.isFinite(ms) || ms < 0 || ms > MAX_WAIT_MS) {
-      throw new RangeError(`ms must be a number from 0 to ${MAX_WAIT_MS}`);
+    streak?: { readonly maxMs: number; readonly tokenTakenMsAgo: number },
+  ): Promise<number> {
+    checkPenalty('ms', ms);
+    if (streak !== undefined) {
+      checkPenalty('streak.maxMs', streak.maxMs);
+      checkPenalty('streak.tokenTakenMsAgo', streak.tokenTakenMsAgo);
     }
     const limit = this.#bucketFor(account, region, cls);
-    await this.#command('tgfedAwsBucketPenalize')(
+    const applied = await this.#command('tgfedAwsBucketPenalize')(
       this.bucketKey(account, region, cls),
       limit.ratePerSecond,
       limit.burst,
       this.#now(),
       ms,
       BUCKET_MIN_TTL_MS,
+      streak === undefined ? '' : Math.max(ms, streak.maxMs),
+      streak === undefined ? '' : Math.floor(streak.tokenTakenMsAgo),
     );
+    return Number(applied);
   }
 
   #now(): string {

@@ -2,7 +2,11 @@ import type { Action } from '@aws-sdk/client-elastic-load-balancing-v2';
 import type { Binding, Logger, TargetGroup } from '../../shared/index.js';
 import { silentLogger } from '../../shared/index.js';
 import { AwsCallError, PERSISTENT_AWS_ERRORS } from '../aws/aws-errors.js';
-import type { AwsOperationClass } from '../aws/aws-rate-limiter.js';
+import {
+  DEFAULT_THROTTLE_PENALTY_MAX_MS,
+  DEFAULT_THROTTLE_PENALTY_MS,
+  type AwsOperationClass,
+} from '../aws/aws-rate-limiter.js';
 import {
   parseListenerRuleArn,
   type ListenerRuleApi,
@@ -45,8 +49,14 @@ export interface ListenerWeightUpdaterOptions {
    * @default 300000
    */
   checkIntervalMs?: number;
-  /** How long the account's bucket stays empty after AWS throttled a call. @default 1000 */
+  /**
+   * How long the account's bucket stays empty after AWS throttled a call anyway; doubled for
+   * each throttle of a call that took its token after the last penalty, up to
+   * `throttlePenaltyMaxMs` (see `AwsRateLimiter.penalize`). @default 250
+   */
   throttlePenaltyMs?: number;
+  /** The longest penalty a throttling that goes on reaches. @default 8000 */
+  throttlePenaltyMaxMs?: number;
   /** @default Date.now */
   clock?: () => number;
   /** @default silentLogger() */
@@ -147,6 +157,7 @@ export class ListenerWeightUpdater {
   readonly #minShareChange: number;
   readonly #checkIntervalMs: number;
   readonly #throttlePenaltyMs: number;
+  readonly #throttlePenaltyMaxMs: number;
   readonly #clock: () => number;
   readonly #log: Logger;
 
@@ -171,7 +182,11 @@ export class ListenerWeightUpdater {
     }
     this.#minShareChange = minShareChange;
     this.#checkIntervalMs = options.checkIntervalMs ?? 300_000;
-    this.#throttlePenaltyMs = options.throttlePenaltyMs ?? 1000;
+    this.#throttlePenaltyMs = options.throttlePenaltyMs ?? DEFAULT_THROTTLE_PENALTY_MS;
+    this.#throttlePenaltyMaxMs = Math.max(
+      this.#throttlePenaltyMs,
+      options.throttlePenaltyMaxMs ?? DEFAULT_THROTTLE_PENALTY_MAX_MS,
+    );
     this.#clock = options.clock ?? Date.now;
     this.#log = (options.logger ?? silentLogger()).child({ component: 'listener-weights' });
   }
@@ -335,6 +350,7 @@ export class ListenerWeightUpdater {
     call: () => Promise<T>,
   ): Promise<T> {
     await this.#limiter.acquire(location.accountId, location.region, cls, { signal });
+    const tokenAtMs = this.#clock();
     try {
       return await call();
     } catch (err) {
@@ -346,6 +362,10 @@ export class ListenerWeightUpdater {
           location.region,
           cls,
           this.#throttlePenaltyMs,
+          {
+            maxMs: this.#throttlePenaltyMaxMs,
+            tokenTakenMsAgo: Math.max(0, this.#clock() - tokenAtMs),
+          },
         );
       }
       throw new StopUpdate(failure.errorClass, failure.message);

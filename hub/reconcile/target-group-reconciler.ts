@@ -2,7 +2,11 @@ import { trace } from '@opentelemetry/api';
 import type { Logger, TargetGroup } from '../../shared/index.js';
 import { SpanAttribute, jitteredBackoff, silentLogger } from '../../shared/index.js';
 import { AwsCallError, PERSISTENT_AWS_ERRORS } from '../aws/aws-errors.js';
-import type { AwsOperationClass } from '../aws/aws-rate-limiter.js';
+import {
+  DEFAULT_THROTTLE_PENALTY_MAX_MS,
+  DEFAULT_THROTTLE_PENALTY_MS,
+  type AwsOperationClass,
+} from '../aws/aws-rate-limiter.js';
 import {
   isPresent,
   type TargetGroupApi,
@@ -34,8 +38,17 @@ export interface AwsCallLimiter {
     cls: AwsCallClass,
     options?: { signal?: AbortSignal },
   ): Promise<unknown>;
-  /** Empties the bucket for `ms` after AWS throttled a call anyway. */
-  penalize(account: string, region: string, cls: AwsCallClass, ms: number): Promise<unknown>;
+  /**
+   * Empties the bucket for `ms` after AWS throttled a call anyway; with `streak`, for longer
+   * while throttles go on (see `AwsRateLimiter.penalize`).
+   */
+  penalize(
+    account: string,
+    region: string,
+    cls: AwsCallClass,
+    ms: number,
+    streak?: { readonly maxMs: number; readonly tokenTakenMsAgo: number },
+  ): Promise<unknown>;
   /** Waits until the bucket holds a token without taking it (bounded); optional. */
   whenAvailable?(
     account: string,
@@ -146,8 +159,14 @@ export interface TargetGroupReconcilerOptions {
   transientRetryMaxMs?: number;
   /** Delay after a persistent error (not found, access denied, group full). @default 300000 */
   retryMaxMs?: number;
-  /** How long the account's bucket stays empty after AWS throttled a call. @default 1000 */
+  /**
+   * How long the account's bucket stays empty after AWS throttled a call anyway; doubled for
+   * each throttle of a call that took its token after the last penalty, up to
+   * `throttlePenaltyMaxMs` (see `AwsRateLimiter.penalize`). @default 250
+   */
   throttlePenaltyMs?: number;
+  /** The longest penalty a throttling that goes on reaches. @default 8000 */
+  throttlePenaltyMaxMs?: number;
   /** @default Date.now */
   clock?: () => number;
   /** @default Math.random */
@@ -194,7 +213,18 @@ export function compileTargetGroupReconcilerOptions(
       86_400_000,
     ),
     retryMaxMs: inRange('retryMaxMs', o.retryMaxMs ?? 300_000, retryInitialMs, 86_400_000),
-    throttlePenaltyMs: inRange('throttlePenaltyMs', o.throttlePenaltyMs ?? 1000, 0, 600_000),
+    throttlePenaltyMs: inRange(
+      'throttlePenaltyMs',
+      o.throttlePenaltyMs ?? DEFAULT_THROTTLE_PENALTY_MS,
+      0,
+      600_000,
+    ),
+    throttlePenaltyMaxMs: inRange(
+      'throttlePenaltyMaxMs',
+      o.throttlePenaltyMaxMs ?? DEFAULT_THROTTLE_PENALTY_MAX_MS,
+      o.throttlePenaltyMs ?? DEFAULT_THROTTLE_PENALTY_MS,
+      600_000,
+    ),
     clock: o.clock ?? Date.now,
     random: o.random ?? Math.random,
     logger: o.logger ?? silentLogger(),
@@ -702,6 +732,7 @@ export class TargetGroupReconciler {
         this.#limiter.acquire(definition.accountId, definition.region, cls, { signal }),
         before,
       ]);
+      const tokenAtMs = this.options.clock();
       count();
       try {
         return await call();
@@ -714,6 +745,10 @@ export class TargetGroupReconciler {
           definition.region,
           cls,
           this.options.throttlePenaltyMs,
+          {
+            maxMs: this.options.throttlePenaltyMaxMs,
+            tokenTakenMsAgo: Math.max(0, this.options.clock() - tokenAtMs),
+          },
         );
         if (attempt >= THROTTLED_CALL_ATTEMPTS) throw failure;
         this.#log.debug({ operation, attempt, account: definition.accountId }, 'call throttled');

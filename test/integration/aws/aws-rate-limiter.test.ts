@@ -4,6 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { Cluster as RedisClusterClient, Redis } from 'ioredis';
 import {
   AwsRateLimiter,
+  BUCKET_MIN_TTL_MS,
   RateLimitTimeoutError,
   type AwsOperationClass,
   type AwsRateLimiterOptions,
@@ -269,6 +270,50 @@ describe('AwsRateLimiter', () => {
     // Other buckets are not affected.
     expect((await first.tryAcquire(OTHER_ACCOUNT, REGION, 'mutate')).acquired).toBe(true);
     expect((await first.tryAcquire(ACCOUNT, REGION, 'describe')).acquired).toBe(true);
+  });
+
+  it('lengthens the penalty while throttles of calls made after it go on, and starts short again', async () => {
+    const clock = new TestClock();
+    const prefix = uniquePrefix();
+    const options = { limits: { mutate: { ratePerSecond: 4, burst: 20 } } };
+    const first = limiter(clock, prefix, options);
+    const second = limiter(clock, prefix, options);
+    const streak = (tokenTakenMsAgo: number) => ({ maxMs: 2000, tokenTakenMsAgo });
+    // A lone throttle: the short penalty, then one token's refill.
+    expect(await first.penalize(ACCOUNT, REGION, 'mutate', 250, streak(100))).toBe(250);
+    expect(await first.tryAcquire(ACCOUNT, REGION, 'mutate')).toEqual({
+      acquired: false,
+      retryAfterMs: 500,
+    });
+    // Another worker's call, sent before that penalty, throttled too: the same throttling.
+    clock.advanceMs(50);
+    expect(await second.penalize(ACCOUNT, REGION, 'mutate', 250, streak(120))).toBe(250);
+    expect(await first.tryAcquire(ACCOUNT, REGION, 'mutate')).toEqual({
+      acquired: false,
+      retryAfterMs: 450,
+    });
+    // Calls that took their token after the last penalty and were throttled anyway: it goes on.
+    const lengths: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      clock.advanceMs(3000);
+      expect(await drain(first, ACCOUNT, REGION, 'mutate')).toBeGreaterThan(0);
+      clock.advanceMs(10);
+      lengths.push(await second.penalize(ACCOUNT, REGION, 'mutate', 250, streak(10)));
+    }
+    expect(lengths).toEqual([500, 1000, 2000, 2000]);
+    expect(await first.tryAcquire(ACCOUNT, REGION, 'mutate')).toEqual({
+      acquired: false,
+      retryAfterMs: 2250,
+    });
+    // Quiet for longer than the streak: short again.
+    clock.advanceMs(BUCKET_MIN_TTL_MS + 2000);
+    expect(await first.penalize(ACCOUNT, REGION, 'mutate', 250, streak(10))).toBe(250);
+    // Without a streak, the penalty is the one asked for, as before.
+    clock.advanceMs(100);
+    expect(await first.penalize(ACCOUNT, REGION, 'mutate', 300)).toBe(300);
+    await expect(first.penalize(ACCOUNT, REGION, 'mutate', 250, streak(-1))).rejects.toThrow(
+      RangeError,
+    );
   });
 
   it('applies an account override to that account only', async () => {

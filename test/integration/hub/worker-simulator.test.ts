@@ -149,6 +149,9 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
 
   it('makes a throttled call again within the reconcile, after the penalty', async () => {
     const arn = newGroup();
+    // The account's bucket as new: no penalty of an earlier test's throttles in force.
+    const bucket = `${fed.keyPrefix}:{aws:${ACCOUNT}:${REGION}}:bucket:mutate`;
+    await fed.redis.del(bucket);
     sim.simulator.injectFault({
       targetGroupArn: arn,
       action: 'RegisterTargets',
@@ -173,8 +176,13 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     });
     expect(last).toMatchObject({ outcome: 'applied', consecutiveFailures: 0 });
     expect(last?.calls.register).toBe(3);
-    // The penalty spaced them (throttlePenaltyMs, 1 s by default).
-    expect((calls[2]?.atMs ?? 0) - (calls[0]?.atMs ?? 0)).toBeGreaterThanOrEqual(1_900);
+    // The penalties spaced them: 250 ms and a token's refill (4 a second) after the first
+    // throttle; the second call took its token after that penalty and was throttled all the
+    // same, so the second penalty was twice as long, as the account's shared bucket records.
+    const gaps = [1, 2].map((i) => (calls[i]?.atMs ?? 0) - (calls[i - 1]?.atMs ?? 0));
+    expect(gaps[0]).toBeGreaterThanOrEqual(500);
+    expect(gaps[1]).toBeGreaterThanOrEqual(750);
+    expect(await fed.redis.hget(bucket, 'penaltyMs')).toBe('500');
   });
 
   it('after a long storm of throttles and 5xx, retries within the transient ceiling, not the persistent one', async () => {
