@@ -301,6 +301,7 @@ export class ReconcileWorker {
         driftIntervalMs: o.driftIntervalMs,
         drainingCountsTowardCapacity: o.drainingCountsTowardCapacity,
         followUpMs: o.followUpMs,
+        capacityDescribeIntervalMs: o.capacityDescribeIntervalMs,
         transientRetryMaxMs: o.transientRetryMaxMs,
         retryMaxMs: o.retryMaxMs,
         clock,

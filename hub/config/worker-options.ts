@@ -74,6 +74,15 @@ export const workerOptionsSchema = z
       .describe(
         'How soon a group is reconciled again while targets wait for room or health decides',
       ),
+    capacityDescribeIntervalMs: z
+      .number()
+      .int()
+      .min(0)
+      .max(3_600_000)
+      .default(5_000)
+      .describe(
+        'While targets wait for room in a full group, how long a describe of it is trusted',
+      ),
     transientRetryMaxMs: z
       .number()
       .int()

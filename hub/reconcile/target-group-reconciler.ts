@@ -147,6 +147,15 @@ export interface TargetGroupReconcilerOptions {
    * @default 15000
    */
   followUpMs?: number;
+  /**
+   * While targets wait for room in a full group, how long a describe (which finds the draining
+   * targets gone) is trusted: reconciles within it plan from the group's records. A busy full
+   * group (a rolling restart of a full pool) is reconciled every debounce window, and a describe
+   * of a thousand targets at each was a visible share of the workers' CPU; what waits for room
+   * waits for draining to end, which takes the target group's deregistration delay.
+   * @default 5000
+   */
+  capacityDescribeIntervalMs?: number;
   /** First retry delay after a failed reconcile (full jitter, doubling). @default 1000 */
   retryInitialMs?: number;
   /**
@@ -205,6 +214,12 @@ export function compileTargetGroupReconcilerOptions(
     driftJitter: inRange('driftJitter', o.driftJitter ?? 0.2, 0, 1),
     drainingCountsTowardCapacity: o.drainingCountsTowardCapacity ?? true,
     followUpMs: inRange('followUpMs', o.followUpMs ?? 15_000, 100, 3_600_000),
+    capacityDescribeIntervalMs: inRange(
+      'capacityDescribeIntervalMs',
+      o.capacityDescribeIntervalMs ?? 5_000,
+      0,
+      3_600_000,
+    ),
     retryInitialMs,
     transientRetryMaxMs: inRange(
       'transientRetryMaxMs',
@@ -310,11 +325,16 @@ function locationKey(definition: TargetGroup): string {
  * draining ones are gone), or the drift check is due. (A stale cluster's health watched is the
  * resolution's reason.)
  */
-function describeDue(stored: TargetGroupRecord, startedAtMs: number): boolean {
+function describeDue(
+  stored: TargetGroupRecord,
+  startedAtMs: number,
+  capacityDescribeIntervalMs: number,
+): boolean {
   return (
     !stored.actualValid ||
     stored.refreshRequested ||
-    (stored.last?.waitingForCapacity ?? 0) > 0 ||
+    ((stored.last?.waitingForCapacity ?? 0) > 0 &&
+      startedAtMs - stored.describedAtMs >= capacityDescribeIntervalMs) ||
     startedAtMs >= stored.nextDriftAtMs
   );
 }
@@ -440,7 +460,7 @@ export class TargetGroupReconciler {
     const owned = new Set(stored.owned);
 
     try {
-      if (watchesHealth || describeDue(stored, startedAtMs)) {
+      if (watchesHealth || describeDue(stored, startedAtMs, o.capacityDescribeIntervalMs)) {
         const ahead = await early;
         const described =
           ahead !== undefined && ahead.location === locationKey(definition)
@@ -815,7 +835,8 @@ export class TargetGroupReconciler {
     signal: AbortSignal | undefined,
   ): Promise<EarlyDescribe | undefined> {
     const stored = await reading;
-    if (!describeDue(stored, startedAtMs)) return undefined;
+    if (!describeDue(stored, startedAtMs, this.options.capacityDescribeIntervalMs))
+      return undefined;
     const definition = (await this.#desired.definition?.(arn)) ?? stored.definition;
     if (definition === undefined) return undefined;
     const described = this.#describe(this.#api(arn, definition), definition, progress, signal);

@@ -68,7 +68,12 @@ beforeAll(async () => {
     clusters,
     hubSettings: { disconnectedGraceMs: 1_500 },
     // A short transient-retry ceiling, so that a long storm's back-off is visible in seconds.
-    workerSettings: { driftIntervalMs: 60_000, guardMinTargets: 5, transientRetryMaxMs: 2_000 },
+    workerSettings: {
+      driftIntervalMs: 60_000,
+      guardMinTargets: 5,
+      transientRetryMaxMs: 2_000,
+      capacityDescribeIntervalMs: 4_000,
+    },
   });
   await fed.start();
   await fed.startWorker(simulatorWorkerDeps(sim.url));
@@ -107,7 +112,8 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
   });
 
   it('never exceeds a full group’s quota: new targets wait for the old ones to drain', async () => {
-    const arn = newGroup({ capacity: 4 });
+    // The replaced targets drain for 5 s: the new ones wait through several reconciles.
+    const arn = newGroup({ capacity: 4, deregistrationDelayMs: 5_000 });
     await fed.applyBinding(
       binding({
         name: 'quota',
@@ -119,10 +125,23 @@ describe('ReconcileWorker against the ELBv2 simulator', () => {
     fed.setEndpoints('west', range(1, 4));
     await converged(arn, expected(2, range(1, 4)), 'a full group');
     // A rolling restart of two pods: two new addresses, two old ones gone.
+    const restartedAtMs = Date.now();
     fed.setEndpoints('west', [1, 2, 11, 12]);
     await converged(arn, expected(2, [1, 2, 11, 12]), 'the replaced targets');
     const refused = sim.simulator.calls({ targetGroupArn: arn }).filter((c) => c.errorCode);
     expect(refused).toEqual([]);
+    // While they waited, the group came back every second or two (followUpMs is 1 s here), but
+    // was described at most every capacityDescribeIntervalMs (4 s here): the describe that found
+    // the room was not the first one.
+    const all = sim.simulator
+      .calls({ targetGroupArn: arn, action: 'DescribeTargetHealth' })
+      .map((c) => c.atMs);
+    // From the last describe before the restart on.
+    const describes = all.slice(Math.max(0, all.findIndex((atMs) => atMs >= restartedAtMs) - 1));
+    expect(describes.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < describes.length; i++) {
+      expect((describes[i] ?? 0) - (describes[i - 1] ?? 0)).toBeGreaterThanOrEqual(3_800);
+    }
   });
 
   it('backs off through a throttling storm and still converges', async () => {
