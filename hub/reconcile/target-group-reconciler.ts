@@ -40,7 +40,8 @@ export interface AwsCallLimiter {
   ): Promise<unknown>;
   /**
    * Empties the bucket for `ms` after AWS throttled a call anyway; with `streak`, for longer
-   * while throttles go on (see `AwsRateLimiter.penalize`).
+   * while throttles go on (see `AwsRateLimiter.penalize`). Resolves to the penalty's length in
+   * ms, when known.
    */
   penalize(
     account: string,
@@ -341,6 +342,13 @@ function describeDue(
 
 /** Attempts of one AWS call that AWS keeps throttling, before the reconcile fails. */
 const THROTTLED_CALL_ATTEMPTS = 3;
+
+/**
+ * The longest penalty a reconcile waits out to make a throttled call again. A longer one means
+ * the throttling goes on (it doubled): the reconcile ends `throttled`, leaving its worker slot
+ * to other groups, and its group backs off (`transientRetryMaxMs`).
+ */
+const IN_RECONCILE_PENALTY_MAX_MS = 1_000;
 
 /**
  * One reconcile of one target group (DESIGN.md, Reconcile and Safety): resolve the desired
@@ -735,7 +743,9 @@ export class TargetGroupReconciler {
    * {@link THROTTLED_CALL_ATTEMPTS} times, within this reconcile: tokens granted at the bucket's
    * pace can still reach AWS closer together than it refills (a busy event loop delays one
    * call and not the next), and failing the reconcile for that cost its group a retry backoff
-   * and a resolution. `count` is called for every attempt (the record counts calls made).
+   * and a resolution. Once the penalty has grown past {@link IN_RECONCILE_PENALTY_MAX_MS}, the
+   * throttling goes on and the reconcile ends instead. `count` is called for every attempt (the
+   * record counts calls made).
    */
   async #call<T>(
     definition: TargetGroup,
@@ -760,7 +770,7 @@ export class TargetGroupReconciler {
         if (signal?.aborted === true) throw err;
         const failure = new AwsCallError(operation, err);
         if (failure.errorClass !== 'throttling') throw failure;
-        await this.#limiter.penalize(
+        const penaltyMs = await this.#limiter.penalize(
           definition.accountId,
           definition.region,
           cls,
@@ -771,6 +781,9 @@ export class TargetGroupReconciler {
           },
         );
         if (attempt >= THROTTLED_CALL_ATTEMPTS) throw failure;
+        if (typeof penaltyMs === 'number' && penaltyMs > IN_RECONCILE_PENALTY_MAX_MS) {
+          throw failure;
+        }
         this.#log.debug({ operation, attempt, account: definition.accountId }, 'call throttled');
       }
     }

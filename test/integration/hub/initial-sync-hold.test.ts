@@ -8,7 +8,7 @@ import { BatchPhase, ReconcileOutcome } from '../../../shared/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { scrapeMetrics } from '../../support/prometheus-text.js';
 import { ACCOUNT, REGION, binding, targetGroup } from '../../support/binding-fixtures.js';
-import { agentTokenOf } from '../../support/test-hub-settings.js';
+import { agentTokenOf, type TestHubCluster } from '../../support/test-hub-settings.js';
 import { TestFederation } from '../../support/test-federation.js';
 import { RogueAgent, batchRequest, replaceChange } from '../security/rogue-agent.js';
 import { simulatorWorkerDeps } from '../../support/simulator-worker.js';
@@ -121,18 +121,27 @@ function registered(arn: string): string[] {
     .sort();
 }
 
+/** A federation of `clusters` whose hub and workers hold initial syncs this long. */
+function federation(
+  name: string,
+  clusters: TestHubCluster[],
+  initialSyncHoldMs = 30_000,
+): TestFederation {
+  return new TestFederation({
+    name,
+    redisUrl: inject('redisUrl'),
+    clusters,
+    hubSettings: { initialSyncHoldMs },
+  });
+}
+
 beforeAll(async () => {
   sim = await startElbv2Simulator({ rateLimits: false });
-  fed = new TestFederation({
-    name: 'isync',
-    redisUrl: inject('redisUrl'),
-    clusters: [
-      { id: 'held', block: 1 },
-      { id: 'second', block: 2 },
-      { id: 'third', block: 3 },
-    ],
-    hubSettings: { initialSyncHoldMs: 30_000 },
-  });
+  fed = federation('isync', [
+    { id: 'held', block: 1 },
+    { id: 'second', block: 2 },
+    { id: 'third', block: 3 },
+  ]);
   await fed.start();
   await fed.startWorker(simulatorWorkerDeps(sim.url));
 });
@@ -226,16 +235,11 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
   it('keep a group fed by a listed cluster that has not synced yet back until it has, here or at another replica', async () => {
     // A cold start: the hub expects every listed cluster's initial sync. Clusters reconnect one
     // after another; a group must not be reconciled in a lull between their syncs.
-    const cold = new TestFederation({
-      name: 'isync-cold',
-      redisUrl: inject('redisUrl'),
-      clusters: [
-        { id: 'early', block: 5 },
-        { id: 'late', block: 6 },
-        { id: 'elsewhere', block: 7 },
-      ],
-      hubSettings: { initialSyncHoldMs: 30_000 },
-    });
+    const cold = federation('isync-cold', [
+      { id: 'early', block: 5 },
+      { id: 'late', block: 6 },
+      { id: 'elsewhere', block: 7 },
+    ]);
     try {
       await cold.start();
       await cold.startWorker(simulatorWorkerDeps(sim.url));
@@ -285,12 +289,7 @@ describe('Registrations during a cluster’s initial sync after a cold start', (
 
   it('with the hold off, registers batch by batch', async () => {
     // The hold is one setting of hub and workers: a federation of its own with it off.
-    const off = new TestFederation({
-      name: 'isync-off',
-      redisUrl: inject('redisUrl'),
-      clusters: [{ id: 'unheld', block: 4 }],
-      hubSettings: { initialSyncHoldMs: 0 },
-    });
+    const off = federation('isync-off', [{ id: 'unheld', block: 4 }], 0);
     try {
       await off.start();
       await off.startWorker(simulatorWorkerDeps(sim.url));
