@@ -1,4 +1,4 @@
-import { hashEntries, type RedisClient } from '../state/index.js';
+import { hashEntries, hashFieldChunks, type RedisClient } from '../state/index.js';
 
 /**
  * The targets each target group was last given, persisted so that the next resolution of its
@@ -82,9 +82,7 @@ export class GroupAssignmentStore {
     if (before === undefined) tx.del(key);
     // HSET / HDEL with many fields in one command; chunked to keep each argument list small.
     for (let i = 0; i < removed.length; i += 1000) tx.hdel(key, ...removed.slice(i, i + 1000));
-    for (let i = 0; i < changed.length; i += 1000) {
-      tx.hset(key, Object.fromEntries(changed.slice(i, i + 1000)));
-    }
+    for (const fields of hashFieldChunks(changed)) tx.hset(key, ...fields);
     const results = await tx.exec();
     for (const [err] of results ?? []) if (err !== null) throw err;
     return true;

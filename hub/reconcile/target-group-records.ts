@@ -1,6 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { TargetGroup } from '../../shared/index.js';
-import { StoredValueError, hashEntries, type RedisClient } from '../state/index.js';
+import {
+  StoredValueError,
+  hashEntries,
+  hashFieldChunks,
+  sameValueFieldChunks,
+  type RedisClient,
+} from '../state/index.js';
 import type { TargetHealthState } from '../aws/target-group-api.js';
 import { targetHealthState } from '../aws/target-group-api.js';
 import type { AwsErrorClass } from '../aws/aws-errors.js';
@@ -278,7 +284,7 @@ export class TargetGroupRecords {
     nextDriftAtMs: number,
   ): Promise<void> {
     const multi = this.#redis.multi().del(this.actualKey(arn));
-    if (actual.size > 0) multi.hset(this.actualKey(arn), Object.fromEntries(actual));
+    for (const fields of hashFieldChunks(actual)) multi.hset(this.actualKey(arn), ...fields);
     multi.hset(this.metaKey(arn), {
       describedAtMs: String(atMs),
       nextDriftAtMs: String(nextDriftAtMs),
@@ -294,20 +300,25 @@ export class TargetGroupRecords {
 
   /** Records targets just registered: `initial` until the next describe. */
   async registered(arn: string, keys: readonly string[]): Promise<void> {
-    if (keys.length === 0) return;
-    await this.#redis.hset(
-      this.actualKey(arn),
-      Object.fromEntries(keys.map((k) => [k, 'initial'])),
-    );
+    const [first, ...more] = sameValueFieldChunks(keys, 'initial');
+    if (first === undefined) return;
+    if (more.length === 0) {
+      await this.#redis.hset(this.actualKey(arn), ...first);
+      return;
+    }
+    const multi = this.#redis.multi();
+    for (const fields of [first, ...more]) multi.hset(this.actualKey(arn), ...fields);
+    execOrThrow(await multi.exec());
   }
 
   /** Records targets just deregistered: draining, and no longer owned. */
   async deregistered(arn: string, keys: readonly string[]): Promise<void> {
     if (keys.length === 0) return;
-    const multi = this.#redis
-      .multi()
-      .hset(this.actualKey(arn), Object.fromEntries(keys.map((k) => [k, 'draining'])))
-      .srem(this.ownedKey(arn), ...keys);
+    const multi = this.#redis.multi();
+    for (const fields of sameValueFieldChunks(keys, 'draining')) {
+      multi.hset(this.actualKey(arn), ...fields);
+    }
+    multi.srem(this.ownedKey(arn), ...keys);
     execOrThrow(await multi.exec());
   }
 

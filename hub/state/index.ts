@@ -29,7 +29,7 @@ export {
   StorageLostError,
   StoredValueError,
 } from './errors.js';
-export { hashEntries } from './hash-entries.js';
+export { hashEntries, hashFieldChunks, sameValueFieldChunks } from './hash-entries.js';
 export {
   createRedis,
   type ClusterRedisSettings,

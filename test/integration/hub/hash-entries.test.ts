@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { hashEntries, type RedisClient } from '../../../hub/state/index.js';
+import {
+  hashEntries,
+  hashFieldChunks,
+  sameValueFieldChunks,
+  type RedisClient,
+} from '../../../hub/state/index.js';
 import { testRedis } from '../../support/test-redis.js';
 
 const closers: (() => unknown)[] = [];
@@ -38,5 +43,36 @@ describe('hashEntries', () => {
     expect(await hashEntries(client, `t-${randomBytes(4).toString('hex')}:none`)).toEqual(
       new Map(),
     );
+  });
+});
+
+describe('hashFieldChunks', () => {
+  it('gives HSET argument lists of at most 1,000 fields that write every entry', async () => {
+    const client = redis();
+    const key = `t-${randomBytes(4).toString('hex')}:hash`;
+    closers.push(() => client.del(key));
+    const fields = new Map<string, string>([
+      ['__proto__', 'a'],
+      ['constructor', 'b'],
+      ['empty', ''],
+    ]);
+    for (let i = 0; i < 2_497; i++) fields.set(`10.3.${i >> 8}.${i & 255}:80`, `v${i}`);
+
+    const chunks = hashFieldChunks(fields);
+    expect(chunks.map((c) => c.length)).toEqual([2_000, 2_000, 1_000]);
+    expect(chunks[0]?.slice(0, 4)).toEqual(['__proto__', 'a', 'constructor', 'b']);
+    for (const chunk of chunks) await client.hset(key, ...chunk);
+    expect(await hashEntries(client, key)).toEqual(fields);
+  });
+
+  it('gives no list for no entries, and one value for every field', () => {
+    expect(hashFieldChunks(new Map())).toEqual([]);
+    expect(sameValueFieldChunks([], 'initial')).toEqual([]);
+    expect(hashFieldChunks([['a', '1']], 1)).toEqual([['a', '1']]);
+    const keys = Array.from({ length: 1_001 }, (_, i) => `10.4.0.${i}:80`);
+    const chunks = sameValueFieldChunks(keys, 'draining');
+    expect(chunks.map((c) => c.length)).toEqual([2_000, 2]);
+    expect(chunks.flat().filter((_, i) => i % 2 === 1)).toEqual(keys.map(() => 'draining'));
+    expect(chunks.flat().filter((_, i) => i % 2 === 0)).toEqual(keys);
   });
 });
