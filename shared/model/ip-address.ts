@@ -42,7 +42,10 @@ export function addressToBytes(canonical: string): Uint8Array {
 
 /** Canonical text from the wire form; throws on any length other than 4 or 16. */
 export function addressFromBytes(bytes: Uint8Array): string {
-  if (bytes.length !== 4 && bytes.length !== 16) {
+  // The hub decodes every endpoint of every batch: IPv4 is its dotted quad, without ipaddr's
+  // copy into an array and its parse.
+  if (bytes.length === 4) return `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`;
+  if (bytes.length !== 16) {
     throw new InvalidAddressError(`address must be 4 or 16 bytes, got ${bytes.length}`);
   }
   return ipaddr.fromByteArray(Array.from(bytes)).toString();

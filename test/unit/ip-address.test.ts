@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
-import { InvalidAddressError, canonicalAddress } from '../../shared/index.js';
+import { InvalidAddressError, addressFromBytes, canonicalAddress } from '../../shared/index.js';
 
 const octet = fc.integer({ min: 0, max: 255 });
 
@@ -35,5 +35,28 @@ describe('canonicalAddress', () => {
   it('gives IPv6 its RFC 5952 form', () => {
     expect(canonicalAddress('FD00:0:0:0:0:0:0:0001')).toBe('fd00::1');
     expect(canonicalAddress('2001:db8::1')).toBe('2001:db8::1');
+  });
+});
+
+describe('addressFromBytes', () => {
+  it('gives the wire form of either family its canonical text, as ipaddr.js prints it', () => {
+    const bytes = fc.oneof(
+      fc.uint8Array({ minLength: 4, maxLength: 4 }),
+      fc.uint8Array({ minLength: 16, maxLength: 16 }),
+    );
+    fc.assert(
+      fc.property(bytes, (b) => {
+        const text = addressFromBytes(b);
+        expect(text).toBe(ipaddr.fromByteArray(Array.from(b)).toString());
+        expect(canonicalAddress(text)).toBe(text);
+      }),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('refuses any other length', () => {
+    for (const length of [0, 3, 5, 15, 17]) {
+      expect(() => addressFromBytes(new Uint8Array(length))).toThrow(InvalidAddressError);
+    }
   });
 });

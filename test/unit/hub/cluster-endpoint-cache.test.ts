@@ -152,6 +152,17 @@ describe('AddressPolicy', () => {
     expect(policy.allows('a', '::ffff:10.1.2.3')).toBe(false);
     expect(policy.allows('b', '10.1.2.3')).toBe(false);
   });
+
+  it('allows no text that is not a dotted quad, and every address for 0.0.0.0/0', () => {
+    const policy = new AddressPolicy({ clusters: { a: ['10.1.0.0/16'], all: ['0.0.0.0/0'] } });
+    for (const text of ['10.1.2', '10.1.2.3.4', '10.1.2.256', '10.1..3', '10.1.2.3 ', '', '.']) {
+      expect(policy.allows('a', text), text).toBe(false);
+      expect(policy.allows('all', text), text).toBe(false);
+    }
+    expect(policy.allows('all', '255.255.255.255')).toBe(true);
+    expect(policy.allows('all', '0.0.0.0')).toBe(true);
+    expect(policy.allows('all', 'fd00::1')).toBe(false);
+  });
 });
 
 describe('AddressPolicy against ipaddr.js', () => {
