@@ -450,6 +450,8 @@ export class TargetGroupReconciler {
     // for every change that waits for this reconcile).
     const begun = this.#records.begin(arn, desired.targetGroup);
     begun.catch(() => undefined);
+    /** The records' writes the first call waits for with its token: the begin, the describe. */
+    let recording: Promise<void> = begun;
     // The consumer's reconcile span: where this group lives, for searching traces by account.
     trace.getActiveSpan()?.setAttributes({
       [SpanAttribute.CLOUD_PROVIDER]: 'aws',
@@ -477,7 +479,11 @@ export class TargetGroupReconciler {
         if (stored.actualValid) driftFound = countDifferences(stored.actual, described);
         actual = described;
         nextDriftAtMs = o.clock() + this.#driftDelay();
-        await this.#records.described(arn, described, o.clock(), nextDriftAtMs);
+        // Written while the plan is made and the first call takes its token, like the begin:
+        // a round trip less before every first call after a cold start's sync.
+        const describedWrite = this.#records.described(arn, described, o.clock(), nextDriftAtMs);
+        recording = Promise.all([begun, describedWrite]).then(() => undefined);
+        recording.catch(() => undefined);
       }
 
       const released = stored.held?.releasedBy !== undefined;
@@ -541,7 +547,7 @@ export class TargetGroupReconciler {
         owned,
         progress,
         context,
-        recording: begun,
+        recording,
       };
       try {
         await this.#register(run, plan.registerFirst);
@@ -560,7 +566,7 @@ export class TargetGroupReconciler {
       failure = err.failure;
     }
     // Awaited by the first call, if any.
-    await begun;
+    await recording;
     if (
       failure?.errorClass === 'not-found' &&
       desired.bindings.length === 0 &&

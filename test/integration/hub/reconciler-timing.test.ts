@@ -13,6 +13,7 @@ import type {
   DesiredGroupSource,
 } from '../../../hub/reconcile/target-group-reconciler.js';
 import type { TargetGroup } from '../../../shared/index.js';
+import type { RedisClient } from '../../../hub/state/index.js';
 import { waitFor } from '../../env/wait-for.js';
 import { ACCOUNT, REGION, targetGroup } from '../../support/binding-fixtures.js';
 import { testRedis } from '../../support/test-redis.js';
@@ -302,28 +303,41 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
   });
 });
 
-/** Records whose `begin` waits until `open()` (or fails with `fail()`). */
-class GatedBeginRecords extends TargetGroupRecords {
+/**
+ * Records whose `begin` (the reconcile's mark) or `described` (its describe's result) waits
+ * until `open()`, or fails with `fail()`.
+ */
+class GatedRecords extends TargetGroupRecords {
   open!: () => void;
   fail!: (err: Error) => void;
+  readonly #gated: 'begin' | 'described';
   readonly #gate = new Promise<void>((resolve, reject) => {
     this.open = resolve;
     this.fail = reject;
   });
 
-  constructor(...args: ConstructorParameters<typeof TargetGroupRecords>) {
-    super(...args);
-    // A failure is for the reconcile's begin to see, whenever it asks.
+  constructor(gated: 'begin' | 'described', redis: RedisClient, prefix: string) {
+    super(redis, prefix);
+    this.#gated = gated;
+    // A failure is for the reconcile's write to see, whenever it asks.
     this.#gate.catch(() => undefined);
   }
 
   override async begin(arn: string, definition: TargetGroup | undefined): Promise<void> {
-    await this.#gate;
+    if (this.#gated === 'begin') await this.#gate;
     return super.begin(arn, definition);
+  }
+
+  override async described(...args: Parameters<TargetGroupRecords['described']>): Promise<void> {
+    if (this.#gated === 'described') await this.#gate;
+    return super.described(...args);
   }
 }
 
-describe('TargetGroupReconciler marking its records under way', () => {
+describe.each([
+  ['marking its records under way', 'begin'],
+  ['recording what its describe found', 'described'],
+] as const)('TargetGroupReconciler %s', (_, gated) => {
   function setUpCounting(desired: DesiredGroupSource, records: TargetGroupRecords) {
     const limiter = {
       /** Tokens asked for calls that change the group (a describe may come first). */
@@ -337,17 +351,17 @@ describe('TargetGroupReconciler marking its records under way', () => {
     return { reconciler: setUp(desired, records, limiter), limiter };
   }
 
-  it('plans and asks for its token meanwhile; no call changes the group before the mark is written', async () => {
+  it('plans and asks for its token meanwhile; no call changes the group before the write', async () => {
     const arn = newGroup();
     const definition = definitionOf(arn);
     const desired = gatedDesired(definition, definition, [1, 2]);
     desired.open();
-    const records = new GatedBeginRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const records = new GatedRecords(gated, testRedis(closers), `tgfed-timing-${randomUUID()}`);
     const { reconciler, limiter } = setUpCounting(desired, records);
 
     const reconciling = reconciler.reconcile(arn, { reason: 'endpoints' });
     await waitFor(() => limiter.tokens > 0, {
-      what: 'the token asked for while the mark is being written',
+      what: 'the token asked for while the records are being written',
       timeoutMs: 5_000,
     });
     expect(sim.simulator.calls({ action: 'RegisterTargets', targetGroupArn: arn })).toEqual([]);
@@ -358,12 +372,12 @@ describe('TargetGroupReconciler marking its records under way', () => {
     expect(registered(arn)).toEqual(['10.7.0.1:8080', '10.7.0.2:8080']);
   });
 
-  it('fails, calling nothing, when the mark cannot be written', async () => {
+  it('fails, calling nothing, when the records cannot be written', async () => {
     const arn = newGroup();
     const definition = definitionOf(arn);
     const desired = gatedDesired(definition, definition, [3]);
     desired.open();
-    const records = new GatedBeginRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const records = new GatedRecords(gated, testRedis(closers), `tgfed-timing-${randomUUID()}`);
     const { reconciler } = setUpCounting(desired, records);
     records.fail(new Error('Redis is away'));
 
