@@ -30,37 +30,35 @@ export async function hashEntries(redis: RedisClient, key: string): Promise<Map<
 export const HSET_CHUNK_FIELDS = 1_000;
 
 /**
- * HSET's `field value field value ...` arguments for `entries`, at most
- * {@link HSET_CHUNK_FIELDS} fields per list (none when there are no entries). ioredis's object
- * form costs what `hgetall`'s did (see {@link hashEntries}): `Object.fromEntries` over thousands
- * of target keys made each key a property name first, about 4 µs a target in a busy worker, and
- * writing the shares and the actual targets that way was a tenth of the workers' CPU after a
- * cold start's sync.
+ * HSET's `field value field value ...` arguments for `entries`, at most `chunkFields` fields
+ * per list (none when there are no entries). ioredis's object form costs what `hgetall`'s did
+ * (see {@link hashEntries}): `Object.fromEntries` over thousands of target keys made each key a
+ * property name first, about 4 µs a target in a busy worker, and writing the shares and the
+ * actual targets that way was a tenth of the workers' CPU after a cold start's sync.
  */
 export function hashFieldChunks(
   entries: Iterable<readonly [string, string]>,
   chunkFields = HSET_CHUNK_FIELDS,
 ): string[][] {
-  const chunks: string[][] = [];
-  let chunk: string[] = [];
-  for (const [field, value] of entries) {
-    chunk.push(field, value);
-    if (chunk.length >= 2 * chunkFields) {
-      chunks.push(chunk);
-      chunk = [];
-    }
-  }
-  if (chunk.length > 0) chunks.push(chunk);
-  return chunks;
+  return argumentChunks(entries, chunkFields, (args, [field, value]) => args.push(field, value));
 }
 
 /** {@link hashFieldChunks} of `fields`, each set to `value`. */
 export function sameValueFieldChunks(fields: Iterable<string>, value: string): string[][] {
+  return argumentChunks(fields, HSET_CHUNK_FIELDS, (args, field) => args.push(field, value));
+}
+
+/** Argument lists of `chunkFields` field/value pairs at most, each item adding one pair. */
+function argumentChunks<T>(
+  items: Iterable<T>,
+  chunkFields: number,
+  add: (args: string[], item: T) => void,
+): string[][] {
   const chunks: string[][] = [];
   let chunk: string[] = [];
-  for (const field of fields) {
-    chunk.push(field, value);
-    if (chunk.length >= 2 * HSET_CHUNK_FIELDS) {
+  for (const item of items) {
+    add(chunk, item);
+    if (chunk.length >= 2 * chunkFields) {
       chunks.push(chunk);
       chunk = [];
     }
