@@ -137,6 +137,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)))
 class DeregistrationRecordingSimulator extends Elbv2Simulator {
   /** [address, group ARN, epoch ms] of every successful DeregisterTargets target. */
   readonly deregistrations: [string, string, number][] = [];
+  /** Address → [group ARN, epoch ms] of its successful registrations, to explain a failure. */
+  readonly registrations = new Map<string, [string, number][]>();
 
   override handle<A extends Elbv2Action>(
     caller: Elbv2Caller,
@@ -147,6 +149,14 @@ class DeregistrationRecordingSimulator extends Elbv2Simulator {
     if (r.action === 'DeregisterTargets') {
       const now = Date.now();
       for (const t of r.targets) this.deregistrations.push([t.id, r.targetGroupArn, now]);
+    }
+    if (r.action === 'RegisterTargets') {
+      const now = Date.now();
+      for (const t of r.targets) {
+        const list = this.registrations.get(t.id) ?? [];
+        list.push([r.targetGroupArn, now]);
+        this.registrations.set(t.id, list);
+      }
     }
     return response;
   }
@@ -743,6 +753,10 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
+function groupName(arn: string): string {
+  return arn.split('/').at(-2) ?? arn;
+}
+
 /** Deregistrations of an address the agent had not reported unready by the time of the call. */
 function wrongfulDeregistrations(): { count: number; examples: string[] } {
   const examples: string[] = [];
@@ -751,7 +765,17 @@ function wrongfulDeregistrations(): { count: number; examples: string[] } {
     const unready = unreadyAt.get(address);
     if (unready !== undefined && unready <= at) continue;
     count++;
-    if (examples.length < 5) examples.push(`${address} from ${arn.split('/').at(-2)} at ${at}`);
+    if (examples.length < 5) {
+      // Where it was registered before: a pod placed in two groups of its pool at once, and
+      // taken out of one of them, shows as registrations in both just before.
+      const before = (simulator.registrations.get(address) ?? [])
+        .filter(([, registeredAt]) => registeredAt <= at)
+        .slice(-3)
+        .map(([group, registeredAt]) => `${groupName(group)} at ${registeredAt}`);
+      examples.push(
+        `${address} from ${groupName(arn)} at ${at} (registered in ${before.join(', ') || 'none'})`,
+      );
+    }
   }
   return { count, examples };
 }
