@@ -15,6 +15,13 @@ import {
   type TargetSource,
 } from './desired-targets.js';
 import { GroupAssignmentStore } from './group-assignment-store.js';
+import {
+  PoolPlacementClaims,
+  adoptClaims,
+  type PoolClaims,
+  type PoolPlacementClaimsOptions,
+  type WantedPlacement,
+} from './pool-placement-claims.js';
 import { StoredClusterStates } from './stored-cluster-states.js';
 import { selectsCluster } from './subscription-resolver.js';
 
@@ -59,6 +66,11 @@ export interface TargetGroupDesiredStateOptions {
    * @default 2
    */
   readonly maxConcurrentResolutions?: number;
+  /**
+   * The claims of pool placements (see `PoolPlacementClaims`); for tests.
+   * @default its defaults
+   */
+  readonly claims?: PoolPlacementClaimsOptions;
 }
 
 /**
@@ -197,8 +209,15 @@ interface SharedResolutions {
 
 /** What a pool's placement starts from, read beside its clusters' states. */
 interface PoolReads {
-  /** The pool's stored assignment: `ip:port` → group ARN. */
+  /**
+   * The pool's stored assignment, `ip:port` → group ARN: the shares, and over them the claims
+   * (see `PoolPlacementClaims`) of pools of several groups.
+   */
   readonly previous: Map<string, string>;
+  /** The same from the shares alone: what the groups' reconciles have taken on. */
+  readonly sharesPrevious: Map<string, string>;
+  /** The pool's placement claims (pools of several groups; empty otherwise). */
+  readonly claims: PoolClaims;
   /** Each group's stored share. */
   readonly shares: Map<string, Map<string, string>>;
   /** How many targets AWS holds in each group (pools with an occupancy source only). */
@@ -216,6 +235,10 @@ export interface ResolutionCounts {
   readonly computed: number;
   /** Resolutions used again after their inputs were found unchanged. */
   readonly reused: number;
+  /** Targets a resolution placed and gave to the group another resolution had claimed since. */
+  readonly claimsAdopted: number;
+  /** Targets lost to another group's claim that stayed put: the claimed group had no room. */
+  readonly claimsKept: number;
 }
 
 /**
@@ -302,6 +325,9 @@ export class TargetGroupDesiredState {
   #computations = 0;
   #computed = 0;
   #reused = 0;
+  #claimsAdopted = 0;
+  #claimsKept = 0;
+  readonly #claims: PoolPlacementClaims;
   /** Resolutions that may still begin now, and those waiting for a turn (FIFO). */
   #resolutionSlots: number;
   readonly #resolutionQueue: (() => void)[] = [];
@@ -317,6 +343,7 @@ export class TargetGroupDesiredState {
     this.#bindings = deps.bindings;
     this.#clusters = new StoredClusterStates(deps.redis, deps.store);
     this.#assignments = new GroupAssignmentStore(deps.redis, deps.store.keys.prefix);
+    this.#claims = new PoolPlacementClaims(deps.redis, deps.store.keys.prefix, options.claims);
     this.#options = options;
     this.#clock = options.clock ?? Date.now;
     const slots = options.maxConcurrentResolutions ?? 2;
@@ -343,7 +370,12 @@ export class TargetGroupDesiredState {
 
   /** How many binding resolutions were computed and how many reused since this was made. */
   get resolutions(): ResolutionCounts {
-    return { computed: this.#computed, reused: this.#reused };
+    return {
+      computed: this.#computed,
+      reused: this.#reused,
+      claimsAdopted: this.#claimsAdopted,
+      claimsKept: this.#claimsKept,
+    };
   }
 
   /**
@@ -825,8 +857,9 @@ export class TargetGroupDesiredState {
   }
 
   /**
-   * The pool's stored assignment, and its groups' occupancy counts when they matter; their
-   * occupants too when a group is full by its count alone (see {@link placeBinding}).
+   * The pool's stored assignment with its placement claims, and its groups' occupancy counts
+   * when they matter; their occupants too when a group is full by its count alone (see
+   * {@link placeBinding}).
    */
   async #poolReads(binding: NormalizedBinding): Promise<PoolReads> {
     const groups = targetGroupsOf(binding);
@@ -838,14 +871,31 @@ export class TargetGroupDesiredState {
       const full = groups.some((g, i) => (counts[i] ?? 0) >= g.capacity);
       return [counts, full ? await occupancy.targets(arns) : undefined];
     };
-    const [{ previous, shares }, held] = await Promise.all([
+    const claimed = new Set(arns).size > 1;
+    const [{ previous: sharesPrevious, shares }, held, claims] = await Promise.all([
       this.#assignments.readPool(arns),
       readOccupants(),
+      claimed ? this.#claims.read(binding.name, arns) : new Map<string, never>(),
     ]);
-    return { previous, shares, heldCounts: held?.[0], occupants: held?.[1] };
+    let previous = sharesPrevious;
+    if (claims.size > 0) {
+      previous = new Map(sharesPrevious);
+      for (const [target, claim] of claims) previous.set(target, claim.arn);
+    }
+    return {
+      previous,
+      sharesPrevious,
+      claims,
+      shares,
+      heldCounts: held?.[0],
+      occupants: held?.[1],
+    };
   }
 
-  /** Collects and places a binding's targets from the states read (see {@link resolveBinding}). */
+  /**
+   * Collects and places a binding's targets from the states read (see {@link resolveBinding}),
+   * and claims what it placed anew (see {@link claimPlacements}).
+   */
   async #placeBinding(
     binding: NormalizedBinding,
     states: readonly ClusterEndpointState[],
@@ -856,7 +906,7 @@ export class TargetGroupDesiredState {
     const groups = targetGroupsOf(binding);
     const arns = groups.map((g) => g.arn);
     const occupancy = groups.length > 1 ? this.#options.occupancy : undefined;
-    const { previous: previousAssignment, shares, heldCounts, occupants: full } = pool;
+    const { previous: previousAssignment, sharesPrevious, heldCounts, occupants: full } = pool;
     const options = {
       directory: this.#options.directory,
       status: {
@@ -873,32 +923,90 @@ export class TargetGroupDesiredState {
     // Thousands of targets: collected and placed in slices, so that the worker's other
     // reconciles go on meanwhile (see `cooperative.ts`).
     const collected = await runSliced(collectDesiredTargetSteps(binding, states, options));
-    const placeAmong = async (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
+    const placeAmong = (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
       const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
-      return withUnsettled(
-        await runSliced(
-          placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied }),
-        ),
-        shares,
+      return runSliced(
+        placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied }),
       );
     };
-    // A group AWS already fills is short of room whatever goes where (a rolling restart of a
-    // full pool, all the time): place once, among the occupants read with the counts.
-    if (full !== undefined) return placeAmong(full);
-    const placed = await runSliced(placeDesiredTargetSteps(binding, collected, options));
-    if (occupancy === undefined) return withUnsettled(placed, shares);
-    // A group can run short of room only if what AWS holds in it plus what it gets new reaches
-    // its capacity: targets waiting there for room mean it is full, and so do draining ones in
-    // the way. Otherwise the occupants are not read.
-    const short = groups.some((g, i) => {
-      let fresh = 0;
-      for (const key of placed.groups.get(g.arn)?.targets.keys() ?? []) {
-        if (previousAssignment.get(key) !== g.arn) fresh++;
+    const place = async (): Promise<DesiredTargets> => {
+      // A group AWS already fills is short of room whatever goes where (a rolling restart of a
+      // full pool, all the time): place once, among the occupants read with the counts.
+      if (full !== undefined) return placeAmong(full);
+      const placed = await runSliced(placeDesiredTargetSteps(binding, collected, options));
+      if (occupancy === undefined) return placed;
+      // A group can run short of room only if what AWS holds in it plus what it gets new
+      // reaches its capacity: targets waiting there for room mean it is full, and so do
+      // draining ones in the way. Otherwise the occupants are not read. (New by the shares: a
+      // claimed target its group has not taken on yet is still to be registered.)
+      const short = groups.some((g, i) => {
+        let fresh = 0;
+        for (const key of placed.groups.get(g.arn)?.targets.keys() ?? []) {
+          if (sharesPrevious.get(key) !== g.arn) fresh++;
+        }
+        return (heldCounts?.[i] ?? 0) + fresh >= g.capacity;
+      });
+      if (!short) return placed;
+      return placeAmong(await occupancy.targets(arns));
+    };
+    return withUnsettled(await this.#claimPlacements(binding, pool, await place()), pool.shares);
+  }
+
+  /**
+   * Claims every placement of a pool of several groups that its stored assignment (shares and
+   * claims) did not have, and gives each target claimed for another group since it was read to
+   * that group (see `PoolPlacementClaims`). Releases, meanwhile, the claims that have done
+   * their work.
+   */
+  async #claimPlacements(
+    binding: NormalizedBinding,
+    pool: PoolReads,
+    placed: DesiredTargets,
+  ): Promise<DesiredTargets> {
+    const arns = targetGroupsOf(binding).map((g) => g.arn);
+    if (new Set(arns).size < 2) return placed;
+    const wanted: WantedPlacement[] = [];
+    for (const [arn, group] of placed.groups) {
+      for (const target of group.targets.keys()) {
+        if (pool.previous.get(target) !== arn) {
+          wanted.push({ target, read: pool.claims.get(target), arn });
+        }
       }
-      return (heldCounts?.[i] ?? 0) + fresh >= g.capacity;
-    });
-    if (!short) return withUnsettled(placed, shares);
-    return placeAmong(await occupancy.targets(arns));
+    }
+    if (pool.claims.size > 0) this.#releaseClaims(binding, arns, pool, placed);
+    if (wanted.length === 0) return placed;
+    const lost = await this.#claims.claim(binding.name, arns, wanted);
+    if (lost.size === 0) return placed;
+    const { desired, kept } = adoptClaims(placed, lost);
+    this.#claimsKept += kept.length;
+    this.#claimsAdopted += lost.size - kept.length;
+    return desired;
+  }
+
+  /**
+   * Releases, in the background, the pool's claims of targets the placement no longer has and
+   * of targets that their claimed group's share alone holds: those groups took them on.
+   */
+  #releaseClaims(
+    binding: NormalizedBinding,
+    arns: readonly string[],
+    pool: PoolReads,
+    placed: DesiredTargets,
+  ): void {
+    const placedIn = (target: string): boolean => {
+      for (const group of placed.groups.values()) if (group.targets.has(target)) return true;
+      return false;
+    };
+    const settled = (target: string, claim: { arn: string }): boolean => {
+      if (!placedIn(target)) return true;
+      if (pool.shares.get(claim.arn)?.has(target) !== true) return false;
+      for (const [arn, share] of pool.shares) {
+        if (arn !== claim.arn && share.has(target)) return false;
+      }
+      return true;
+    };
+    // A claim left in place only makes a later resolution read one more field.
+    this.#claims.release(binding.name, arns, pool.claims, settled).catch(() => undefined);
   }
 
   /**

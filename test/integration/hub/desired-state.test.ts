@@ -617,7 +617,7 @@ describe('TargetGroupDesiredState', () => {
     // the first resolution serves them all, and they place the pool's 20 targets once.
     const first = [await one(arns[0]!), await one(arns[1]!)];
     expect(total(first)).toBe(20);
-    expect(desired.resolutions).toEqual({ computed: 1, reused: 1 });
+    expect(desired.resolutions).toMatchObject({ computed: 1, reused: 1 });
     // Its share written by the first group, the second no longer names it as unsettled.
     expect(first[1]?.unsettledPoolGroups).toEqual([]);
 
@@ -630,20 +630,20 @@ describe('TargetGroupDesiredState', () => {
       { what: 'the eleventh endpoint of east stored' },
     );
     expect(total([await one(arns[0]!), await one(arns[1]!)])).toBe(21);
-    expect(desired.resolutions).toEqual({ computed: 2, reused: 2 });
+    expect(desired.resolutions).toMatchObject({ computed: 2, reused: 2 });
 
     // A cluster's status changes without any endpoint change: resolved afresh.
     westStatus = { connection: 'disconnected-within-grace', awaitingResync: false };
     const afterStatus = await one(arns[0]!);
-    expect(desired.resolutions).toEqual({ computed: 3, reused: 2 });
+    expect(desired.resolutions).toMatchObject({ computed: 3, reused: 2 });
     expect(afterStatus.awaitingResyncClusters).toEqual([]);
 
     // Unchanged but older than the reuse bound: resolved afresh.
     await one(arns[1]!);
-    expect(desired.resolutions).toEqual({ computed: 3, reused: 3 });
+    expect(desired.resolutions).toMatchObject({ computed: 3, reused: 3 });
     now += 5_001;
     await one(arns[0]!);
-    expect(desired.resolutions).toEqual({ computed: 4, reused: 3 });
+    expect(desired.resolutions).toMatchObject({ computed: 4, reused: 3 });
   });
 
   it('resolves at most maxConcurrentResolutions pools at once, the others in turn', async () => {
@@ -782,7 +782,10 @@ describe('TargetGroupDesiredState', () => {
     });
     expect(fresh(after)).toEqual(Array.from({ length: 10 }, () => roomy));
     for (const [key, arn] of before) expect(after.get(key)).toBe(arn);
-    // Reset the stored assignment to what it was before the ten came, then resolve plainly.
+    // Reset the stored assignment to what it was before the ten came (the shares, and no
+    // claims), then resolve plainly.
+    const claims = await hub.redis.keys(`${hub.prefix}:{pool:*}:claims:*`);
+    if (claims.length > 0) await hub.redis.del(...claims);
     for (const arn of arns) {
       await hub.redis.del(hub.desired.assignmentKey(arn));
       const share = [...before].filter(([, a]) => a === arn);
@@ -831,6 +834,112 @@ describe('TargetGroupDesiredState', () => {
     // What AWS holds there plus what it gets fits its capacity: nothing waits for the drain.
     expect(heldBefore + draining + freshInTight).toBeLessThanOrEqual(40);
     for (const [key, arn] of before) expect(after.get(key)).toBe(arn);
+  });
+
+  async function storedEndpoints(hub: { store: ClusterEndpointStore }, n: number): Promise<void> {
+    await waitFor(
+      async () =>
+        (await hub.store.readService('east', { namespace: 'shop', name: 'web' }))?.endpoints
+          .size === n,
+      { what: `${n} endpoints of east stored` },
+    );
+  }
+
+  /**
+   * Two workers' resolutions of one pool of two groups of 40 (`targetGroupArn(first)` and the
+   * next) with east's 20 endpoints: to the first, AWS fills the first group with 40 draining
+   * targets; to the second, both groups are empty. `barrier` holds each resolution inside its
+   * reads until both are there.
+   */
+  async function twoViewsOfAPool(first: number, options: { barrier?: boolean; keepMs?: number }) {
+    const hub = await startHub();
+    const arns = [targetGroupArn(first), targetGroupArn(first + 1)] as [string, string];
+    await hub.bindings.apply(prodPool(arns, 40));
+    const east = agent('east', hub.address);
+    east.upsert(web('web-v', ips(1, 0, 20)));
+    await storedEndpoints(hub, 20);
+    let arrived = 0;
+    let open: () => void = () => undefined;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    const meet = async (): Promise<void> => {
+      if (options.barrier !== true) return;
+      if (++arrived === 2) open();
+      await opened;
+    };
+    const draining = new Set(Array.from({ length: 40 }, (_, i) => `10.9.0.${i + 1}:8080`));
+    const worker = (fullFirst: boolean) =>
+      new TargetGroupDesiredState(
+        { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+        {
+          directory: { labels: (id) => CLUSTER_LABELS[id] },
+          status: { status: () => CONNECTED },
+          ...(options.keepMs === undefined ? {} : { claims: { keepMs: options.keepMs } }),
+          occupancy: {
+            counts: async (a) => {
+              await meet();
+              return a.map((arn) => (fullFirst && arn === arns[0] ? 40 : 0));
+            },
+            targets: (a) =>
+              Promise.resolve(
+                a.map((arn) => (fullFirst && arn === arns[0] ? new Set(draining) : new Set())),
+              ),
+          },
+        },
+      );
+    return { hub, arns, east, draining: worker(true), empty: worker(false) };
+  }
+
+  it('keeps a new target where another resolution of its pool placed it, whatever this one sees', async () => {
+    const { arns, draining, empty } = await twoViewsOfAPool(41, {});
+    const [full, roomy] = arns;
+    // The first worker sees the first group full: it places all 20 in the second, and writes
+    // only the first group's (empty) share.
+    const first = await draining.resolve(full);
+    expect(first.targets.size).toBe(0);
+    // The second worker sees room in both. Its resolution of the first group must not take
+    // targets the first worker's resolution gave the second: both groups would register them.
+    const second = await empty.resolve(full);
+    expect([...second.targets.keys()]).toEqual([]);
+    const rest = await empty.resolve(roomy);
+    expect(rest.targets.size).toBe(20);
+    // Placed by its own view alone, the second worker splits them (another pool, no claims).
+    const emptyAgain = await twoViewsOfAPool(43, {});
+    const own = await emptyAgain.empty.resolve(emptyAgain.arns[0]);
+    expect(own.targets.size).toBeGreaterThan(0);
+  });
+
+  it('gives a target to the group another worker claimed it for at the same moment', async () => {
+    const { arns, draining, empty } = await twoViewsOfAPool(45, { barrier: true });
+    const [full, roomy] = arns;
+    // Both resolutions read the pool before either placed: they disagree on where the new
+    // targets go, and each is used by one group.
+    const [inRoomy, inFull] = await Promise.all([draining.resolve(roomy), empty.resolve(full)]);
+    const both = [...inRoomy.targets.keys()].filter((k) => inFull.targets.has(k));
+    expect(both, 'registered by two groups').toEqual([]);
+    expect(inRoomy.targets.size + inFull.targets.size).toBe(20);
+    const adopted = draining.resolutions.claimsAdopted + empty.resolutions.claimsAdopted;
+    expect(adopted, 'one resolution gave way').toBeGreaterThan(0);
+    expect(draining.resolutions.claimsKept + empty.resolutions.claimsKept).toBe(0);
+  });
+
+  it('releases a pool’s claims once their groups took the targets on, or the targets left', async () => {
+    const { hub, arns, east, empty } = await twoViewsOfAPool(47, { keepMs: 0 });
+    const claimsKey = `${hub.prefix}:{pool:${prodPool(arns, 40).name}}:claims:*`;
+    const since = empty.mark();
+    await Promise.all(arns.map((arn) => empty.resolve(arn, since)));
+    const [key] = await hub.redis.keys(claimsKey);
+    expect(key).toBeDefined();
+    expect(await hub.redis.hlen(key!)).toBe(20);
+    // A claim of a target gone from the pool, a pod gone, and the groups' shares written: the
+    // next resolution releases every claim.
+    await hub.redis.hset(key!, '10.8.0.1:8080', '0|1');
+    east.upsert(web('web-v', ips(1, 0, 19)));
+    await storedEndpoints(hub, 19);
+    await empty.resolve(arns[0], empty.mark());
+    await waitFor(async () => (await hub.redis.hlen(key!)) === 0, {
+      what: 'the claims released',
+    });
+    expect(await hub.redis.pttl(key!)).toBe(-2);
   });
 
   it('drops an endpoint from the desired targets as soon as it turns terminating', async () => {

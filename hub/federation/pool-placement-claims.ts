@@ -1,0 +1,312 @@
+import { createHash } from 'node:crypto';
+import type { Conflict } from '../../shared/index.js';
+import { hashEntries, type RedisClient } from '../state/index.js';
+import type { DesiredGroup, DesiredTarget, DesiredTargets } from './desired-targets.js';
+
+/** Targets per script call of {@link PoolPlacementClaims.claim} and `.release`. */
+const CLAIM_CHUNK_TARGETS = 1_000;
+
+/**
+ * Claims a pool's placements, first writer wins per target. KEYS[1]: the claims hash; ARGV[1]:
+ * the hash's expiry (ms); then per target its field, the claim the resolution read ('' for
+ * none) and the group it wants. A target whose stored claim is still the one read (or gone) is
+ * claimed for the group wanted; one claimed meanwhile for another group is lost, and the reply
+ * names that group. Reply: the server's time (ms), then `field, claim` for each target lost.
+ */
+const claimLua = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local reply = { tostring(now) }
+local wrote = false
+for i = 2, #ARGV, 3 do
+  local field, expected, group = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local current = redis.call('HGET', KEYS[1], field)
+  if current == false or current == expected then
+    redis.call('HSET', KEYS[1], field, group .. '|' .. now)
+    wrote = true
+  elseif string.match(current, '^[^|]*') ~= group then
+    reply[#reply + 1] = field
+    reply[#reply + 1] = current
+  end
+end
+if wrote then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return reply
+`;
+
+/**
+ * Deletes claims that are still as read and older than ARGV[1] ms by the server's clock; then
+ * `field, claim` pairs. Returns how many were deleted.
+ */
+const releaseLua = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local keep = tonumber(ARGV[1])
+local deleted = 0
+for i = 2, #ARGV, 2 do
+  local field, expected = ARGV[i], ARGV[i + 1]
+  local current = redis.call('HGET', KEYS[1], field)
+  if current == expected then
+    local at = tonumber(string.match(current, '|(%d+)$') or '0')
+    if now - at >= keep then
+      redis.call('HDEL', KEYS[1], field)
+      deleted = deleted + 1
+    end
+  end
+end
+return deleted
+`;
+
+const claimCommand = 'tgfedPoolClaim';
+const releaseCommand = 'tgfedPoolClaimRelease';
+type ScriptCommand = (key: string, ...args: string[]) => Promise<unknown>;
+const defined = new WeakSet<RedisClient>();
+
+/** One target's claim as read. */
+export interface PlacementClaim {
+  /** The claimed group. */
+  readonly arn: string;
+  /** The stored value, as the claim script compares it. */
+  readonly value: string;
+  /** When it was claimed, by the Redis server's clock. */
+  readonly atMs: number;
+}
+
+/** A pool's claims as read: `ip:port` → claim (claims of groups no longer in the pool left out). */
+export type PoolClaims = ReadonlyMap<string, PlacementClaim>;
+
+/** A placement a resolution claims: the target, the claim it read (if any) and its new group. */
+export interface WantedPlacement {
+  readonly target: string;
+  readonly read: PlacementClaim | undefined;
+  readonly arn: string;
+}
+
+/** Options of {@link PoolPlacementClaims}. */
+export interface PoolPlacementClaimsOptions {
+  /**
+   * How long a claim outlives the moment it was made, at least, once its group's share holds
+   * the target: longer than any resolution takes, so that a resolution that read no claim
+   * cannot claim a target for another group after the first claim was released.
+   * @default 15_000
+   */
+  readonly keepMs?: number;
+  /**
+   * The claims hash of a pool expires this long after its last claim (a pool whose binding
+   * changed its groups gets a new hash; the old one goes this way).
+   * @default 3_600_000
+   */
+  readonly expireMs?: number;
+}
+
+/**
+ * Where a pool's resolutions last placed targets that moved or were new, first writer wins.
+ *
+ * A pool is resolved by each worker on its own, and each reconcile writes only its own group's
+ * share (`GroupAssignmentStore`). A target in no share yet is placed by where there is room,
+ * which moves as AWS registers and drains targets: two resolutions a moment apart (in two
+ * workers, or in one before the first's group wrote its share) could put the same new target
+ * in two groups, which would both register it, and one would deregister it again. So every
+ * placement that differs from the pool's stored shares is claimed here before the resolution
+ * is used: a target already claimed for another group by a resolution since is given to that
+ * group instead, and later resolutions read the claims beside the shares and keep them.
+ *
+ * One hash per pool under the pool's own hash tag, `<prefix>:{pool:<binding>}:claims:<groups>`
+ * (`ip:port` → `<group index>|<server ms>`, the index in the pool's sorted group ARNs, which the
+ * key's last part fingerprints). A claim is released once its group's share alone holds the
+ * target and it is older than `keepMs`, or once the target left the pool.
+ */
+export class PoolPlacementClaims {
+  readonly #redis: RedisClient;
+  readonly #prefix: string;
+  readonly #keepMs: number;
+  readonly #expireMs: number;
+  /** Sorted ARNs joined → fingerprint. */
+  readonly #fingerprints = new Map<string, string>();
+  /** The Redis server's clock minus this process's, as last measured (0 before). */
+  #serverOffsetMs = 0;
+
+  constructor(redis: RedisClient, prefix = 'tgfed', options: PoolPlacementClaimsOptions = {}) {
+    this.#redis = redis;
+    this.#prefix = prefix;
+    this.#keepMs = options.keepMs ?? 15_000;
+    this.#expireMs = options.expireMs ?? 3_600_000;
+    if (!defined.has(redis)) {
+      redis.defineCommand(claimCommand, { lua: claimLua, numberOfKeys: 1 });
+      redis.defineCommand(releaseCommand, { lua: releaseLua, numberOfKeys: 1 });
+      defined.add(redis);
+    }
+  }
+
+  /** The claims key of a pool: binding names are DNS labels and ARNs hold no braces. */
+  key(bindingName: string, groupArns: readonly string[]): string {
+    const joined = sortedUnique(groupArns).join('\n');
+    let fingerprint = this.#fingerprints.get(joined);
+    if (fingerprint === undefined) {
+      fingerprint = createHash('sha256').update(joined).digest('hex').slice(0, 16);
+      if (this.#fingerprints.size >= 1_024) this.#fingerprints.clear();
+      this.#fingerprints.set(joined, fingerprint);
+    }
+    return `${this.#prefix}:{pool:${bindingName}}:claims:${fingerprint}`;
+  }
+
+  /** The pool's claims. */
+  async read(bindingName: string, groupArns: readonly string[]): Promise<PoolClaims> {
+    const arns = sortedUnique(groupArns);
+    const stored = await hashEntries(this.#redis, this.key(bindingName, arns));
+    const claims = new Map<string, PlacementClaim>();
+    for (const [target, value] of stored) {
+      const claim = parseClaim(value, arns);
+      if (claim !== undefined) claims.set(target, claim);
+    }
+    return claims;
+  }
+
+  /**
+   * Claims `wanted` (see the class). Returns the targets lost to a claim made since they were
+   * read, with the group that holds each.
+   */
+  async claim(
+    bindingName: string,
+    groupArns: readonly string[],
+    wanted: readonly WantedPlacement[],
+  ): Promise<Map<string, string>> {
+    const arns = sortedUnique(groupArns);
+    const index = new Map(arns.map((arn, i) => [arn, String(i)]));
+    const key = this.key(bindingName, arns);
+    const command = this.#command(claimCommand);
+    const replies = await Promise.all(
+      chunks(wanted, CLAIM_CHUNK_TARGETS).map((chunk) => {
+        const args = [String(this.#expireMs)];
+        for (const w of chunk) {
+          const group = index.get(w.arn);
+          if (group === undefined) throw new RangeError(`${w.arn} is not a group of the pool`);
+          args.push(w.target, w.read?.value ?? '', group);
+        }
+        return command.call(this.#redis, key, ...args) as Promise<string[]>;
+      }),
+    );
+    const lost = new Map<string, string>();
+    for (const reply of replies) {
+      const now = Number(reply[0]);
+      if (Number.isFinite(now)) this.#serverOffsetMs = now - Date.now();
+      for (let i = 1; i + 1 < reply.length; i += 2) {
+        const claim = parseClaim(reply[i + 1] as string, arns);
+        if (claim !== undefined) lost.set(reply[i] as string, claim.arn);
+      }
+    }
+    return lost;
+  }
+
+  /**
+   * Releases the claims of `claims` that no longer matter: the target is in no desired group of
+   * the pool (`placed` lacks it) or in its claimed group's stored share and no other
+   * (`sharesHolding`); and, by the server's clock, the claim is older than `keepMs`. The claims
+   * too young by this process's estimate of the server's clock are not sent. Returns how many
+   * were deleted.
+   */
+  async release(
+    bindingName: string,
+    groupArns: readonly string[],
+    claims: PoolClaims,
+    settled: (target: string, claim: PlacementClaim) => boolean,
+  ): Promise<number> {
+    const oldest = Date.now() + this.#serverOffsetMs - this.#keepMs;
+    const done: [string, string][] = [];
+    for (const [target, claim] of claims) {
+      if (claim.atMs <= oldest && settled(target, claim)) done.push([target, claim.value]);
+    }
+    if (done.length === 0) return 0;
+    const key = this.key(bindingName, groupArns);
+    const command = this.#command(releaseCommand);
+    const deleted = await Promise.all(
+      chunks(done, CLAIM_CHUNK_TARGETS).map(
+        (chunk) =>
+          command.call(this.#redis, key, String(this.#keepMs), ...chunk.flat()) as Promise<number>,
+      ),
+    );
+    return deleted.reduce((a, b) => a + b, 0);
+  }
+
+  #command(name: string): ScriptCommand {
+    return (this.#redis as unknown as Record<string, ScriptCommand>)[name] as ScriptCommand;
+  }
+}
+
+/** What a resolution's claims changed: the placement, and the targets it could not give up. */
+export interface AdoptedPlacement {
+  readonly desired: DesiredTargets;
+  /** Targets lost to another group's claim that the resolution kept: that group had no room. */
+  readonly kept: string[];
+}
+
+/**
+ * `desired` with each target of `lost` moved to the group claimed for it, where that group has
+ * room by its capacity. A target another resolution claimed is registered there by that
+ * resolution's reconciles: placing it elsewhere too would register it twice until one group
+ * gave it up. Without room (the claim came from a view of the pool this one does not share),
+ * the target stays where this resolution put it.
+ */
+export function adoptClaims(
+  desired: DesiredTargets,
+  lost: ReadonlyMap<string, string>,
+): AdoptedPlacement {
+  if (lost.size === 0) return { desired, kept: [] };
+  const groups = new Map<string, { group: DesiredGroup; changed: boolean }>();
+  for (const [arn, group] of desired.groups) {
+    groups.set(arn, { group: { ...group, targets: new Map(group.targets) }, changed: false });
+  }
+  const kept: string[] = [];
+  for (const [target, arn] of lost) {
+    const to = groups.get(arn);
+    const from = [...groups.values()].find((g) => g.group.targets.has(target));
+    if (from === undefined || to === undefined || from === to) continue;
+    if (to.group.targets.size >= to.group.targetGroup.capacity) {
+      kept.push(target);
+      continue;
+    }
+    const value = from.group.targets.get(target);
+    if (value === undefined) continue;
+    from.group.targets.delete(target);
+    to.group.targets.set(target, value);
+    const conflict = from.group.conflicts.find((c) => c.target === target);
+    if (conflict !== undefined) {
+      from.group = { ...from.group, conflicts: from.group.conflicts.filter((c) => c !== conflict) };
+      to.group = { ...to.group, conflicts: [...to.group.conflicts, conflict] };
+    }
+    from.changed = true;
+    to.changed = true;
+  }
+  const sortedGroups = new Map<string, DesiredGroup>();
+  for (const [arn, { group, changed }] of groups) {
+    sortedGroups.set(arn, changed ? sortedGroup(group) : (desired.groups.get(arn) as DesiredGroup));
+  }
+  return { desired: { ...desired, groups: sortedGroups }, kept: kept.sort() };
+}
+
+/** A group with its targets and conflicts in key order again. */
+function sortedGroup(group: DesiredGroup): DesiredGroup {
+  const keys = [...group.targets.keys()].sort();
+  const targets = new Map(keys.map((k) => [k, group.targets.get(k) as DesiredTarget]));
+  const conflicts: Conflict[] = [...group.conflicts].sort((a, b) =>
+    a.target < b.target ? -1 : a.target > b.target ? 1 : 0,
+  );
+  return { ...group, targets, conflicts };
+}
+
+function parseClaim(value: string, arns: readonly string[]): PlacementClaim | undefined {
+  const bar = value.indexOf('|');
+  const arn = arns[Number(value.slice(0, bar))];
+  const atMs = Number(value.slice(bar + 1));
+  if (bar <= 0 || arn === undefined || !Number.isFinite(atMs)) return undefined;
+  return { arn, value, atMs };
+}
+
+function sortedUnique(arns: readonly string[]): string[] {
+  return [...new Set(arns)].sort();
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
