@@ -163,6 +163,11 @@ export interface ResolveOptions {
    * last knew it: new targets then go where they fit counting draining ones (see `assignToPool`).
    */
   readonly occupied?: ReadonlyMap<string, ReadonlySet<string>>;
+  /**
+   * Targets placed in their previous group a moment ago (see `assignToPool`): they do not leave
+   * it for room.
+   */
+  readonly settling?: ReadonlySet<string>;
 }
 
 /** The `ip:port` key of a target (IPv6 in brackets, as in URLs). */
@@ -422,7 +427,7 @@ export function* collectDesiredTargetSteps(
 export function placeDesiredTargets(
   binding: NormalizedBinding,
   collected: CollectedTargets,
-  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied'>,
+  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied' | 'settling'>,
 ): DesiredTargets {
   return runSteps(placeDesiredTargetSteps(binding, collected, options));
 }
@@ -434,7 +439,7 @@ export function placeDesiredTargets(
 export function* placeDesiredTargetSteps(
   binding: NormalizedBinding,
   collected: CollectedTargets,
-  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied'>,
+  options: Pick<ResolveOptions, 'previousAssignment' | 'occupied' | 'settling'>,
 ): Steps<DesiredTargets> {
   const { winners, conflicts: conflictByKey } = collected;
   const blocked = collected.awaitingResync;
@@ -465,6 +470,7 @@ export function* placeDesiredTargetSteps(
     targetGroups.map((g) => ({ arn: g.arn, capacity: g.capacity })),
     options.previousAssignment,
     options.occupied,
+    options.settling,
   );
   let n = 0;
   for (const [key, target] of winners) {

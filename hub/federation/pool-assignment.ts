@@ -73,7 +73,9 @@ function compareText(a: string, b: string): number {
  * desired count says:
  * - a target already held by a group with room stays there (no call needed);
  * - a target kept from `previous` but not registered yet leaves a group that has no room counting
- *   its draining targets (it would wait for the drain; elsewhere it need not);
+ *   its draining targets (it would wait for the drain; elsewhere it need not), unless it is
+ *   `settling`: placed there a moment ago, its group may be registering it now (and AWS's
+ *   occupants, read earlier, would not show it), so moving it would register it twice;
  * - new targets go first to groups with room counting draining ones, and only when none has any
  *   to a group with room by capacity alone, where they wait for the drain; targets that left a
  *   group are placed before new ones, and go back when room is nowhere. So draining decides
@@ -86,8 +88,9 @@ export function assignToPool(
   groups: readonly PoolGroupCapacity[],
   previous?: ReadonlyMap<string, string>,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
+  settling?: ReadonlySet<string>,
 ): PoolAssignment {
-  return runSteps(assignToPoolSteps(targets, groups, previous, occupied));
+  return runSteps(assignToPoolSteps(targets, groups, previous, occupied, settling));
 }
 
 /** {@link assignToPool} as steps (see `cooperative.ts`): it may pause every thousand targets. */
@@ -96,6 +99,7 @@ export function* assignToPoolSteps(
   groups: readonly PoolGroupCapacity[],
   previous?: ReadonlyMap<string, string>,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
+  settling?: ReadonlySet<string>,
 ): Steps<PoolAssignment> {
   // No order is needed until step 2 sorts what it places (and step 1 what it must cut): a
   // rolling restart keeps nearly every target, and sorting them all was most of this function.
@@ -153,18 +157,20 @@ export function* assignToPoolSteps(
     }
     const held = occupied?.get(arn);
     if (held !== undefined) {
-      // Registered targets first; then unregistered ones while the group has room counting
-      // what it still holds in AWS (the others would only wait there for a drain).
+      // Registered targets first, and settling ones (perhaps being registered); then
+      // unregistered ones while the group has room counting what it still holds in AWS (the
+      // others would only wait there for a drain).
       const registered = kept.filter((t) => held.has(t));
-      const waiting = kept.filter((t) => !held.has(t));
+      const pinned = kept.filter((t) => !held.has(t) && settling?.has(t) === true);
+      const waiting = kept.filter((t) => !held.has(t) && settling?.has(t) !== true);
       const others = held.size - registered.length;
-      const room = Math.max(0, group.capacity - others - registered.length);
+      const room = Math.max(0, group.capacity - others - registered.length - pinned.length);
       if (waiting.length > room) {
         // Those that stay: the highest scores when trimmed, else the first in key order.
         if (!trimmed) waiting.sort();
         leaving.push(...waiting.splice(room));
         kept.length = 0;
-        kept.push(...registered, ...waiting);
+        kept.push(...registered, ...pinned, ...waiting);
       }
     }
     for (const target of kept) assignment.set(target, arn);

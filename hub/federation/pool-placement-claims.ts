@@ -198,6 +198,17 @@ export class PoolPlacementClaims {
   }
 
   /**
+   * The targets of `claims` claimed less than `keepMs` ago (by this process's estimate of the
+   * server's clock): their groups may be registering them now.
+   */
+  young(claims: PoolClaims): Set<string> {
+    const oldest = Date.now() + this.#serverOffsetMs - this.#keepMs;
+    const young = new Set<string>();
+    for (const [target, claim] of claims) if (claim.atMs > oldest) young.add(target);
+    return young;
+  }
+
+  /**
    * Releases the claims of `claims` that no longer matter: the target is in no desired group of
    * the pool (`placed` lacks it) or in its claimed group's stored share and no other
    * (`sharesHolding`); and, by the server's clock, the claim is older than `keepMs`. The claims

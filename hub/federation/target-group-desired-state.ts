@@ -925,8 +925,10 @@ export class TargetGroupDesiredState {
     const collected = await runSliced(collectDesiredTargetSteps(binding, states, options));
     const placeAmong = (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
       const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
+      // Targets claimed a moment ago stay in their group: it may be registering them now.
+      const settling = this.#claims.young(pool.claims);
       return runSliced(
-        placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied }),
+        placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied, settling }),
       );
     };
     const place = async (): Promise<DesiredTargets> => {

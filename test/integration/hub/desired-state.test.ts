@@ -908,6 +908,23 @@ describe('TargetGroupDesiredState', () => {
     expect(own.targets.size).toBeGreaterThan(0);
   });
 
+  it('leaves a target another resolution placed a moment ago where it is, even short of room', async () => {
+    const { arns, draining, empty } = await twoViewsOfAPool(49, {});
+    const [full, roomy] = arns;
+    // The second worker sees room in both groups and places the 20 across them; its reconcile
+    // of the first group registers that group's share.
+    const since = empty.mark();
+    const [inFull] = await Promise.all(arns.map((arn) => empty.resolve(arn, since)));
+    expect(inFull!.targets.size).toBeGreaterThan(0);
+    // The first worker sees the first group full of draining targets, and none of these
+    // registered yet (AWS's occupants are read before that group's calls end). Moving them out
+    // for room would register them twice.
+    const other = await draining.resolve(roomy);
+    const twice = [...other.targets.keys()].filter((k) => inFull!.targets.has(k));
+    expect(twice).toEqual([]);
+    expect(other.targets.size).toBe(20 - inFull!.targets.size);
+  });
+
   it('gives a target to the group another worker claimed it for at the same moment', async () => {
     const { arns, draining, empty } = await twoViewsOfAPool(45, { barrier: true });
     const [full, roomy] = arns;
