@@ -1,30 +1,47 @@
 import { createHash } from 'node:crypto';
 import type { Conflict } from '../../shared/index.js';
-import { hashEntries, type RedisClient } from '../state/index.js';
+import type { RedisClient } from '../state/index.js';
 import type { DesiredGroup, DesiredTarget, DesiredTargets } from './desired-targets.js';
 
 /** Targets per script call of {@link PoolPlacementClaims.claim} and `.release`. */
 const CLAIM_CHUNK_TARGETS = 1_000;
 
-/**
- * Claims a pool's placements, first writer wins per target. KEYS[1]: the claims hash; ARGV[1]:
- * the hash's expiry (ms); then per target its field, the claim the resolution read ('' for
- * none) and the group it wants. A target whose stored claim is still the one read (or gone) is
- * claimed for the group wanted; one claimed meanwhile for another group is lost, and the reply
- * names that group. Reply: the server's time (ms), then `field, claim` for each target lost.
- */
-const claimLua = `
+/** The server's clock in ms, in a script (TIME is allowed before writes since Redis 5). */
+const nowLua = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+`;
+
+/** A pool's claims with the server's time: `now, field, value, field, value...`. */
+const readLua = `${nowLua}
+local reply = redis.call('HGETALL', KEYS[1])
+table.insert(reply, 1, tostring(now))
+return reply
+`;
+
+/**
+ * Claims a pool's placements, first writer wins per target. KEYS[1]: the claims hash; ARGV[1]:
+ * the hash's expiry (ms); ARGV[2]: when the claims were read (server ms); ARGV[3]: `keepMs`; then
+ * per target its field, the claim the resolution read ('' for none) and the group it wants.
+ *
+ * Read `keepMs` ago or more, nothing is claimed and the reply is `{'stale'}`: a claim made after
+ * that read may have been released since (see `release`), and a missing claim no longer means
+ * that none was made. Otherwise a target whose stored claim is still the one read (or gone, or
+ * not a claim at all) is claimed for the group wanted; one claimed meanwhile for another group
+ * is lost, and the reply names that group. Reply: the server's time (ms), then `field, claim`
+ * for each target lost.
+ */
+const claimLua = `${nowLua}
+if now - tonumber(ARGV[2]) >= tonumber(ARGV[3]) then return { 'stale' } end
 local reply = { tostring(now) }
 local wrote = false
-for i = 2, #ARGV, 3 do
+for i = 4, #ARGV, 3 do
   local field, expected, group = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local current = redis.call('HGET', KEYS[1], field)
-  if current == false or current == expected then
+  if current == false or current == expected or not string.match(current, '^%d+|%d+$') then
     redis.call('HSET', KEYS[1], field, group .. '|' .. now)
     wrote = true
-  elseif string.match(current, '^[^|]*') ~= group then
+  elseif string.match(current, '^%d+') ~= group then
     reply[#reply + 1] = field
     reply[#reply + 1] = current
   end
@@ -37,9 +54,7 @@ return reply
  * Deletes claims that are still as read and older than ARGV[1] ms by the server's clock; then
  * `field, claim` pairs. Returns how many were deleted.
  */
-const releaseLua = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+const releaseLua = `${nowLua}
 local keep = tonumber(ARGV[1])
 local deleted = 0
 for i = 2, #ARGV, 2 do
@@ -58,6 +73,7 @@ return deleted
 
 const claimCommand = 'tgfedPoolClaim';
 const releaseCommand = 'tgfedPoolClaimRelease';
+const readCommand = 'tgfedPoolClaimRead';
 type ScriptCommand = (key: string, ...args: string[]) => Promise<unknown>;
 const defined = new WeakSet<RedisClient>();
 
@@ -71,8 +87,29 @@ export interface PlacementClaim {
   readonly atMs: number;
 }
 
-/** A pool's claims as read: `ip:port` → claim (claims of groups no longer in the pool left out). */
-export type PoolClaims = ReadonlyMap<string, PlacementClaim>;
+/** A pool's claims as read. */
+export interface PoolClaims {
+  /** `ip:port` → claim (values that are no claim of a group of the pool left out). */
+  readonly byTarget: ReadonlyMap<string, PlacementClaim>;
+  /** When they were read, by the Redis server's clock. */
+  readonly readAtMs: number;
+}
+
+/** No claims, for a pool that needs none (a single group). */
+export const NO_CLAIMS: PoolClaims = { byTarget: new Map(), readAtMs: 0 };
+
+/**
+ * The claims were read `keepMs` or longer before the resolution claimed its placements (a stalled
+ * process): the resolution must be made again.
+ */
+export class StaleClaimsError extends Error {
+  constructor(readonly bindingName: string) {
+    super(
+      `the placement claims of pool ${bindingName} were read too long ago to claim against; resolve again`,
+    );
+    this.name = 'StaleClaimsError';
+  }
+}
 
 /** A placement a resolution claims: the target, the claim it read (if any) and its new group. */
 export interface WantedPlacement {
@@ -84,10 +121,11 @@ export interface WantedPlacement {
 /** Options of {@link PoolPlacementClaims}. */
 export interface PoolPlacementClaimsOptions {
   /**
-   * How long a claim outlives the moment it was made, at least, once its group's share holds
-   * the target: longer than any resolution takes, so that a resolution that read no claim
-   * cannot claim a target for another group after the first claim was released.
-   * @default 15_000
+   * How long a claim lives at least, and keeps its target in its group (see `assignToPool`'s
+   * `settling`): long enough for the group's reconcile to register it, retries through a short
+   * AWS throttling storm included. A resolution that read the claims this long before it claims
+   * is refused ({@link StaleClaimsError}): a claim made after its read may have been released.
+   * @default 30_000
    */
   readonly keepMs?: number;
   /**
@@ -113,7 +151,8 @@ export interface PoolPlacementClaimsOptions {
  * One hash per pool under the pool's own hash tag, `<prefix>:{pool:<binding>}:claims:<groups>`
  * (`ip:port` → `<group index>|<server ms>`, the index in the pool's sorted group ARNs, which the
  * key's last part fingerprints). A claim is released once its group's share alone holds the
- * target and it is older than `keepMs`, or once the target left the pool.
+ * target and it is older than `keepMs`, or once the target left the pool, by the pool's next
+ * resolution computed after that. Every time compared is the Redis server's.
  */
 export class PoolPlacementClaims {
   readonly #redis: RedisClient;
@@ -122,17 +161,24 @@ export class PoolPlacementClaims {
   readonly #expireMs: number;
   /** Sorted ARNs joined → fingerprint. */
   readonly #fingerprints = new Map<string, string>();
-  /** The Redis server's clock minus this process's, as last measured (0 before). */
-  #serverOffsetMs = 0;
 
   constructor(redis: RedisClient, prefix = 'tgfed', options: PoolPlacementClaimsOptions = {}) {
     this.#redis = redis;
     this.#prefix = prefix;
-    this.#keepMs = options.keepMs ?? 15_000;
+    this.#keepMs = options.keepMs ?? 30_000;
     this.#expireMs = options.expireMs ?? 3_600_000;
+    for (const [name, value] of [
+      ['keepMs', this.#keepMs],
+      ['expireMs', this.#expireMs],
+    ] as const) {
+      if (!Number.isInteger(value) || value < 1) {
+        throw new RangeError(`${name} must be a positive integer, got ${value}`);
+      }
+    }
     if (!defined.has(redis)) {
       redis.defineCommand(claimCommand, { lua: claimLua, numberOfKeys: 1 });
       redis.defineCommand(releaseCommand, { lua: releaseLua, numberOfKeys: 1 });
+      redis.defineCommand(readCommand, { lua: readLua, numberOfKeys: 1 });
       defined.add(redis);
     }
   }
@@ -149,25 +195,29 @@ export class PoolPlacementClaims {
     return `${this.#prefix}:{pool:${bindingName}}:claims:${fingerprint}`;
   }
 
-  /** The pool's claims. */
+  /** The pool's claims, with the server's time. */
   async read(bindingName: string, groupArns: readonly string[]): Promise<PoolClaims> {
     const arns = sortedUnique(groupArns);
-    const stored = await hashEntries(this.#redis, this.key(bindingName, arns));
-    const claims = new Map<string, PlacementClaim>();
-    for (const [target, value] of stored) {
-      const claim = parseClaim(value, arns);
-      if (claim !== undefined) claims.set(target, claim);
+    const command = this.#command(readCommand);
+    const flat = (await command.call(this.#redis, this.key(bindingName, arns))) as string[];
+    const byTarget = new Map<string, PlacementClaim>();
+    for (let i = 1; i + 1 < flat.length; i += 2) {
+      const claim = parseClaim(flat[i + 1] as string, arns);
+      if (claim !== undefined) byTarget.set(flat[i] as string, claim);
     }
-    return claims;
+    return { byTarget, readAtMs: Number(flat[0]) };
   }
 
   /**
-   * Claims `wanted` (see the class). Returns the targets lost to a claim made since they were
-   * read, with the group that holds each.
+   * Claims `wanted` against the claims `read` (see the class). Returns the targets lost to a
+   * claim made since they were read, with the group that holds each.
+   * @throws StaleClaimsError when `read` is `keepMs` old or older by the server's clock; some of
+   *   the targets (in other chunks) may be claimed then.
    */
   async claim(
     bindingName: string,
     groupArns: readonly string[],
+    read: PoolClaims,
     wanted: readonly WantedPlacement[],
   ): Promise<Map<string, string>> {
     const arns = sortedUnique(groupArns);
@@ -176,7 +226,7 @@ export class PoolPlacementClaims {
     const command = this.#command(claimCommand);
     const replies = await Promise.all(
       chunks(wanted, CLAIM_CHUNK_TARGETS).map((chunk) => {
-        const args = [String(this.#expireMs)];
+        const args = [String(this.#expireMs), String(read.readAtMs), String(this.#keepMs)];
         for (const w of chunk) {
           const group = index.get(w.arn);
           if (group === undefined) throw new RangeError(`${w.arn} is not a group of the pool`);
@@ -187,8 +237,7 @@ export class PoolPlacementClaims {
     );
     const lost = new Map<string, string>();
     for (const reply of replies) {
-      const now = Number(reply[0]);
-      if (Number.isFinite(now)) this.#serverOffsetMs = now - Date.now();
+      if (reply[0] === 'stale') throw new StaleClaimsError(bindingName);
       for (let i = 1; i + 1 < reply.length; i += 2) {
         const claim = parseClaim(reply[i + 1] as string, arns);
         if (claim !== undefined) lost.set(reply[i] as string, claim.arn);
@@ -198,13 +247,13 @@ export class PoolPlacementClaims {
   }
 
   /**
-   * The targets of `claims` claimed less than `keepMs` ago (by this process's estimate of the
-   * server's clock): their groups may be registering them now.
+   * The targets of `claims` claimed less than `keepMs` before they were read: their groups may
+   * be registering them now.
    */
   young(claims: PoolClaims): Set<string> {
-    const oldest = Date.now() + this.#serverOffsetMs - this.#keepMs;
+    const oldest = claims.readAtMs - this.#keepMs;
     const young = new Set<string>();
-    for (const [target, claim] of claims) if (claim.atMs > oldest) young.add(target);
+    for (const [target, claim] of claims.byTarget) if (claim.atMs > oldest) young.add(target);
     return young;
   }
 
@@ -221,9 +270,9 @@ export class PoolPlacementClaims {
     claims: PoolClaims,
     settled: (target: string, claim: PlacementClaim) => boolean,
   ): Promise<number> {
-    const oldest = Date.now() + this.#serverOffsetMs - this.#keepMs;
+    const oldest = claims.readAtMs - this.#keepMs;
     const done: [string, string][] = [];
-    for (const [target, claim] of claims) {
+    for (const [target, claim] of claims.byTarget) {
       if (claim.atMs <= oldest && settled(target, claim)) done.push([target, claim.value]);
     }
     if (done.length === 0) return 0;
@@ -266,50 +315,69 @@ export function adoptClaims(
   for (const [arn, group] of desired.groups) {
     groups.set(arn, { group: { ...group, targets: new Map(group.targets) }, changed: false });
   }
+  const conflicts = new Map<string, Conflict>();
+  for (const group of desired.groups.values()) {
+    for (const conflict of group.conflicts) conflicts.set(conflict.target, conflict);
+  }
+  // First every lost target out of its group, then into the claimed ones in key order: the room
+  // one leaves is there for another, whatever order they come in.
+  const moving: { target: string; value: DesiredTarget; from: string; to: string }[] = [];
+  for (const [target, to] of [...lost].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!groups.has(to)) continue;
+    for (const [from, entry] of groups) {
+      const value = entry.group.targets.get(target);
+      if (value === undefined) continue;
+      if (from !== to) {
+        entry.group.targets.delete(target);
+        moving.push({ target, value, from, to });
+      }
+      break;
+    }
+  }
   const kept: string[] = [];
-  for (const [target, arn] of lost) {
-    const to = groups.get(arn);
-    const from = [...groups.values()].find((g) => g.group.targets.has(target));
-    if (from === undefined || to === undefined || from === to) continue;
-    if (to.group.targets.size >= to.group.targetGroup.capacity) {
+  const moved = new Set<string>();
+  for (const { target, value, from, to } of moving) {
+    const into = groups.get(to) as { group: DesiredGroup; changed: boolean };
+    if (into.group.targets.size < into.group.targetGroup.capacity) {
+      into.group.targets.set(target, value);
+      into.changed = true;
+      (groups.get(from) as { changed: boolean }).changed = true;
+      moved.add(target);
+    } else {
       kept.push(target);
-      continue;
     }
-    const value = from.group.targets.get(target);
-    if (value === undefined) continue;
-    from.group.targets.delete(target);
-    to.group.targets.set(target, value);
-    const conflict = from.group.conflicts.find((c) => c.target === target);
-    if (conflict !== undefined) {
-      from.group = { ...from.group, conflicts: from.group.conflicts.filter((c) => c !== conflict) };
-      to.group = { ...to.group, conflicts: [...to.group.conflicts, conflict] };
-    }
-    from.changed = true;
-    to.changed = true;
+  }
+  // What did not fit goes back (it left room behind, so it fits there again).
+  for (const { target, value, from } of moving) {
+    if (!moved.has(target)) groups.get(from)?.group.targets.set(target, value);
   }
   const sortedGroups = new Map<string, DesiredGroup>();
   for (const [arn, { group, changed }] of groups) {
-    sortedGroups.set(arn, changed ? sortedGroup(group) : (desired.groups.get(arn) as DesiredGroup));
+    if (!changed) {
+      sortedGroups.set(arn, desired.groups.get(arn) as DesiredGroup);
+      continue;
+    }
+    sortedGroups.set(arn, sortedGroup(group, conflicts));
   }
-  return { desired: { ...desired, groups: sortedGroups }, kept: kept.sort() };
+  return { desired: { ...desired, groups: sortedGroups }, kept };
 }
 
-/** A group with its targets and conflicts in key order again. */
-function sortedGroup(group: DesiredGroup): DesiredGroup {
+/** A group with its targets in key order again, and the conflicts among them (in that order). */
+function sortedGroup(group: DesiredGroup, conflicts: ReadonlyMap<string, Conflict>): DesiredGroup {
   const keys = [...group.targets.keys()].sort();
   const targets = new Map(keys.map((k) => [k, group.targets.get(k) as DesiredTarget]));
-  const conflicts: Conflict[] = [...group.conflicts].sort((a, b) =>
-    a.target < b.target ? -1 : a.target > b.target ? 1 : 0,
-  );
-  return { ...group, targets, conflicts };
+  return { ...group, targets, conflicts: keys.flatMap((k) => conflicts.get(k) ?? []) };
 }
 
+const CLAIM_VALUE = /^(\d+)\|(\d+)$/;
+
 function parseClaim(value: string, arns: readonly string[]): PlacementClaim | undefined {
-  const bar = value.indexOf('|');
-  const arn = arns[Number(value.slice(0, bar))];
-  const atMs = Number(value.slice(bar + 1));
-  if (bar <= 0 || arn === undefined || !Number.isFinite(atMs)) return undefined;
-  return { arn, value, atMs };
+  const match = CLAIM_VALUE.exec(value);
+  const index = match?.[1];
+  const arn = index === undefined ? undefined : arns[Number(index)];
+  // The script compares indexes as text: '01' is no claim of group 1.
+  if (match === null || arn === undefined || String(Number(index)) !== index) return undefined;
+  return { arn, value, atMs: Number(match[2]) };
 }
 
 function sortedUnique(arns: readonly string[]): string[] {

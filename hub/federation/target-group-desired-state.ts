@@ -18,6 +18,7 @@ import { GroupAssignmentStore } from './group-assignment-store.js';
 import {
   PoolPlacementClaims,
   adoptClaims,
+  NO_CLAIMS,
   type PoolClaims,
   type PoolPlacementClaimsOptions,
   type WantedPlacement,
@@ -875,12 +876,12 @@ export class TargetGroupDesiredState {
     const [{ previous: sharesPrevious, shares }, held, claims] = await Promise.all([
       this.#assignments.readPool(arns),
       readOccupants(),
-      claimed ? this.#claims.read(binding.name, arns) : new Map<string, never>(),
+      claimed ? this.#claims.read(binding.name, arns) : NO_CLAIMS,
     ]);
     let previous = sharesPrevious;
-    if (claims.size > 0) {
+    if (claims.byTarget.size > 0) {
       previous = new Map(sharesPrevious);
-      for (const [target, claim] of claims) previous.set(target, claim.arn);
+      for (const [target, claim] of claims.byTarget) previous.set(target, claim.arn);
     }
     return {
       previous,
@@ -971,13 +972,13 @@ export class TargetGroupDesiredState {
     for (const [arn, group] of placed.groups) {
       for (const target of group.targets.keys()) {
         if (pool.previous.get(target) !== arn) {
-          wanted.push({ target, read: pool.claims.get(target), arn });
+          wanted.push({ target, read: pool.claims.byTarget.get(target), arn });
         }
       }
     }
-    if (pool.claims.size > 0) this.#releaseClaims(binding, arns, pool, placed);
+    if (pool.claims.byTarget.size > 0) this.#releaseClaims(binding, arns, pool, placed);
     if (wanted.length === 0) return placed;
-    const lost = await this.#claims.claim(binding.name, arns, wanted);
+    const lost = await this.#claims.claim(binding.name, arns, pool.claims, wanted);
     if (lost.size === 0) return placed;
     const { desired, kept } = adoptClaims(placed, lost);
     this.#claimsKept += kept.length;

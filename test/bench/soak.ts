@@ -81,6 +81,8 @@ const REDIS_DOWN_MS = 5_000;
 const CONVERGE_BOUND_MS = 30_000;
 /** How long the soak waits for convergence on its own before it plays the operator. */
 const UNAIDED_MS = 60_000;
+/** A convergence slower than this logs what is still wrong, once (no action taken). */
+const SLOW_REPORT_MS = 10_000;
 
 const { values: flags } = parseArgs({
   options: {
@@ -484,6 +486,90 @@ async function releaseHeldOperations(): Promise<number> {
 /** Operator reconciles the soak triggered (`tgfed reconcile`), when a group stayed wrong too long. */
 let operatorReconciles = 0;
 
+/** Logs, for the pool of the first problem, what AWS holds in each group against its capacity. */
+function logPoolOccupancy(problems: readonly string[]): void {
+  const service = [...poolOf.keys()].find((s) =>
+    problems.some((p) => p.startsWith(`${s}:`) || p.startsWith(`${s}-`)),
+  );
+  const pool = service === undefined ? undefined : poolOf.get(service);
+  if (pool === undefined) return;
+  const held = pool.map((g) => {
+    const targets = simulator.targets(g.arn);
+    const draining = targets.filter((t) => t.state === 'draining').length;
+    return `${g.name} ${targets.length - draining} + ${draining} draining / ${scenario.groupCapacity}`;
+  });
+  log(`${service} in AWS: ${held.join(', ')}`);
+}
+
+/**
+ * Logs, for the targets `problems` report missing, where the pool's stored assignment puts them:
+ * the groups whose share holds each, and its placement claim (group and age), with the status
+ * of those groups as the hub reports it.
+ */
+async function logMissingPlacements(problems: readonly string[]): Promise<void> {
+  const missing = problems.flatMap((p) => {
+    const m = /^([a-z0-9-]+): (\S+) missing$/.exec(p);
+    return m === null ? [] : [{ service: m[1] as string, ip: m[2] as string }];
+  });
+  const named = new Set<string>();
+  for (const { service, ip } of missing) {
+    const pool = poolOf.get(service) ?? [];
+    const arns = pool.map((g) => g.arn).sort();
+    const inShares: string[] = [];
+    for (const g of pool) {
+      const [, fields] = await redis.hscan(
+        `soak:{tg:${g.arn}}:assignment`,
+        0,
+        'MATCH',
+        `${ip}:*`,
+        'COUNT',
+        10_000,
+      );
+      if (fields.length > 0) inShares.push(g.name);
+    }
+    let claim = 'none';
+    for (const key of await redis.keys(`soak:{pool:${service}}:claims:*`)) {
+      const [, fields] = await redis.hscan(key, 0, 'MATCH', `${ip}:*`, 'COUNT', 10_000);
+      const value = fields[1];
+      if (value === undefined) continue;
+      const [index, at] = value.split('|');
+      const arn = arns[Number(index)];
+      const group = pool.find((g) => g.arn === arn);
+      claim = `${group?.name ?? value} ${((Date.now() - Number(at)) / 1000).toFixed(1)} s ago`;
+      if (group !== undefined) named.add(group.arn);
+    }
+    for (const g of pool) if (inShares.includes(g.name)) named.add(g.arn);
+    log(`${service}: ${ip} in the shares of [${inShares.join(', ')}], claimed for ${claim}`);
+  }
+  for (const arn of named) {
+    try {
+      const { status } = await admin.api.getTargetGroupStatus({ arn });
+      const g = groups.find((x) => x.arn === arn);
+      log(
+        `${g?.name ?? arn}: desired ${status?.desiredTargets}, actual ${status?.actualTargets}, ` +
+          `outcome ${status?.lastOutcome}, last reconcile ${((Date.now() - Number(status?.lastReconcileUnixMs ?? 0)) / 1000).toFixed(1)} s ago, ` +
+          `error '${status?.lastError ?? ''}'`,
+      );
+    } catch (err) {
+      log(`cannot read a group's status: ${String(err)}`);
+    }
+  }
+}
+
+/** Logs the first group `problems` name (or of the pool they name) as the hub reports it. */
+async function logWrongGroup(problems: readonly string[]): Promise<void> {
+  const wrongGroup =
+    groups.find((g) => problems.some((p) => p.startsWith(`${g.name}:`))) ??
+    groups.find((g) => problems.some((p) => p.startsWith(`${g.service}:`)));
+  if (wrongGroup === undefined) return;
+  try {
+    const { status } = await admin.api.getTargetGroupStatus({ arn: wrongGroup.arn });
+    log(`${wrongGroup.name} as the hub reports it: ${JSON.stringify(status).slice(0, 1_500)}`);
+  } catch (err) {
+    log(`cannot read ${wrongGroup.name}'s status: ${String(err)}`);
+  }
+}
+
 /**
  * Polls until AWS holds exactly the expected targets. `ms` is counted from `sinceMs` (NaN on
  * timeout). If AWS is still wrong `UNAIDED_MS` after `sinceMs`, the soak logs what is wrong and
@@ -498,6 +584,7 @@ async function converge(
   const deadline = Date.now() + scenario.phaseTimeoutSeconds * 1_000;
   let nextHeldCheck = Date.now() + 3_000;
   let operatorAfterMs: number | undefined;
+  let reportedSlow = false;
   for (;;) {
     const problems = differences(expected);
     if (problems.length === 0) {
@@ -508,22 +595,17 @@ async function converge(
       await releaseHeldOperations();
       nextHeldCheck = Date.now() + 3_000;
     }
+    if (!reportedSlow && Date.now() - sinceMs > SLOW_REPORT_MS) {
+      reportedSlow = true;
+      log(`${what}: slow, still wrong after ${Date.now() - sinceMs} ms: ${problems.join('; ')}`);
+      logPoolOccupancy(problems);
+      await logMissingPlacements(problems);
+      await logWrongGroup(problems);
+    }
     if (operatorAfterMs === undefined && Date.now() - sinceMs > UNAIDED_MS) {
       operatorAfterMs = Date.now() - sinceMs;
       log(`${what}: still wrong after ${operatorAfterMs} ms: ${problems.join('; ')}`);
-      const wrongGroup =
-        groups.find((g) => problems.some((p) => p.startsWith(`${g.name}:`))) ??
-        groups.find((g) => problems.some((p) => p.startsWith(`${g.service}:`)));
-      if (wrongGroup !== undefined) {
-        try {
-          const { status } = await admin.api.getTargetGroupStatus({ arn: wrongGroup.arn });
-          log(
-            `${wrongGroup.name} as the hub reports it: ${JSON.stringify(status).slice(0, 1_500)}`,
-          );
-        } catch (err) {
-          log(`cannot read ${wrongGroup.name}'s status: ${String(err)}`);
-        }
-      }
+      await logWrongGroup(problems);
       for (const g of groups) {
         try {
           await admin.api.triggerReconcile({ targetGroupArn: g.arn, refresh: false });

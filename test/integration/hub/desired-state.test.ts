@@ -617,7 +617,12 @@ describe('TargetGroupDesiredState', () => {
     // the first resolution serves them all, and they place the pool's 20 targets once.
     const first = [await one(arns[0]!), await one(arns[1]!)];
     expect(total(first)).toBe(20);
-    expect(desired.resolutions).toMatchObject({ computed: 1, reused: 1 });
+    expect(desired.resolutions).toEqual({
+      computed: 1,
+      reused: 1,
+      claimsAdopted: 0,
+      claimsKept: 0,
+    });
     // Its share written by the first group, the second no longer names it as unsettled.
     expect(first[1]?.unsettledPoolGroups).toEqual([]);
 
@@ -630,20 +635,40 @@ describe('TargetGroupDesiredState', () => {
       { what: 'the eleventh endpoint of east stored' },
     );
     expect(total([await one(arns[0]!), await one(arns[1]!)])).toBe(21);
-    expect(desired.resolutions).toMatchObject({ computed: 2, reused: 2 });
+    expect(desired.resolutions).toEqual({
+      computed: 2,
+      reused: 2,
+      claimsAdopted: 0,
+      claimsKept: 0,
+    });
 
     // A cluster's status changes without any endpoint change: resolved afresh.
     westStatus = { connection: 'disconnected-within-grace', awaitingResync: false };
     const afterStatus = await one(arns[0]!);
-    expect(desired.resolutions).toMatchObject({ computed: 3, reused: 2 });
+    expect(desired.resolutions).toEqual({
+      computed: 3,
+      reused: 2,
+      claimsAdopted: 0,
+      claimsKept: 0,
+    });
     expect(afterStatus.awaitingResyncClusters).toEqual([]);
 
     // Unchanged but older than the reuse bound: resolved afresh.
     await one(arns[1]!);
-    expect(desired.resolutions).toMatchObject({ computed: 3, reused: 3 });
+    expect(desired.resolutions).toEqual({
+      computed: 3,
+      reused: 3,
+      claimsAdopted: 0,
+      claimsKept: 0,
+    });
     now += 5_001;
     await one(arns[0]!);
-    expect(desired.resolutions).toMatchObject({ computed: 4, reused: 3 });
+    expect(desired.resolutions).toEqual({
+      computed: 4,
+      reused: 3,
+      claimsAdopted: 0,
+      claimsKept: 0,
+    });
   });
 
   it('resolves at most maxConcurrentResolutions pools at once, the others in turn', async () => {
@@ -866,8 +891,11 @@ describe('TargetGroupDesiredState', () => {
       if (++arrived === 2) open();
       await opened;
     };
-    const draining = new Set(Array.from({ length: 40 }, (_, i) => `10.9.0.${i + 1}:8080`));
-    const worker = (fullFirst: boolean) =>
+    /**
+     * A worker to which AWS's count fills the first group when `fullFirst`, with `drainingCount`
+     * draining targets there (the count read a moment before them, when fewer).
+     */
+    const worker = (fullFirst: boolean, drainingCount = 40) =>
       new TargetGroupDesiredState(
         { redis: hub.redis, store: hub.store, bindings: hub.bindings },
         {
@@ -881,12 +909,25 @@ describe('TargetGroupDesiredState', () => {
             },
             targets: (a) =>
               Promise.resolve(
-                a.map((arn) => (fullFirst && arn === arns[0] ? new Set(draining) : new Set())),
+                a.map((arn) =>
+                  fullFirst && arn === arns[0]
+                    ? new Set(
+                        Array.from({ length: drainingCount }, (_, i) => `10.9.0.${i + 1}:8080`),
+                      )
+                    : new Set<string>(),
+                ),
               ),
           },
         },
       );
-    return { hub, arns, east, draining: worker(true), empty: worker(false) };
+    return {
+      hub,
+      arns,
+      east,
+      draining: worker(true),
+      empty: worker(false),
+      drainingOnly: (n: number) => worker(true, n),
+    };
   }
 
   it('keeps a new target where another resolution of its pool placed it, whatever this one sees', async () => {
@@ -908,21 +949,33 @@ describe('TargetGroupDesiredState', () => {
     expect(own.targets.size).toBeGreaterThan(0);
   });
 
-  it('leaves a target another resolution placed a moment ago where it is, even short of room', async () => {
-    const { arns, draining, empty } = await twoViewsOfAPool(49, {});
-    const roomy = arns[1];
-    // The second worker sees room in both groups and places the 20 across them; its reconcile
-    // of the first group registers that group's share.
-    const since = empty.mark();
-    const [inFull] = await Promise.all(arns.map((arn) => empty.resolve(arn, since)));
-    expect(inFull!.targets.size).toBeGreaterThan(0);
-    // The first worker sees the first group full of draining targets, and none of these
-    // registered yet (AWS's occupants are read before that group's calls end). Moving them out
-    // for room would register them twice.
-    const other = await draining.resolve(roomy);
-    const twice = [...other.targets.keys()].filter((k) => inFull!.targets.has(k));
-    expect(twice).toEqual([]);
-    expect(other.targets.size).toBe(20 - inFull!.targets.size);
+  it('gives the room a group has to the targets another resolution placed there a moment ago', async () => {
+    const { hub, arns, east, empty, drainingOnly } = await twoViewsOfAPool(49, { keepMs: 1_000 });
+    const [full, roomy] = arns;
+    // The second worker sees room in both groups and places the 20 across them, then, more
+    // than keepMs later, 10 new ones: those are settling.
+    const both = async () => {
+      const since = empty.mark();
+      return Promise.all(arns.map((arn) => empty.resolve(arn, since)));
+    };
+    const [before] = await both();
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    east.upsert(web('web-v', ips(1, 0, 30)));
+    await storedEndpoints(hub, 30);
+    const [inFull] = await both();
+    const settling = [...inFull!.targets.keys()].filter((k) => !before!.targets.has(k));
+    const older = [...before!.targets.keys()];
+    expect(settling.length).toBeGreaterThan(0);
+    // The first worker sees none of the first group's targets registered yet (AWS's occupants
+    // are read before that group's calls end), and room there for as many as are settling. It
+    // moves the older ones out for room, not those its group may be registering right now.
+    const other = await drainingOnly(40 - settling.length).resolve(roomy);
+    expect(settling.filter((k) => other.targets.has(k))).toEqual([]);
+    expect(older.filter((k) => other.targets.has(k))).toEqual(older);
+    // With room for none, they leave too: they would only wait there.
+    const none = await drainingOnly(40).resolve(roomy);
+    expect(settling.filter((k) => none.targets.has(k))).toEqual(settling);
+    expect(full).toBe(inFull!.targetGroupArn);
   });
 
   it('gives a target to the group another worker claimed it for at the same moment', async () => {
@@ -940,7 +993,7 @@ describe('TargetGroupDesiredState', () => {
   });
 
   it('releases a pool’s claims once their groups took the targets on, or the targets left', async () => {
-    const { hub, arns, east, empty } = await twoViewsOfAPool(47, { keepMs: 0 });
+    const { hub, arns, east, empty } = await twoViewsOfAPool(47, { keepMs: 500 });
     const claimsKey = `${hub.prefix}:{pool:${prodPool(arns, 40).name}}:claims:*`;
     const since = empty.mark();
     await Promise.all(arns.map((arn) => empty.resolve(arn, since)));
@@ -952,6 +1005,7 @@ describe('TargetGroupDesiredState', () => {
     await hub.redis.hset(key!, '10.8.0.1:8080', '0|1');
     east.upsert(web('web-v', ips(1, 0, 19)));
     await storedEndpoints(hub, 19);
+    await new Promise((resolve) => setTimeout(resolve, 500));
     await empty.resolve(arns[0], empty.mark());
     await waitFor(async () => (await hub.redis.hlen(key!)) === 0, {
       what: 'the claims released',

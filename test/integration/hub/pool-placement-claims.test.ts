@@ -1,6 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PoolPlacementClaims } from '../../../hub/federation/pool-placement-claims.js';
+import {
+  NO_CLAIMS,
+  PoolPlacementClaims,
+  StaleClaimsError,
+  type PoolClaims,
+} from '../../../hub/federation/pool-placement-claims.js';
 import type { RedisClient } from '../../../hub/state/index.js';
 import { targetGroupArn } from '../../support/binding-fixtures.js';
 import { testRedis } from '../../support/test-redis.js';
@@ -26,6 +31,14 @@ function setUp(options: { keepMs?: number } = {}): {
   return { redis, claims, key };
 }
 
+const groupsOf = (read: PoolClaims): Map<string, string> =>
+  new Map([...read.byTarget].map(([t, c]) => [t, c.arn]));
+
+async function serverMs(redis: RedisClient): Promise<number> {
+  const [seconds, micros] = await redis.time();
+  return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+}
+
 describe('PoolPlacementClaims', () => {
   it('keys a pool by its binding under its own hash tag, and by its set of groups', () => {
     const { claims, key } = setUp();
@@ -33,67 +46,98 @@ describe('PoolPlacementClaims', () => {
     expect(claims.key('web', [...ARNS].reverse())).toBe(key);
     expect(claims.key('web', [A, B])).not.toBe(key);
     expect(claims.key('api', ARNS)).not.toBe(key);
+    expect(() => setUp({ keepMs: 0 })).toThrow(/keepMs must be a positive integer/);
   });
 
   it('gives each target to the first claim, and names the group that holds a lost one', async () => {
     const { redis, claims, key } = setUp();
     const before = await claims.read('web', ARNS);
-    expect(before.size).toBe(0);
-    const first = await claims.claim('web', ARNS, [
+    expect(before.byTarget.size).toBe(0);
+    expect(Math.abs(before.readAtMs - (await serverMs(redis)))).toBeLessThan(1_000);
+    const first = await claims.claim('web', ARNS, before, [
       { target: '10.0.0.1:80', read: undefined, arn: A },
       { target: '10.0.0.2:80', read: undefined, arn: B },
     ]);
     expect(first.size).toBe(0);
     // A second resolution that read the pool before: the same group agrees, another loses.
-    const second = await claims.claim('web', ARNS, [
+    const second = await claims.claim('web', ARNS, before, [
       { target: '10.0.0.1:80', read: undefined, arn: A },
       { target: '10.0.0.2:80', read: undefined, arn: C },
       { target: '10.0.0.3:80', read: undefined, arn: C },
     ]);
     expect(second).toEqual(new Map([['10.0.0.2:80', B]]));
     const read = await claims.read('web', ARNS);
-    expect(new Map([...read].map(([t, c]) => [t, c.arn]))).toEqual(
+    expect(groupsOf(read)).toEqual(
       new Map([
         ['10.0.0.1:80', A],
         ['10.0.0.2:80', B],
         ['10.0.0.3:80', C],
       ]),
     );
-    const serverMs = Number((await redis.time())[0]) * 1000;
-    for (const claim of read.values()) expect(Math.abs(claim.atMs - serverMs)).toBeLessThan(5_000);
+    for (const claim of read.byTarget.values()) {
+      expect(read.readAtMs - claim.atMs).toBeGreaterThanOrEqual(0);
+      expect(read.readAtMs - claim.atMs).toBeLessThan(5_000);
+    }
+    expect(claims.young(read)).toEqual(new Set(read.byTarget.keys()));
     expect(await redis.pttl(key)).toBeGreaterThan(3_500_000);
     // A resolution that read the claim moves the target on; one that read an older one loses.
-    const moved = await claims.claim('web', ARNS, [
-      { target: '10.0.0.2:80', read: read.get('10.0.0.2:80'), arn: A },
+    const moved = await claims.claim('web', ARNS, read, [
+      { target: '10.0.0.2:80', read: read.byTarget.get('10.0.0.2:80'), arn: A },
     ]);
     expect(moved.size).toBe(0);
-    const stale = await claims.claim('web', ARNS, [
-      { target: '10.0.0.2:80', read: read.get('10.0.0.2:80'), arn: C },
+    const stale = await claims.claim('web', ARNS, read, [
+      { target: '10.0.0.2:80', read: read.byTarget.get('10.0.0.2:80'), arn: C },
     ]);
     expect(stale).toEqual(new Map([['10.0.0.2:80', A]]));
   });
 
-  it('refuses a group outside the pool, and leaves out claims it cannot read', async () => {
-    const { redis, claims, key } = setUp();
+  it('refuses to claim against claims read keepMs ago or longer, and writes nothing then', async () => {
+    const { redis, claims, key } = setUp({ keepMs: 60_000 });
+    const read = await claims.read('web', ARNS);
+    const old: PoolClaims = { ...read, readAtMs: read.readAtMs - 60_000 };
     await expect(
-      claims.claim('web', ARNS, [
+      claims.claim('web', ARNS, old, [{ target: '10.0.0.1:80', read: undefined, arn: A }]),
+    ).rejects.toBeInstanceOf(StaleClaimsError);
+    expect(await redis.exists(key)).toBe(0);
+    // A pool without claims read (NO_CLAIMS) cannot claim either.
+    await expect(
+      claims.claim('web', ARNS, NO_CLAIMS, [{ target: '10.0.0.1:80', read: undefined, arn: A }]),
+    ).rejects.toThrow(/read too long ago/);
+  });
+
+  it('refuses a group outside the pool, and takes what is no claim for none', async () => {
+    const { redis, claims, key } = setUp();
+    const read = await claims.read('web', ARNS);
+    await expect(
+      claims.claim('web', ARNS, read, [
         { target: '10.0.0.1:80', read: undefined, arn: targetGroupArn(9) },
       ]),
     ).rejects.toThrow(/not a group of the pool/);
     await redis.hset(key, '10.0.0.1:80', '7|1', '10.0.0.2:80', 'x', '10.0.0.3:80', '1|5');
-    expect([...(await claims.read('web', ARNS))]).toEqual([
-      ['10.0.0.3:80', { arn: B, value: '1|5', atMs: 5 }],
+    await redis.hset(key, '10.0.0.4:80', '01|5', '10.0.0.5:80', '1|');
+    const again = await claims.read('web', ARNS);
+    expect([...again.byTarget]).toEqual([['10.0.0.3:80', { arn: B, value: '1|5', atMs: 5 }]]);
+    // A value that is not a claim at all is overwritten, as if there were none.
+    const lost = await claims.claim('web', ARNS, again, [
+      { target: '10.0.0.2:80', read: undefined, arn: C },
+      { target: '10.0.0.5:80', read: undefined, arn: C },
     ]);
+    expect(lost.size).toBe(0);
+    expect(groupsOf(await claims.read('web', ARNS)).get('10.0.0.2:80')).toBe(C);
   });
 
-  it('releases settled claims only when older than keepMs and still as read', async () => {
+  it('releases settled claims only when older than keepMs by the server, and still as read', async () => {
     const { redis, claims, key } = setUp({ keepMs: 60_000 });
-    await claims.claim('web', ARNS, [
+    const first = await claims.read('web', ARNS);
+    await claims.claim('web', ARNS, first, [
       { target: '10.0.0.1:80', read: undefined, arn: A },
       { target: '10.0.0.2:80', read: undefined, arn: B },
     ]);
     const fresh = await claims.read('web', ARNS);
     expect(await claims.release('web', ARNS, fresh, () => true)).toBe(0);
+    // Sent anyway (as a reader whose read looks a minute later would): the script keeps them.
+    const later: PoolClaims = { ...fresh, readAtMs: fresh.readAtMs + 61_000 };
+    expect(await claims.release('web', ARNS, later, () => true)).toBe(0);
     expect(await redis.hlen(key)).toBe(2);
     // Old claims (by the server's clock), one of them replaced since it was read.
     await redis.hset(
@@ -106,30 +150,40 @@ describe('PoolPlacementClaims', () => {
       '2|1000',
     );
     const old = await claims.read('web', ARNS);
+    expect(claims.young(old)).toEqual(new Set());
     await redis.hset(key, '10.0.0.2:80', '2|1001');
     const settled = (target: string): boolean => target !== '10.0.0.3:80';
     expect(await claims.release('web', ARNS, old, settled)).toBe(1);
-    expect(await redis.hgetall(key)).toEqual({ '10.0.0.2:80': '2|1001', '10.0.0.3:80': '2|1000' });
+    expect(await redis.hgetall(key)).toEqual({
+      '10.0.0.2:80': '2|1001',
+      '10.0.0.3:80': '2|1000',
+    });
   });
 
   it('claims and releases thousands of targets in chunks', async () => {
-    const { redis, claims, key } = setUp({ keepMs: 0 });
+    const { redis, claims, key } = setUp();
     const wanted = Array.from({ length: 2_500 }, (_, i) => ({
       target: `10.1.${i >> 8}.${i & 255}:80`,
       read: undefined,
       arn: ARNS[i % 3] as string,
     }));
-    expect((await claims.claim('web', ARNS, wanted)).size).toBe(0);
+    const read = await claims.read('web', ARNS);
+    expect((await claims.claim('web', ARNS, read, wanted)).size).toBe(0);
     expect(await redis.hlen(key)).toBe(2_500);
     const lost = await claims.claim(
       'web',
       ARNS,
+      read,
       wanted.map((w, i) => ({ ...w, arn: ARNS[(i + 1) % 3] as string })),
     );
     expect(lost.size).toBe(2_500);
     expect(lost.get(wanted[1_999]!.target)).toBe(wanted[1_999]!.arn);
-    const read = await claims.read('web', ARNS);
-    expect(await claims.release('web', ARNS, read, () => true)).toBe(2_500);
+    // Released by a process that keeps claims a millisecond (the same key).
+    const brief = new PoolPlacementClaims(redis, key.slice(0, key.indexOf(':')), { keepMs: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const all = await brief.read('web', ARNS);
+    expect(all.byTarget.size).toBe(2_500);
+    expect(await brief.release('web', ARNS, all, () => true)).toBe(2_500);
     expect(await redis.exists(key)).toBe(0);
   });
 });

@@ -95,6 +95,21 @@ describe('adoptClaims', () => {
     expect(kept).toEqual(['10.0.0.4:80']);
   });
 
+  it('moves lost targets in any order: the room one leaves is there for another', () => {
+    // B first in the binding's order; A holds its only place with one target B claimed.
+    const placed = pool(group(B, 4, ['10.0.0.1:80']), group(A, 1, ['10.0.0.2:80']));
+    const lost = new Map([
+      ['10.0.0.1:80', A],
+      ['10.0.0.2:80', B],
+    ]);
+    for (const order of [lost, new Map([...lost].reverse())]) {
+      const { desired, kept } = adoptClaims(placed, order);
+      expect(kept).toEqual([]);
+      expect(keysOf(desired, A)).toEqual(['10.0.0.1:80']);
+      expect(keysOf(desired, B)).toEqual(['10.0.0.2:80']);
+    }
+  });
+
   it('ignores claims of targets it did not place, of groups not in the pool, and its own', () => {
     const placed = pool(group(A, 4, ['10.0.0.1:80']), group(B, 4, []));
     const { desired, kept } = adoptClaims(
