@@ -83,6 +83,8 @@ export class ReconcileWorker {
   #queueMetrics: QueueMetrics | undefined;
   #groupGauges: TargetGroupGauges | undefined;
   readonly #log: Logger;
+  /** The reconcile instruments, once the worker started them. */
+  #reconcileMetrics: ReconcileMetrics | undefined;
   #state: ReconcileWorkerState = 'idle';
   #redis: RedisClient | undefined;
   #queueRedis: RedisClient | undefined;
@@ -245,6 +247,16 @@ export class ReconcileWorker {
         listedClusters: () => directory.list().map((c) => c.id),
         staleClusterPolicy: o.staleClusterPolicy,
         clock,
+        onClaimsLost: ({ binding, adopted, kept }) => {
+          this.#reconcileMetrics?.claimsLost(adopted, kept.length);
+          if (kept.length > 0) {
+            // Two groups may hold them for a moment; the next resolution gives them to one.
+            this.#log.warn(
+              { binding, kept: kept.slice(0, 10), keptCount: kept.length },
+              'pool targets claimed for a group without room stayed where this worker placed them',
+            );
+          }
+        },
         // Draining targets take room only when they count toward the quota.
         ...(o.drainingCountsTowardCapacity
           ? {
@@ -353,6 +365,7 @@ export class ReconcileWorker {
     this.#listenerWeights = listenerWeights;
     await listenerWeights.start();
     const reconcileMetrics = new ReconcileMetrics(meter);
+    this.#reconcileMetrics = reconcileMetrics;
     this.#groupGauges = new TargetGroupGauges(meter, records);
     const consumer = new ReconcileConsumer(queueRedis, reconciler, {
       ...queueOptions,

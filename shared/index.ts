@@ -108,6 +108,7 @@ export {
   type ReconcileErrorLabel,
   type ReconcileOutcomeLabel,
   type TargetChange,
+  type PlacementClaimOutcome,
 } from './telemetry/names.js';
 export {
   installContextManager,

@@ -72,6 +72,12 @@ export interface TargetGroupDesiredStateOptions {
    * @default its defaults
    */
   readonly claims?: PoolPlacementClaimsOptions;
+  /**
+   * Called when a pool resolution lost placements to claims made meanwhile (see
+   * `PoolPlacementClaims`): `adopted` went to the claimed group, `kept` stayed (no room there).
+   * @default none
+   */
+  readonly onClaimsLost?: (lost: { binding: string; adopted: number; kept: string[] }) => void;
 }
 
 /**
@@ -983,6 +989,7 @@ export class TargetGroupDesiredState {
     const { desired, kept } = adoptClaims(placed, lost);
     this.#claimsKept += kept.length;
     this.#claimsAdopted += lost.size - kept.length;
+    this.#options.onClaimsLost?.({ binding: binding.name, adopted: lost.size - kept.length, kept });
     return desired;
   }
 

@@ -3,6 +3,7 @@ import {
   LATENCY_BUCKETS_SECONDS,
   MetricLabel,
   MetricName,
+  type PlacementClaimOutcome,
   type ReconcileErrorLabel,
   type ReconcileOutcomeLabel,
 } from '../../shared/index.js';
@@ -45,6 +46,7 @@ export class ReconcileMetrics {
   readonly #errors;
   readonly #driftRepairs;
   readonly #targetsChanged;
+  readonly #claimsLost;
 
   constructor(meter: Meter) {
     this.#reconciles = meter.createCounter(MetricName.RECONCILES, {
@@ -66,6 +68,23 @@ export class ReconcileMetrics {
       description: 'Targets registered and deregistered, by account',
       unit: '{target}',
     });
+    this.#claimsLost = meter.createCounter(MetricName.POOL_PLACEMENT_CLAIMS_LOST, {
+      description:
+        'Pool targets a resolution placed that another had claimed for another group meanwhile',
+      unit: '{target}',
+    });
+  }
+
+  /**
+   * Records a pool resolution's placements lost to claims made meanwhile: `adopted` went to the
+   * claimed group, `kept` stayed where this resolution put them (the claimed group had no room).
+   */
+  claimsLost(adopted: number, kept: number): void {
+    const add = (n: number, outcome: PlacementClaimOutcome): void => {
+      if (n > 0) this.#claimsLost.add(n, { [MetricLabel.OUTCOME]: outcome });
+    };
+    add(adopted, 'adopted');
+    add(kept, 'kept');
   }
 
   /** Records one reconcile. */

@@ -71,6 +71,7 @@ export const MetricName = {
   TARGET_GROUP_CAPACITY: 'tgfed_target_group_capacity',
   TARGETS_CHANGED: 'tgfed_targets_changed',
   PROPAGATION_LATENCY: 'tgfed_propagation_latency_seconds',
+  POOL_PLACEMENT_CLAIMS_LOST: 'tgfed_pool_placement_claims_lost',
 } as const;
 
 // --- metric attribute keys
@@ -123,6 +124,11 @@ export type ReconcileErrorLabel =
 export type AwsCallResult = 'ok' | 'throttled' | 'error';
 /** `change` of `tgfed_targets_changed_total`. */
 export type TargetChange = 'registered' | 'deregistered';
+/**
+ * `outcome` of `tgfed_pool_placement_claims_lost_total`: the target went to the group claimed
+ * for it, or stayed (that group had no room).
+ */
+export type PlacementClaimOutcome = 'adopted' | 'kept';
 
 // --- histogram buckets -----------------------------------------------------------------------
 

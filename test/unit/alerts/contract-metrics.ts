@@ -38,6 +38,7 @@ export const contractMetrics: Readonly<Record<string, 'counter' | 'gauge' | 'his
   tgfed_aws_calls_total: 'counter',
   tgfed_aws_call_duration_seconds: 'histogram',
   tgfed_aws_throttles_total: 'counter',
+  tgfed_pool_placement_claims_lost_total: 'counter',
   tgfed_aws_rate_limit_per_second: 'gauge',
   tgfed_drift_repairs_total: 'counter',
   tgfed_held_operations: 'gauge',

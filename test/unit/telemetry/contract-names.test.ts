@@ -176,6 +176,7 @@ describe('tgfed instruments on /metrics', () => {
     reconciles.record(
       reconcileResult({ outcome: 'failed', errorClass: 'access-denied', registered: 0 }),
     );
+    reconciles.claimsLost(1, 0);
     new TargetGroupGauges(meter, summaries());
 
     const aws = new InstrumentedTargetGroupApis(fakeAws(new Set(['DeregisterTargets'])), meter, {
@@ -256,6 +257,11 @@ describe('tgfed instruments on /metrics', () => {
     ).toBe(1);
     expect(s.value('tgfed_targets_changed_total', { ...account, change: 'registered' })).toBe(3);
     expect(s.value('tgfed_drift_repairs_total', { target_group: ARN })).toBe(2);
+    reconciles.claimsLost(3, 0);
+    reconciles.claimsLost(1, 2);
+    const claims = await scrape(telemetry);
+    expect(claims.value('tgfed_pool_placement_claims_lost_total', { outcome: 'adopted' })).toBe(4);
+    expect(claims.value('tgfed_pool_placement_claims_lost_total', { outcome: 'kept' })).toBe(2);
 
     const where = { ...account, region: 'eu-west-1' };
     expect(
