@@ -288,6 +288,8 @@ export class Hub {
         status: clusterStatus,
         listedClusters: () => directory.list().map((c) => c.id),
         staleClusterPolicy: o.staleClusterPolicy,
+        // The hub reports; the workers place (they know what AWS holds).
+        writesPlacements: false,
         storageEpoch: {
           known: () => clusterStatus.storageEpoch,
           stored: async () => (await redis.get(keys.epoch())) ?? '',

@@ -73,10 +73,9 @@ function compareText(a: string, b: string): number {
  * desired count says:
  * - a target already held by a group with room stays there (no call needed);
  * - a target kept from `previous` but not registered yet leaves a group that has no room counting
- *   its draining targets (it would wait for the drain; elsewhere it need not). `settling` ones
- *   (placed there a moment ago: their group may be registering them now, and AWS's occupants,
- *   read earlier, would not show it) take the room first, so that a resolution that sees more
- *   unregistered targets there than the last one does not move one being registered;
+ *   its draining targets (it would wait for the drain; elsewhere it need not), unless it is
+ *   `settling`: placed there a moment ago, its group may be registering it now (and AWS's
+ *   occupants, read earlier, would not show it), so moving it would register it twice;
  * - new targets go first to groups with room counting draining ones, and only when none has any
  *   to a group with room by capacity alone, where they wait for the drain; targets that left a
  *   group are placed before new ones, and go back when room is nowhere. So draining decides
@@ -158,25 +157,20 @@ export function* assignToPoolSteps(
     }
     const held = occupied?.get(arn);
     if (held !== undefined) {
-      // Registered targets first; then unregistered ones while the group has room counting
-      // what it still holds in AWS (the others would only wait there for a drain).
+      // Registered targets first, and settling ones (perhaps being registered); then
+      // unregistered ones while the group has room counting what it still holds in AWS (the
+      // others would only wait there for a drain).
       const registered = kept.filter((t) => held.has(t));
-      let waiting = kept.filter((t) => !held.has(t));
+      const pinned = kept.filter((t) => !held.has(t) && settling?.has(t) === true);
+      const waiting = kept.filter((t) => !held.has(t) && settling?.has(t) !== true);
       const others = held.size - registered.length;
-      const room = Math.max(0, group.capacity - others - registered.length);
+      const room = Math.max(0, group.capacity - others - registered.length - pinned.length);
       if (waiting.length > room) {
-        // Those that stay: settling ones first (their group may be registering them), then the
-        // highest scores when trimmed, else the first in key order.
+        // Those that stay: the highest scores when trimmed, else the first in key order.
         if (!trimmed) waiting.sort();
-        if (settling !== undefined) {
-          waiting = [
-            ...waiting.filter((t) => settling.has(t)),
-            ...waiting.filter((t) => !settling.has(t)),
-          ];
-        }
         leaving.push(...waiting.splice(room));
         kept.length = 0;
-        kept.push(...registered, ...waiting);
+        kept.push(...registered, ...pinned, ...waiting);
       }
     }
     for (const target of kept) assignment.set(target, arn);

@@ -121,13 +121,22 @@ export interface WantedPlacement {
 /** Options of {@link PoolPlacementClaims}. */
 export interface PoolPlacementClaimsOptions {
   /**
-   * How long a claim lives at least, and keeps its target in its group (see `assignToPool`'s
-   * `settling`): long enough for the group's reconcile to register it, retries through a short
-   * AWS throttling storm included. A resolution that read the claims this long before it claims
-   * is refused ({@link StaleClaimsError}): a claim made after its read may have been released.
+   * How long a claim lives at least. A resolution that read the claims this long before it
+   * claims is refused ({@link StaleClaimsError}): a claim made after its read may have been
+   * released.
    * @default 30_000
    */
   readonly keepMs?: number;
+  /**
+   * How long a claimed target stays in its group even when that group has no room for it by
+   * AWS's occupants as a resolution reads them (see `assignToPool`'s `settling`): its group may
+   * be registering it, having found room a describe showed (a drain ended) that the occupants
+   * read elsewhere do not show yet. Long enough for the group's reconcile to plan and make its
+   * calls; short, because a target placed where there really is no room waits this long.
+   * At most `keepMs`.
+   * @default 10_000
+   */
+  readonly settleMs?: number;
   /**
    * The claims hash of a pool expires this long after its last claim (a pool whose binding
    * changed its groups gets a new hash; the old one goes this way).
@@ -158,6 +167,7 @@ export class PoolPlacementClaims {
   readonly #redis: RedisClient;
   readonly #prefix: string;
   readonly #keepMs: number;
+  readonly #settleMs: number;
   readonly #expireMs: number;
   /** Sorted ARNs joined → fingerprint. */
   readonly #fingerprints = new Map<string, string>();
@@ -167,13 +177,18 @@ export class PoolPlacementClaims {
     this.#prefix = prefix;
     this.#keepMs = options.keepMs ?? 30_000;
     this.#expireMs = options.expireMs ?? 3_600_000;
+    this.#settleMs = options.settleMs ?? Math.min(10_000, this.#keepMs);
     for (const [name, value] of [
       ['keepMs', this.#keepMs],
+      ['settleMs', this.#settleMs],
       ['expireMs', this.#expireMs],
     ] as const) {
       if (!Number.isInteger(value) || value < 1) {
         throw new RangeError(`${name} must be a positive integer, got ${value}`);
       }
+    }
+    if (this.#settleMs > this.#keepMs) {
+      throw new RangeError(`settleMs (${this.#settleMs}) must not exceed keepMs (${this.#keepMs})`);
     }
     if (!defined.has(redis)) {
       redis.defineCommand(claimCommand, { lua: claimLua, numberOfKeys: 1 });
@@ -247,11 +262,11 @@ export class PoolPlacementClaims {
   }
 
   /**
-   * The targets of `claims` claimed less than `keepMs` before they were read: their groups may
+   * The targets of `claims` claimed less than `settleMs` before they were read: their groups may
    * be registering them now.
    */
-  young(claims: PoolClaims): Set<string> {
-    const oldest = claims.readAtMs - this.#keepMs;
+  settling(claims: PoolClaims): Set<string> {
+    const oldest = claims.readAtMs - this.#settleMs;
     const young = new Set<string>();
     for (const [target, claim] of claims.byTarget) if (claim.atMs > oldest) young.add(target);
     return young;

@@ -78,6 +78,15 @@ export interface TargetGroupDesiredStateOptions {
    * @default none
    */
   readonly onClaimsLost?: (lost: { binding: string; adopted: number; kept: string[] }) => void;
+  /**
+   * Whether resolutions write placements: each group's share of its pools when it is resolved,
+   * and the pools' claims. Off for a reader that only reports (the hub's admin API and
+   * metrics): it reads the shares and claims as workers leave them and places by them, but a
+   * placement of its own (made without AWS's occupants) must not become where a worker puts a
+   * target.
+   * @default true
+   */
+  readonly writesPlacements?: boolean;
 }
 
 /**
@@ -519,11 +528,13 @@ export class TargetGroupDesiredState {
       sortedTargets.set(key, target);
       assignment.set(key, placedBy.get(key) ?? '');
     }
-    await this.#assignments.write(targetGroupArn, assignment, ownBefore);
-    for (const r of used) {
-      const share = r.desired.groups.get(targetGroupArn);
-      if (share !== undefined && [...share.targets.keys()].every((key) => assignment.has(key))) {
-        r.settled.add(targetGroupArn);
+    if (this.#options.writesPlacements !== false) {
+      await this.#assignments.write(targetGroupArn, assignment, ownBefore);
+      for (const r of used) {
+        const share = r.desired.groups.get(targetGroupArn);
+        if (share !== undefined && [...share.targets.keys()].every((key) => assignment.has(key))) {
+          r.settled.add(targetGroupArn);
+        }
       }
     }
 
@@ -933,7 +944,7 @@ export class TargetGroupDesiredState {
     const placeAmong = (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
       const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
       // Targets claimed a moment ago stay in their group: it may be registering them now.
-      const settling = this.#claims.young(pool.claims);
+      const settling = this.#claims.settling(pool.claims);
       return runSliced(
         placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied, settling }),
       );
@@ -973,7 +984,7 @@ export class TargetGroupDesiredState {
     placed: DesiredTargets,
   ): Promise<DesiredTargets> {
     const arns = targetGroupsOf(binding).map((g) => g.arn);
-    if (new Set(arns).size < 2) return placed;
+    if (new Set(arns).size < 2 || this.#options.writesPlacements === false) return placed;
     const wanted: WantedPlacement[] = [];
     for (const [arn, group] of placed.groups) {
       for (const target of group.targets.keys()) {

@@ -876,7 +876,10 @@ describe('TargetGroupDesiredState', () => {
    * targets; to the second, both groups are empty. `barrier` holds each resolution inside its
    * reads until both are there.
    */
-  async function twoViewsOfAPool(first: number, options: { barrier?: boolean; keepMs?: number }) {
+  async function twoViewsOfAPool(
+    first: number,
+    options: { barrier?: boolean; keepMs?: number; settleMs?: number },
+  ) {
     const hub = await startHub();
     const arns = [targetGroupArn(first), targetGroupArn(first + 1)] as [string, string];
     await hub.bindings.apply(prodPool(arns, 40));
@@ -901,7 +904,10 @@ describe('TargetGroupDesiredState', () => {
         {
           directory: { labels: (id) => CLUSTER_LABELS[id] },
           status: { status: () => CONNECTED },
-          ...(options.keepMs === undefined ? {} : { claims: { keepMs: options.keepMs } }),
+          claims: {
+            ...(options.keepMs === undefined ? {} : { keepMs: options.keepMs }),
+            ...(options.settleMs === undefined ? {} : { settleMs: options.settleMs }),
+          },
           occupancy: {
             counts: async (a) => {
               await meet();
@@ -949,33 +955,58 @@ describe('TargetGroupDesiredState', () => {
     expect(own.targets.size).toBeGreaterThan(0);
   });
 
-  it('gives the room a group has to the targets another resolution placed there a moment ago', async () => {
-    const { hub, arns, east, empty, drainingOnly } = await twoViewsOfAPool(49, { keepMs: 1_000 });
-    const [full, roomy] = arns;
-    // The second worker sees room in both groups and places the 20 across them, then, more
-    // than keepMs later, 10 new ones: those are settling.
-    const both = async () => {
-      const since = empty.mark();
-      return Promise.all(arns.map((arn) => empty.resolve(arn, since)));
-    };
-    const [before] = await both();
+  it('leaves a target another resolution placed a moment ago where it is, even short of room', async () => {
+    const { hub, arns, east, empty, draining } = await twoViewsOfAPool(49, {
+      keepMs: 3_000,
+      settleMs: 1_000,
+    });
+    const roomy = arns[1];
+    // The second worker sees room in both groups and places the 20 across them; its reconcile
+    // of the first group registers that group's share.
+    const since = empty.mark();
+    const [inFull] = await Promise.all(arns.map((arn) => empty.resolve(arn, since)));
+    const placedInFull = [...inFull!.targets.keys()];
+    expect(placedInFull.length).toBeGreaterThan(0);
+    // The first worker sees the first group full of draining targets, and none of these
+    // registered yet (AWS's occupants are read before that group's calls end, and a describe
+    // there may have found the drain over). Moving them out for room would register them twice.
+    const other = await draining.resolve(roomy);
+    expect(placedInFull.filter((k) => other.targets.has(k))).toEqual([]);
+    expect(other.targets.size).toBe(20 - placedInFull.length);
+    // Once settled (settleMs), a target the group still has no room for leaves: it would wait.
     await new Promise((resolve) => setTimeout(resolve, 1_000));
-    east.upsert(web('web-v', ips(1, 0, 30)));
-    await storedEndpoints(hub, 30);
-    const [inFull] = await both();
-    const settling = [...inFull!.targets.keys()].filter((k) => !before!.targets.has(k));
-    const older = [...before!.targets.keys()];
-    expect(settling.length).toBeGreaterThan(0);
-    // The first worker sees none of the first group's targets registered yet (AWS's occupants
-    // are read before that group's calls end), and room there for as many as are settling. It
-    // moves the older ones out for room, not those its group may be registering right now.
-    const other = await drainingOnly(40 - settling.length).resolve(roomy);
-    expect(settling.filter((k) => other.targets.has(k))).toEqual([]);
-    expect(older.filter((k) => other.targets.has(k))).toEqual(older);
-    // With room for none, they leave too: they would only wait there.
-    const none = await drainingOnly(40).resolve(roomy);
-    expect(settling.filter((k) => none.targets.has(k))).toEqual(settling);
-    expect(full).toBe(inFull!.targetGroupArn);
+    east.upsert(web('web-v', ips(1, 0, 21)));
+    await storedEndpoints(hub, 21);
+    const later = await draining.resolve(roomy);
+    expect(placedInFull.filter((k) => later.targets.has(k))).toEqual(placedInFull);
+  });
+
+  it('writes no placement when it only reports, and reports the placement workers claimed', async () => {
+    const { hub, arns, draining } = await twoViewsOfAPool(51, {});
+    const reader = () =>
+      new TargetGroupDesiredState(
+        { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+        {
+          directory: { labels: (id) => CLUSTER_LABELS[id] },
+          status: { status: () => CONNECTED },
+          writesPlacements: false,
+        },
+      );
+    const placements = async (): Promise<string[]> => [
+      ...(await hub.redis.keys(`${hub.prefix}:{tg:*}:assignment`)),
+      ...(await hub.redis.keys(`${hub.prefix}:{pool:*}:claims:*`)),
+    ];
+    const hubView = reader();
+    const own = await Promise.all(arns.map((arn) => hubView.resolve(arn)));
+    expect(own.reduce((n, s) => n + s.targets.size, 0)).toBe(20);
+    expect(await placements()).toEqual([]);
+    // A worker that sees the first group full places all 20 in the second and claims them: the
+    // reader reports that placement, not its own.
+    await draining.resolve(arns[0]);
+    expect((await placements()).length).toBeGreaterThan(0);
+    const later = reader();
+    const reported = await Promise.all(arns.map((arn) => later.resolve(arn)));
+    expect(reported.map((s) => s.targets.size)).toEqual([0, 20]);
   });
 
   it('gives a target to the group another worker claimed it for at the same moment', async () => {

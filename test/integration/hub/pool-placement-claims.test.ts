@@ -18,7 +18,7 @@ afterEach(async () => {
 const ARNS = [targetGroupArn(2), targetGroupArn(1), targetGroupArn(3)];
 const [A, B, C] = [...ARNS].sort() as [string, string, string];
 
-function setUp(options: { keepMs?: number } = {}): {
+function setUp(options: { keepMs?: number; settleMs?: number } = {}): {
   redis: RedisClient;
   claims: PoolPlacementClaims;
   key: string;
@@ -47,6 +47,7 @@ describe('PoolPlacementClaims', () => {
     expect(claims.key('web', [A, B])).not.toBe(key);
     expect(claims.key('api', ARNS)).not.toBe(key);
     expect(() => setUp({ keepMs: 0 })).toThrow(/keepMs must be a positive integer/);
+    expect(() => setUp({ keepMs: 1_000, settleMs: 2_000 })).toThrow(/must not exceed keepMs/);
   });
 
   it('gives each target to the first claim, and names the group that holds a lost one', async () => {
@@ -78,7 +79,7 @@ describe('PoolPlacementClaims', () => {
       expect(read.readAtMs - claim.atMs).toBeGreaterThanOrEqual(0);
       expect(read.readAtMs - claim.atMs).toBeLessThan(5_000);
     }
-    expect(claims.young(read)).toEqual(new Set(read.byTarget.keys()));
+    expect(claims.settling(read)).toEqual(new Set(read.byTarget.keys()));
     expect(await redis.pttl(key)).toBeGreaterThan(3_500_000);
     // A resolution that read the claim moves the target on; one that read an older one loses.
     const moved = await claims.claim('web', ARNS, read, [
@@ -150,7 +151,7 @@ describe('PoolPlacementClaims', () => {
       '2|1000',
     );
     const old = await claims.read('web', ARNS);
-    expect(claims.young(old)).toEqual(new Set());
+    expect(claims.settling(old)).toEqual(new Set());
     await redis.hset(key, '10.0.0.2:80', '2|1001');
     const settled = (target: string): boolean => target !== '10.0.0.3:80';
     expect(await claims.release('web', ARNS, old, settled)).toBe(1);

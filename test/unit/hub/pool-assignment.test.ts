@@ -243,28 +243,27 @@ describe('assignToPool', () => {
       expect(assignToPool([target], groups, previous, registered).assignment.get(target)).toBe('a');
     });
 
-    it('gives the room a group has to its settling targets first', () => {
+    it('keeps a settling target in its group, and lets other waiting ones leave first', () => {
       const groups = [
-        { arn: 'a', capacity: 4 },
+        { arn: 'a', capacity: 3 },
         { arn: 'b', capacity: 10 },
       ];
-      // Three kept in `a`, none registered yet; `a` still holds two draining targets: two fit.
+      // Three kept in `a`, none registered yet; `a` still holds two draining targets: one fits.
       const kept = ['10.9.0.1:80', '10.9.0.2:80', '10.9.0.3:80'];
       const previous = new Map(kept.map((t) => [t, 'a']));
       const draining = new Map([['a', new Set(['10.9.1.1:80', '10.9.1.2:80'])]]);
-      const groupsOf = (settling?: Set<string>, held = draining): (string | undefined)[] => {
-        const result = assignToPool(kept, groups, previous, held, settling);
-        return kept.map((t) => result.assignment.get(t));
-      };
-      // The first two in key order stay.
-      expect(groupsOf()).toEqual(['a', 'a', 'b']);
-      // The last was placed there a moment ago (its group may be registering it): it stays,
-      // and the second leaves instead.
-      expect(groupsOf(new Set([kept[2]!]))).toEqual(['a', 'b', 'a']);
-      expect(groupsOf(new Set(kept.slice(1)))).toEqual(['b', 'a', 'a']);
-      // Beyond the room, settling targets leave too (in key order): they would only wait there.
-      const tight = new Map([['a', new Set(['10.9.1.1:80', '10.9.1.2:80', '10.9.1.3:80'])]]);
-      expect(groupsOf(new Set(kept.slice(1)), tight)).toEqual(['b', 'a', 'b']);
+      const unsettled = assignToPool(kept, groups, previous, draining);
+      expect(kept.filter((t) => unsettled.assignment.get(t) === 'a')).toEqual(['10.9.0.1:80']);
+      // The last two were placed there a moment ago (their group may be registering them): they
+      // stay and take the room, and the first leaves instead.
+      const settling = new Set(kept.slice(1));
+      const result = assignToPool(kept, groups, previous, draining, settling);
+      expect(kept.map((t) => result.assignment.get(t))).toEqual(['b', 'a', 'a']);
+      expect(result.moved).toBe(1);
+      // Settling targets stay even beyond the room: they never leave for room.
+      const all = assignToPool(kept, groups, previous, draining, new Set(kept));
+      expect(kept.map((t) => all.assignment.get(t))).toEqual(['a', 'a', 'a']);
+      expect(all.moved).toBe(0);
     });
 
     it('keeps a waiting target in its group when no group has room counting draining targets', () => {
