@@ -141,6 +141,12 @@ export interface DesiredTargets {
   readonly unsettled?: string[];
   /** For each group of `unsettled`, one target placed there that its stored share lacked. */
   readonly unsettledProbes?: ReadonlyMap<string, string>;
+  /**
+   * When the first target this placement kept in a group for settling (see `assignToPool`),
+   * unregistered there, stops settling (the placement's clock): from then on it may place it
+   * elsewhere, so it is stale.
+   */
+  readonly settlesAtMs?: number;
 }
 
 /** What to do with a stale cluster's targets. */

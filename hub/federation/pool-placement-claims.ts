@@ -273,6 +273,21 @@ export class PoolPlacementClaims {
   }
 
   /**
+   * When the first of `targets` that is settling in `claims` stops settling, by the server's
+   * clock; undefined when none is.
+   */
+  settlesAt(claims: PoolClaims, targets: Iterable<string>): number | undefined {
+    let first: number | undefined;
+    for (const target of targets) {
+      const claim = claims.byTarget.get(target);
+      if (claim === undefined || claim.atMs <= claims.readAtMs - this.#settleMs) continue;
+      const end = claim.atMs + this.#settleMs;
+      if (first === undefined || end < first) first = end;
+    }
+    return first;
+  }
+
+  /**
    * Releases the claims of `claims` that no longer matter: the target is in no desired group of
    * the pool (`placed` lacks it) or in its claimed group's stored share and no other
    * (`sharesHolding`); and, by the server's clock, the claim is older than `keepMs`. The claims

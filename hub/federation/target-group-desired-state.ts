@@ -164,6 +164,13 @@ export interface GroupDesiredState {
    * it needed is moot (see {@link TargetGroupDesiredState.stillUnsettled}).
    */
   readonly unsettledProbes: ReadonlyMap<string, string>;
+  /**
+   * When a target kept in one of the group's pools only because it was settling (claimed a
+   * moment ago, unregistered, perhaps where there is no room) stops settling: a group whose
+   * targets wait for room should come back then, since the next resolution may place them
+   * where there is room. Undefined when none is.
+   */
+  readonly settlesAtMs?: number;
   readonly resolvedAtMs: number;
   /**
    * When the oldest reads this state rests on began: everything written to Redis before then is
@@ -234,6 +241,8 @@ interface PoolReads {
   readonly sharesPrevious: Map<string, string>;
   /** The pool's placement claims (pools of several groups; empty otherwise). */
   readonly claims: PoolClaims;
+  /** This process's clock when the claims were read (their `readAtMs` is the server's). */
+  readonly claimsReadAtLocalMs: number;
   /** Each group's stored share. */
   readonly shares: Map<string, Map<string, string>>;
   /** How many targets AWS holds in each group (pools with an occupancy source only). */
@@ -280,6 +289,12 @@ function withUnsettled(
     }
   }
   return { ...placed, unsettled, unsettledProbes };
+}
+
+/** The first `settlesAtMs` of `placements`, as an optional field. */
+function settlesAt(placements: readonly DesiredTargets[]): { settlesAtMs?: number } {
+  const times = placements.flatMap((p) => (p.settlesAtMs === undefined ? [] : [p.settlesAtMs]));
+  return times.length === 0 ? {} : { settlesAtMs: Math.min(...times) };
 }
 
 /** Winner ranking of one target, as in `resolveDesiredTargets`: freshest connection first. */
@@ -555,6 +570,7 @@ export class TargetGroupDesiredState {
       overflow: [...overflow].sort(compareText),
       unsettledPoolGroups: [...unsettled].sort(compareText),
       unsettledProbes,
+      ...settlesAt(used.map((r) => r.desired)),
       basisAtMs: Math.min(startedAtMs, ...used.map((r) => r.inputs.startedAtMs)),
     };
   }
@@ -780,9 +796,11 @@ export class TargetGroupDesiredState {
   ): Promise<ResolvedBinding> {
     const previous =
       before?.settled === true && before.failed !== true ? await before.result : undefined;
+    // Not once a target it kept only for settling has settled (see `DesiredTargets.settlesAtMs`).
     const reusable =
       previous !== undefined &&
-      this.#clock() - previous.inputs.startedAtMs <= SHARED_RESOLUTION_KEEP_MS
+      this.#clock() - previous.inputs.startedAtMs <= SHARED_RESOLUTION_KEEP_MS &&
+      (previous.desired.settlesAtMs === undefined || previous.desired.settlesAtMs > this.#clock())
         ? previous
         : undefined;
     let release = reusable === undefined ? await this.#turn() : undefined;
@@ -893,17 +911,21 @@ export class TargetGroupDesiredState {
     const [{ previous: sharesPrevious, shares }, held, claims] = await Promise.all([
       this.#assignments.readPool(arns),
       readOccupants(),
-      claimed ? this.#claims.read(binding.name, arns) : NO_CLAIMS,
+      claimed
+        ? this.#claims.read(binding.name, arns).then((read) => [read, this.#clock()] as const)
+        : ([NO_CLAIMS, 0] as const),
     ]);
+    const [claimsRead, claimsReadAtLocalMs] = claims;
     let previous = sharesPrevious;
-    if (claims.byTarget.size > 0) {
+    if (claimsRead.byTarget.size > 0) {
       previous = new Map(sharesPrevious);
-      for (const [target, claim] of claims.byTarget) previous.set(target, claim.arn);
+      for (const [target, claim] of claimsRead.byTarget) previous.set(target, claim.arn);
     }
     return {
       previous,
       sharesPrevious,
-      claims,
+      claims: claimsRead,
+      claimsReadAtLocalMs,
       shares,
       heldCounts: held?.[0],
       occupants: held?.[1],
@@ -941,13 +963,26 @@ export class TargetGroupDesiredState {
     // Thousands of targets: collected and placed in slices, so that the worker's other
     // reconciles go on meanwhile (see `cooperative.ts`).
     const collected = await runSliced(collectDesiredTargetSteps(binding, states, options));
-    const placeAmong = (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
+    const placeAmong = async (occupants: readonly Set<string>[]): Promise<DesiredTargets> => {
       const occupied = new Map(arns.map((arn, i) => [arn, occupants[i] ?? new Set<string>()]));
       // Targets claimed a moment ago stay in their group: it may be registering them now.
       const settling = this.#claims.settling(pool.claims);
-      return runSliced(
+      const placed = await runSliced(
         placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied, settling }),
       );
+      // Unregistered there, such a target may be held where there is no room: the placement is
+      // stale once it stops settling.
+      const unregistered = [...settling].filter((target) => {
+        const arn = pool.claims.byTarget.get(target)?.arn;
+        return arn !== undefined && occupied.get(arn)?.has(target) !== true;
+      });
+      const settlesAt = this.#claims.settlesAt(pool.claims, unregistered);
+      return settlesAt === undefined
+        ? placed
+        : {
+            ...placed,
+            settlesAtMs: pool.claimsReadAtLocalMs + (settlesAt - pool.claims.readAtMs),
+          };
     };
     const place = async (): Promise<DesiredTargets> => {
       // A group AWS already fills is short of room whatever goes where (a rolling restart of a

@@ -100,6 +100,12 @@ export interface DesiredGroupSource {
  */
 const NUDGE_CLOCK_MARGIN_MS = 250;
 
+/**
+ * A group whose waiting targets stop settling at some moment comes back this long after it: the
+ * resolution then sees them settled (the claims' times are Redis's, converted to this clock).
+ */
+const SETTLED_MARGIN_MS = 100;
+
 /** Options of {@link TargetGroupReconciler}. */
 export interface TargetGroupReconcilerOptions {
   /**
@@ -622,6 +628,16 @@ export class TargetGroupReconciler {
         plan.watchedForHealth > 0)
     ) {
       nextDueAtMs = Math.min(nextDueAtMs, now + o.followUpMs);
+    }
+    // Targets waiting for room that a pool placement keeps here only while they settle: back as
+    // they stop, when the next resolution may place them where there is room.
+    if (
+      failure === undefined &&
+      (plan?.waitingForCapacity ?? 0) > 0 &&
+      desired.settlesAtMs !== undefined &&
+      desired.settlesAtMs >= now
+    ) {
+      nextDueAtMs = Math.min(nextDueAtMs, desired.settlesAtMs + SETTLED_MARGIN_MS);
     }
     // The pool's other groups are looked at while the record is written: neither waits for the
     // other, and a busy group's next reconcile waits for both.

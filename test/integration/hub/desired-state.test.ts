@@ -956,7 +956,7 @@ describe('TargetGroupDesiredState', () => {
   });
 
   it('leaves a target another resolution placed a moment ago where it is, even short of room', async () => {
-    const { hub, arns, east, empty, draining } = await twoViewsOfAPool(49, {
+    const { arns, empty, draining } = await twoViewsOfAPool(49, {
       keepMs: 3_000,
       settleMs: 1_000,
     });
@@ -970,15 +970,21 @@ describe('TargetGroupDesiredState', () => {
     // The first worker sees the first group full of draining targets, and none of these
     // registered yet (AWS's occupants are read before that group's calls end, and a describe
     // there may have found the drain over). Moving them out for room would register them twice.
+    const resolvedAt = Date.now();
     const other = await draining.resolve(roomy);
     expect(placedInFull.filter((k) => other.targets.has(k))).toEqual([]);
     expect(other.targets.size).toBe(20 - placedInFull.length);
-    // Once settled (settleMs), a target the group still has no room for leaves: it would wait.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    east.upsert(web('web-v', ips(1, 0, 21)));
-    await storedEndpoints(hub, 21);
+    // It says when they stop settling (about settleMs after they were claimed).
+    expect(other.settlesAtMs).toBeGreaterThan(resolvedAt);
+    expect(other.settlesAtMs).toBeLessThanOrEqual(resolvedAt + 1_000);
+    // Once settled, a target the group still has no room for leaves: it would only wait there.
+    // Nothing else changed: the resolution is made again all the same (not reused).
+    await new Promise((resolve) => setTimeout(resolve, other.settlesAtMs! - Date.now() + 50));
+    const computed = draining.resolutions.computed;
     const later = await draining.resolve(roomy);
+    expect(draining.resolutions.computed).toBe(computed + 1);
     expect(placedInFull.filter((k) => later.targets.has(k))).toEqual(placedInFull);
+    expect(later.settlesAtMs).toBeUndefined();
   });
 
   it('writes no placement when it only reports, and reports the placement workers claimed', async () => {

@@ -303,6 +303,34 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
   });
 });
 
+describe('a group whose targets wait for room while a pool placement keeps them settling', () => {
+  it('comes back as they stop settling, not after followUpMs', async () => {
+    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const due = async (arn: string, atMs: number): Promise<boolean> =>
+      (await records.due(atMs, 100)).includes(arn);
+    const [settling, plain] = [newGroup(), newGroup()];
+    const startedAt = Date.now();
+    for (const arn of [settling, plain]) {
+      // Room for one of the two desired targets: one waits.
+      const definition = definitionOf(arn, { capacity: 1 });
+      const desired: DesiredGroupSource = {
+        resolve: () =>
+          Promise.resolve({
+            ...desiredState(definition, [1, 2]),
+            ...(arn === settling ? { settlesAtMs: startedAt + 3_000 } : {}),
+          }),
+      };
+      const result = await setUp(desired, records).reconcile(arn, { reason: 'endpoints' });
+      expect(result.record.waitingForCapacity).toBe(1);
+    }
+    expect(await due(settling, startedAt + 2_000)).toBe(false);
+    expect(await due(settling, startedAt + 3_200)).toBe(true);
+    // Without settling targets: within followUpMs (15 s by default).
+    expect(await due(plain, startedAt + 3_200)).toBe(false);
+    expect(await due(plain, Date.now() + 15_100)).toBe(true);
+  });
+});
+
 /**
  * Records whose `begin` (the reconcile's mark) or `described` (its describe's result) waits
  * until `open()`, or fails with `fail()`.
