@@ -142,11 +142,12 @@ export interface DesiredTargets {
   /** For each group of `unsettled`, one target placed there that its stored share lacked. */
   readonly unsettledProbes?: ReadonlyMap<string, string>;
   /**
-   * When the first target this placement kept in a group for settling (see `assignToPool`),
-   * unregistered there, stops settling (the placement's clock): from then on it may place it
-   * elsewhere, so it is stale.
+   * When the first of `heldForSettling` stops settling (the placement's clock): from then on it
+   * may be placed where there is room, so the placement is stale.
    */
   readonly settlesAtMs?: number;
+  /** Targets kept in their group only because they settle (see `assignToPool`). */
+  readonly heldForSettling?: string[];
 }
 
 /** What to do with a stale cluster's targets. */
@@ -486,5 +487,10 @@ export function* placeDesiredTargetSteps(
     if (group !== undefined) place(group, key, target);
   }
 
-  return { groups, overflow: result.overflow, clusters: [...collected.clusters] };
+  return {
+    groups,
+    overflow: result.overflow,
+    clusters: [...collected.clusters],
+    ...(result.heldForSettling.length > 0 ? { heldForSettling: result.heldForSettling } : {}),
+  };
 }

@@ -17,6 +17,11 @@ export interface PoolAssignment {
   readonly counts: Map<string, number>;
   /** Targets whose group differs from `previous` (new targets do not count). */
   readonly moved: number;
+  /**
+   * Settling targets kept in a group that has no room for them counting AWS's targets: only
+   * settling keeps them there (empty without `occupied`).
+   */
+  readonly heldForSettling: string[];
 }
 
 // 32-bit FNV-1a, then murmur3's finalizer: cheap, deterministic across processes and versions
@@ -128,6 +133,7 @@ export function* assignToPoolSteps(
   const unplaced: string[] = [];
   /** Kept targets not registered yet that leave a group without room counting AWS's targets. */
   const leaving: string[] = [];
+  const heldForSettling: string[] = [];
 
   // Step 1: keep previous placements, trimmed to each group's capacity.
   const keptByGroup = new Map<string, string[]>();
@@ -164,7 +170,9 @@ export function* assignToPoolSteps(
       const pinned = kept.filter((t) => !held.has(t) && settling?.has(t) === true);
       const waiting = kept.filter((t) => !held.has(t) && settling?.has(t) !== true);
       const others = held.size - registered.length;
-      const room = Math.max(0, group.capacity - others - registered.length - pinned.length);
+      const roomBeforePinned = group.capacity - others - registered.length;
+      if (pinned.length > roomBeforePinned) heldForSettling.push(...pinned);
+      const room = Math.max(0, roomBeforePinned - pinned.length);
       if (waiting.length > room) {
         // Those that stay: the highest scores when trimmed, else the first in key order.
         if (!trimmed) waiting.sort();
@@ -258,5 +266,5 @@ export function* assignToPoolSteps(
     }
     for (const target of overflow) if (previous.has(target)) moved++;
   }
-  return { assignment, overflow: overflow.sort(), counts, moved };
+  return { assignment, overflow: overflow.sort(), counts, moved, heldForSettling };
 }

@@ -970,13 +970,9 @@ export class TargetGroupDesiredState {
       const placed = await runSliced(
         placeDesiredTargetSteps(binding, collected, { previousAssignment, occupied, settling }),
       );
-      // Unregistered there, such a target may be held where there is no room: the placement is
-      // stale once it stops settling.
-      const unregistered = [...settling].filter((target) => {
-        const arn = pool.claims.byTarget.get(target)?.arn;
-        return arn !== undefined && occupied.get(arn)?.has(target) !== true;
-      });
-      const settlesAt = this.#claims.settlesAt(pool.claims, unregistered);
+      // Held where there is no room only because they settle: the placement is stale once the
+      // first of them stops settling.
+      const settlesAt = this.#claims.settlesAt(pool.claims, placed.heldForSettling ?? []);
       return settlesAt === undefined
         ? placed
         : {

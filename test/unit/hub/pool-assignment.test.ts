@@ -264,6 +264,12 @@ describe('assignToPool', () => {
       const all = assignToPool(kept, groups, previous, draining, new Set(kept));
       expect(kept.map((t) => all.assignment.get(t))).toEqual(['a', 'a', 'a']);
       expect(all.moved).toBe(0);
+      // Those held beyond the room are named: only settling keeps them there.
+      expect(unsettled.heldForSettling).toEqual([]);
+      expect(result.heldForSettling).toEqual(kept.slice(1));
+      expect(all.heldForSettling).toEqual(kept);
+      const roomy = new Map([['a', new Set(['10.9.1.1:80'])]]);
+      expect(assignToPool(kept, groups, previous, roomy, settling).heldForSettling).toEqual([]);
     });
 
     it('keeps a waiting target in its group when no group has room counting draining targets', () => {
