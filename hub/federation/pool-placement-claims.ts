@@ -124,7 +124,7 @@ export interface PoolPlacementClaimsOptions {
    * How long a claim lives at least. A resolution that read the claims this long before it
    * claims is refused ({@link StaleClaimsError}): a claim made after its read may have been
    * released.
-   * @default 30_000
+   * @default 10_000
    */
   readonly keepMs?: number;
   /**
@@ -175,7 +175,7 @@ export class PoolPlacementClaims {
   constructor(redis: RedisClient, prefix = 'tgfed', options: PoolPlacementClaimsOptions = {}) {
     this.#redis = redis;
     this.#prefix = prefix;
-    this.#keepMs = options.keepMs ?? 30_000;
+    this.#keepMs = options.keepMs ?? 10_000;
     this.#expireMs = options.expireMs ?? 3_600_000;
     this.#settleMs = options.settleMs ?? Math.min(10_000, this.#keepMs);
     for (const [name, value] of [
