@@ -261,7 +261,7 @@ export class ReconcileWorker {
         ...(o.drainingCountsTowardCapacity
           ? {
               occupancy: {
-                counts: (arns: readonly string[]) => records.heldCounts(arns),
+                counts: (arns: readonly string[]) => records.neededCounts(arns),
                 targets: (arns: readonly string[]) => records.heldTargets(arns),
               },
             }

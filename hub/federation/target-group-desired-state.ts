@@ -96,7 +96,10 @@ export interface TargetGroupDesiredStateOptions {
  * the draining ones: a full rolling restart of a half-full pool then waits for no drain.
  */
 export interface GroupOccupancySource {
-  /** How many targets each group holds, in the order given. */
+  /**
+   * How many places each group needs, in the order given: the targets it holds, plus those its
+   * last reconcile left waiting for room (they are kept there, and need a place too).
+   */
   counts(targetGroupArns: readonly string[]): Promise<number[]>;
   /** The targets (`ip:port`) each group holds, in the order given. */
   targets(targetGroupArns: readonly string[]): Promise<Set<string>[]>;
@@ -245,7 +248,10 @@ interface PoolReads {
   readonly claimsReadAtLocalMs: number;
   /** Each group's stored share. */
   readonly shares: Map<string, Map<string, string>>;
-  /** How many targets AWS holds in each group (pools with an occupancy source only). */
+  /**
+   * How many places each group needs: AWS's targets and those waiting there for room (pools
+   * with an occupancy source only).
+   */
   readonly heldCounts: number[] | undefined;
   /**
    * The targets AWS holds in each group, read with the counts when a group is already full by
@@ -986,10 +992,11 @@ export class TargetGroupDesiredState {
       if (full !== undefined) return placeAmong(full);
       const placed = await runSliced(placeDesiredTargetSteps(binding, collected, options));
       if (occupancy === undefined) return placed;
-      // A group can run short of room only if what AWS holds in it plus what it gets new
-      // reaches its capacity: targets waiting there for room mean it is full, and so do
-      // draining ones in the way. Otherwise the occupants are not read. (New by the shares: a
-      // claimed target its group has not taken on yet is still to be registered.)
+      // A group can run short of room only if what it needs (AWS's targets and those waiting
+      // for room) plus what it gets new reaches its capacity: targets waiting there for room
+      // mean it is full, and so do draining ones in the way. Otherwise the occupants are not
+      // read. (New by the shares: a claimed target its group has not taken on yet is still to
+      // be registered.)
       const short = groups.some((g, i) => {
         let fresh = 0;
         for (const key of placed.groups.get(g.arn)?.targets.keys() ?? []) {

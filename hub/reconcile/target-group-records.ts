@@ -233,6 +233,22 @@ export class TargetGroupRecords {
   }
 
   /**
+   * Per group, in the order given, the places it needs in AWS as last known: the targets AWS
+   * holds (registered or draining) plus those its last reconcile left waiting for room. A group
+   * whose kept targets wait there for a drain is full even while its count is not.
+   */
+  async neededCounts(arns: readonly string[]): Promise<number[]> {
+    const [held, lasts] = await Promise.all([
+      this.heldCounts(arns),
+      Promise.all(arns.map((arn) => this.#redis.hget(this.metaKey(arn), 'last'))),
+    ]);
+    return held.map((n, i) => {
+      const key = this.metaKey(arns[i] as string);
+      return n + (parseJson<ReconcileRecord>(key, lasts[i] ?? undefined)?.waitingForCapacity ?? 0);
+    });
+  }
+
+  /**
    * Per group, in the order given, whether its last reconcile held something for a cluster's
    * sync: registrations waiting for an initial sync, or deregistrations blocked until a resync.
    */

@@ -754,7 +754,7 @@ describe('TargetGroupDesiredState', () => {
         directory: { labels: (id) => CLUSTER_LABELS[id] },
         status: { status: () => CONNECTED },
         occupancy: {
-          counts: (a) => records.heldCounts(a),
+          counts: (a) => records.neededCounts(a),
           targets: (a) => {
             onOccupantsRead?.(a);
             return records.heldTargets(a);
@@ -859,6 +859,73 @@ describe('TargetGroupDesiredState', () => {
     // What AWS holds there plus what it gets fits its capacity: nothing waits for the drain.
     expect(heldBefore + draining + freshInTight).toBeLessThanOrEqual(40);
     for (const [key, arn] of before) expect(after.get(key)).toBe(arn);
+  });
+
+  it('moves targets waiting for room out of a group whose count alone leaves room', async () => {
+    const { hub, arns, records, placed } = await poolReadingOccupants(35, 'web-w');
+    let before = new Map<string, string>();
+    await waitFor(async () => (before = await placed()).size === 20, {
+      what: 'the 20 endpoints placed',
+    });
+    const [tight, roomy] = arns as [string, string];
+    const inTight = [...before]
+      .filter(([, a]) => a === tight)
+      .map(([k]) => k)
+      .sort();
+    // AWS holds all but the last three of the tight group's targets, and 40 - 1 - those drain
+    // there: one place is left, and its last reconcile left three targets waiting for it.
+    const waiting = inTight.slice(-3);
+    await records.registered(tight, inTight.slice(0, -3));
+    await records.registered(
+      roomy,
+      [...before].filter(([, a]) => a === roomy).map(([k]) => k),
+    );
+    const draining = 40 - 1 - (inTight.length - 3);
+    await records.deregistered(
+      tight,
+      Array.from({ length: draining }, (_, i) => `10.9.0.${i}:8080`),
+    );
+    await records.finish(tight, {
+      record: {
+        outcome: 'applied',
+        reason: 'endpoints',
+        startedAtMs: Date.now(),
+        durationMs: 0,
+        calls: { describe: 0, register: 1, deregister: 0 },
+        registered: inTight.length - 3,
+        deregistered: 0,
+        desired: inTight.length,
+        actual: 39,
+        owned: inTight.length - 3,
+        waitingForCapacity: 3,
+        deregistrationsBlocked: 0,
+        invalidTargets: [],
+        consecutiveFailures: 0,
+      },
+      actualValid: true,
+      held: undefined,
+      nextDueAtMs: Date.now() + 60_000,
+    });
+    expect(await records.heldCounts([tight])).toEqual([39]);
+    // Placed a while ago: none of them is settling any more.
+    const claims = await hub.redis.keys(`${hub.prefix}:{pool:*}:claims:*`);
+    if (claims.length > 0) await hub.redis.del(...claims);
+    const resolver = (counts: (a: readonly string[]) => Promise<number[]>) =>
+      new TargetGroupDesiredState(
+        { redis: hub.redis, store: hub.store, bindings: hub.bindings },
+        {
+          directory: { labels: (id) => CLUSTER_LABELS[id] },
+          status: { status: () => CONNECTED },
+          occupancy: { counts, targets: (a) => records.heldTargets(a) },
+        },
+      );
+    // By AWS's count alone the group has room, and the three would go on waiting there.
+    const byCount = await placed(resolver((a) => records.heldCounts(a)));
+    expect(waiting.map((k) => byCount.get(k))).toEqual([tight, tight, tight]);
+    // Counting the targets waiting there too, two of them leave for the group with room.
+    const byNeed = await placed(resolver((a) => records.neededCounts(a)));
+    expect(waiting.filter((k) => byNeed.get(k) === roomy)).toHaveLength(2);
+    for (const [key, arn] of before) if (!waiting.includes(key)) expect(byNeed.get(key)).toBe(arn);
   });
 
   async function storedEndpoints(hub: { store: ClusterEndpointStore }, n: number): Promise<void> {
@@ -972,11 +1039,14 @@ describe('TargetGroupDesiredState', () => {
     // there may have found the drain over). Moving them out for room would register them twice.
     const resolvedAt = Date.now();
     const other = await draining.resolve(roomy);
+    const resolvedBy = Date.now();
     expect(placedInFull.filter((k) => other.targets.has(k))).toEqual([]);
     expect(other.targets.size).toBe(20 - placedInFull.length);
-    // It says when they stop settling (about settleMs after they were claimed).
+    // It says when they stop settling (about settleMs after they were claimed; the server's
+    // clock is mapped to this process's when the claims' reply came, so up to its resolution's
+    // end).
     expect(other.settlesAtMs).toBeGreaterThan(resolvedAt);
-    expect(other.settlesAtMs).toBeLessThanOrEqual(resolvedAt + 1_000);
+    expect(other.settlesAtMs).toBeLessThanOrEqual(resolvedBy + 1_000);
     // Once settled, a target the group still has no room for leaves: it would only wait there.
     // Nothing else changed: the resolution is made again all the same (not reused).
     await new Promise((resolve) => setTimeout(resolve, other.settlesAtMs! - Date.now() + 50));
