@@ -8,7 +8,7 @@ import type {
 import { matchesServiceSelector, serviceKeyString } from '../../shared/index.js';
 import type { NormalizedBinding } from './binding-validation.js';
 import { runSteps, type Steps } from '../state/cooperative.js';
-import { assignToPoolSteps } from './pool-assignment.js';
+import { assignToPoolSteps, type PreviousAssignment } from './pool-assignment.js';
 import { selectsCluster } from './subscription-resolver.js';
 
 /** Labels of the clusters the hub knows (from their registration / hello). */
@@ -164,7 +164,7 @@ export interface ResolveOptions {
    */
   readonly staleClusterPolicy?: StaleClusterPolicy;
   /** The pool's last assignment, `ip:port` → group ARN, so that churn moves only what must move. */
-  readonly previousAssignment?: ReadonlyMap<string, string>;
+  readonly previousAssignment?: PreviousAssignment;
   /**
    * Per group of the pool, every target AWS holds in it (registered or draining), as the workers
    * last knew it: new targets then go where they fit counting draining ones (see `assignToPool`).

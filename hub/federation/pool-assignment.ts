@@ -7,6 +7,12 @@ export interface PoolGroupCapacity {
   readonly capacity: number;
 }
 
+/**
+ * Where a pool last placed each target: `get` gives its group's ARN. A `Map` is one; so is a view
+ * of the stored shares with the placement claims laid over them, without copying either.
+ */
+export type PreviousAssignment = Pick<ReadonlyMap<string, string>, 'get' | 'has'>;
+
 /** Outcome of {@link assignToPool}. */
 export interface PoolAssignment {
   /** Target → group ARN, for every target that fits. */
@@ -91,7 +97,7 @@ function compareText(a: string, b: string): number {
 export function assignToPool(
   targets: Iterable<string>,
   groups: readonly PoolGroupCapacity[],
-  previous?: ReadonlyMap<string, string>,
+  previous?: PreviousAssignment,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
   settling?: ReadonlySet<string>,
 ): PoolAssignment {
@@ -102,7 +108,7 @@ export function assignToPool(
 export function* assignToPoolSteps(
   targets: Iterable<string>,
   groups: readonly PoolGroupCapacity[],
-  previous?: ReadonlyMap<string, string>,
+  previous?: PreviousAssignment,
   occupied?: ReadonlyMap<string, ReadonlySet<string>>,
   settling?: ReadonlySet<string>,
 ): Steps<PoolAssignment> {

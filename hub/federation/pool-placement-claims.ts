@@ -171,6 +171,8 @@ export class PoolPlacementClaims {
   readonly #expireMs: number;
   /** Sorted ARNs joined → fingerprint. */
   readonly #fingerprints = new Map<string, string>();
+  /** Claims keys with a release in flight from this process. */
+  readonly #releasing = new Set<string>();
 
   constructor(redis: RedisClient, prefix = 'tgfed', options: PoolPlacementClaimsOptions = {}) {
     this.#redis = redis;
@@ -291,8 +293,10 @@ export class PoolPlacementClaims {
    * Releases the claims of `claims` that no longer matter: the target is in no desired group of
    * the pool (`placed` lacks it) or in its claimed group's stored share and no other
    * (`sharesHolding`); and, by the server's clock, the claim is older than `keepMs`. The claims
-   * too young by this process's estimate of the server's clock are not sent. Returns how many
-   * were deleted.
+   * too young by this process's estimate of the server's clock are not sent. While a release of
+   * the pool's claims is in flight from this process, nothing is sent: resolutions a moment
+   * apart read the same claims, and would send the same fields again (a cold start's claims are
+   * thousands per pool). Returns how many were deleted.
    */
   async release(
     bindingName: string,
@@ -307,14 +311,25 @@ export class PoolPlacementClaims {
     }
     if (done.length === 0) return 0;
     const key = this.key(bindingName, groupArns);
-    const command = this.#command(releaseCommand);
-    const deleted = await Promise.all(
-      chunks(done, CLAIM_CHUNK_TARGETS).map(
-        (chunk) =>
-          command.call(this.#redis, key, String(this.#keepMs), ...chunk.flat()) as Promise<number>,
-      ),
-    );
-    return deleted.reduce((a, b) => a + b, 0);
+    if (this.#releasing.has(key)) return 0;
+    this.#releasing.add(key);
+    try {
+      const command = this.#command(releaseCommand);
+      const deleted = await Promise.all(
+        chunks(done, CLAIM_CHUNK_TARGETS).map(
+          (chunk) =>
+            command.call(
+              this.#redis,
+              key,
+              String(this.#keepMs),
+              ...chunk.flat(),
+            ) as Promise<number>,
+        ),
+      );
+      return deleted.reduce((a, b) => a + b, 0);
+    } finally {
+      this.#releasing.delete(key);
+    }
   }
 
   #command(name: string): ScriptCommand {
@@ -341,55 +356,59 @@ export function adoptClaims(
   lost: ReadonlyMap<string, string>,
 ): AdoptedPlacement {
   if (lost.size === 0) return { desired, kept: [] };
-  const groups = new Map<string, { group: DesiredGroup; changed: boolean }>();
-  for (const [arn, group] of desired.groups) {
-    groups.set(arn, { group: { ...group, targets: new Map(group.targets) }, changed: false });
-  }
-  const conflicts = new Map<string, Conflict>();
-  for (const group of desired.groups.values()) {
-    for (const conflict of group.conflicts) conflicts.set(conflict.target, conflict);
-  }
+  // Only the groups a target leaves or joins are copied (a pool's groups hold thousands).
+  const copies = new Map<string, DesiredGroup>();
+  const copy = (arn: string): DesiredGroup => {
+    let group = copies.get(arn);
+    if (group === undefined) {
+      const original = desired.groups.get(arn) as DesiredGroup;
+      group = { ...original, targets: new Map(original.targets) };
+      copies.set(arn, group);
+    }
+    return group;
+  };
+  const current = (arn: string): DesiredGroup =>
+    copies.get(arn) ?? (desired.groups.get(arn) as DesiredGroup);
   // First every lost target out of its group, then into the claimed ones in key order: the room
   // one leaves is there for another, whatever order they come in.
   const moving: { target: string; value: DesiredTarget; from: string; to: string }[] = [];
   for (const [target, to] of [...lost].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    if (!groups.has(to)) continue;
-    for (const [from, entry] of groups) {
-      const value = entry.group.targets.get(target);
+    if (!desired.groups.has(to)) continue;
+    for (const [from, group] of desired.groups) {
+      const value = group.targets.get(target);
       if (value === undefined) continue;
       if (from !== to) {
-        entry.group.targets.delete(target);
+        copy(from).targets.delete(target);
         moving.push({ target, value, from, to });
       }
       break;
     }
   }
   const kept: string[] = [];
-  const moved = new Set<string>();
-  for (const { target, value, from, to } of moving) {
-    const into = groups.get(to) as { group: DesiredGroup; changed: boolean };
-    if (into.group.targets.size < into.group.targetGroup.capacity) {
-      into.group.targets.set(target, value);
-      into.changed = true;
-      (groups.get(from) as { changed: boolean }).changed = true;
-      moved.add(target);
+  const stays: typeof moving = [];
+  const changed = new Set<string>();
+  for (const move of moving) {
+    const into = current(move.to);
+    if (into.targets.size < into.targetGroup.capacity) {
+      copy(move.to).targets.set(move.target, move.value);
+      changed.add(move.to).add(move.from);
     } else {
-      kept.push(target);
+      kept.push(move.target);
+      stays.push(move);
     }
   }
   // What did not fit goes back (it left room behind, so it fits there again).
-  for (const { target, value, from } of moving) {
-    if (!moved.has(target)) groups.get(from)?.group.targets.set(target, value);
+  for (const { target, value, from } of stays) copy(from).targets.set(target, value);
+  if (changed.size === 0) return { desired, kept };
+  const conflicts = new Map<string, Conflict>();
+  for (const group of desired.groups.values()) {
+    for (const conflict of group.conflicts) conflicts.set(conflict.target, conflict);
   }
-  const sortedGroups = new Map<string, DesiredGroup>();
-  for (const [arn, { group, changed }] of groups) {
-    if (!changed) {
-      sortedGroups.set(arn, desired.groups.get(arn) as DesiredGroup);
-      continue;
-    }
-    sortedGroups.set(arn, sortedGroup(group, conflicts));
+  const groups = new Map<string, DesiredGroup>();
+  for (const [arn, group] of desired.groups) {
+    groups.set(arn, changed.has(arn) ? sortedGroup(copy(arn), conflicts) : group);
   }
-  return { desired: { ...desired, groups: sortedGroups }, kept };
+  return { desired: { ...desired, groups }, kept };
 }
 
 /** A group with its targets in key order again, and the conflicts among them (in that order). */

@@ -15,6 +15,7 @@ import {
   type TargetSource,
 } from './desired-targets.js';
 import { GroupAssignmentStore } from './group-assignment-store.js';
+import type { PreviousAssignment } from './pool-assignment.js';
 import {
   PoolPlacementClaims,
   adoptClaims,
@@ -239,7 +240,7 @@ interface PoolReads {
    * The pool's stored assignment, `ip:port` → group ARN: the shares, and over them the claims
    * (see `PoolPlacementClaims`) of pools of several groups.
    */
-  readonly previous: Map<string, string>;
+  readonly previous: PreviousAssignment;
   /** The same from the shares alone: what the groups' reconciles have taken on. */
   readonly sharesPrevious: Map<string, string>;
   /** The pool's placement claims (pools of several groups; empty otherwise). */
@@ -922,11 +923,15 @@ export class TargetGroupDesiredState {
         : ([NO_CLAIMS, 0] as const),
     ]);
     const [claimsRead, claimsReadAtLocalMs] = claims;
-    let previous = sharesPrevious;
-    if (claimsRead.byTarget.size > 0) {
-      previous = new Map(sharesPrevious);
-      for (const [target, claim] of claimsRead.byTarget) previous.set(target, claim.arn);
-    }
+    // The claims over the shares, looked up rather than merged into a copy of the shares.
+    const byClaim = claimsRead.byTarget;
+    const previous: PreviousAssignment =
+      byClaim.size === 0
+        ? sharesPrevious
+        : {
+            get: (target) => byClaim.get(target)?.arn ?? sharesPrevious.get(target),
+            has: (target) => byClaim.has(target) || sharesPrevious.has(target),
+          };
     return {
       previous,
       sharesPrevious,

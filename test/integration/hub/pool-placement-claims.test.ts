@@ -184,7 +184,21 @@ describe('PoolPlacementClaims', () => {
     await new Promise((resolve) => setTimeout(resolve, 5));
     const all = await brief.read('web', ARNS);
     expect(all.byTarget.size).toBe(2_500);
-    expect(await brief.release('web', ARNS, all, () => true)).toBe(2_500);
+    // A second release of the pool while the first is in flight sends nothing.
+    const commands = redis as unknown as Record<string, (...args: unknown[]) => unknown>;
+    const script = commands.tgfedPoolClaimRelease!;
+    let calls = 0;
+    commands.tgfedPoolClaimRelease = function (this: unknown, ...args: unknown[]) {
+      calls++;
+      return script.apply(this, args);
+    };
+    const [released, again] = await Promise.all([
+      brief.release('web', ARNS, all, () => true),
+      brief.release('web', ARNS, all, () => true),
+    ]);
+    commands.tgfedPoolClaimRelease = script;
+    expect([released, again]).toEqual([2_500, 0]);
+    expect(calls, 'three chunks, once').toBe(3);
     expect(await redis.exists(key)).toBe(0);
   });
 });
