@@ -142,6 +142,12 @@ export interface DesiredTargets {
   /** For each group of `unsettled`, one target placed there that its stored share lacked. */
   readonly unsettledProbes?: ReadonlyMap<string, string>;
   /**
+   * Of `unsettled`, the groups given a target that another group's stored share holds: moved
+   * for room, or off a group it waited in. No change of the target's cluster follows such a
+   * move, so nothing else brings those groups to reconcile soon.
+   */
+  readonly movedInto?: string[];
+  /**
    * When the first of `heldForSettling` stops settling (the placement's clock): from then on it
    * may be placed where there is room, so the placement is stale.
    */

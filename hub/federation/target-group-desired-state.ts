@@ -169,6 +169,12 @@ export interface GroupDesiredState {
    */
   readonly unsettledProbes: ReadonlyMap<string, string>;
   /**
+   * Of `unsettledPoolGroups`, those given a target another group's share holds (see
+   * `DesiredTargets.movedInto`): no change request follows the move, so they are due now.
+   * Their probe is such a target. Absent: none.
+   */
+  readonly movedIntoPoolGroups?: string[];
+  /**
    * When a target kept in one of the group's pools only because it was settling (claimed a
    * moment ago, unregistered, perhaps where there is no room) stops settling: a group whose
    * targets wait for room should come back then, since the next resolution may place them
@@ -278,24 +284,40 @@ export interface ResolutionCounts {
  * whose stored share lacks it is in no share that registers it until that group is resolved.
  * (A target moved out of a group stays in its share meanwhile: registered twice for a moment,
  * never lost; other bindings' targets in a shared group are not this placement's concern.)
+ * Groups given a target another group's share holds are `movedInto` as well, with such a target
+ * as their probe. `sharesPrevious` is the shares' assignment (target → a group holding it).
  */
 function withUnsettled(
   placed: DesiredTargets,
   shares: ReadonlyMap<string, ReadonlyMap<string, string>>,
+  sharesPrevious: ReadonlyMap<string, string>,
 ): DesiredTargets {
   const unsettled: string[] = [];
   const unsettledProbes = new Map<string, string>();
+  const movedInto: string[] = [];
   for (const [arn, group] of placed.groups) {
     const share = shares.get(arn);
+    let probe: string | undefined;
     for (const key of group.targets.keys()) {
-      if (share?.has(key) !== true) {
-        unsettled.push(arn);
-        unsettledProbes.set(arn, key);
+      if (share?.has(key) === true) continue;
+      probe ??= key;
+      const from = sharesPrevious.get(key);
+      if (from !== undefined && from !== arn) {
+        probe = key;
+        movedInto.push(arn);
         break;
       }
     }
+    if (probe === undefined) continue;
+    unsettled.push(arn);
+    unsettledProbes.set(arn, probe);
   }
-  return { ...placed, unsettled, unsettledProbes };
+  return {
+    ...placed,
+    unsettled,
+    unsettledProbes,
+    ...(movedInto.length > 0 ? { movedInto } : {}),
+  };
 }
 
 /** The first `settlesAtMs` of `placements`, as an optional field. */
@@ -478,14 +500,23 @@ export class TargetGroupDesiredState {
 
     const settledBy = (arn: string, i: number): boolean => used[i]?.settled.has(arn) === true;
     const unsettledProbes = new Map<string, string>();
+    const movedInto = new Set<string>();
     feeding.forEach((binding, i) => {
       const resolved = resolutions[i] as DesiredTargets;
       for (const key of resolved.overflow) overflow.add(key);
+      const moved = new Set(resolved.movedInto);
       for (const arn of resolved.unsettled ?? []) {
         if (arn === targetGroupArn || settledBy(arn, i)) continue;
         unsettled.add(arn);
         const probe = resolved.unsettledProbes?.get(arn);
-        if (probe !== undefined && !unsettledProbes.has(arn)) unsettledProbes.set(arn, probe);
+        if (probe === undefined) continue;
+        // A moved target's probe wins: that group is due now.
+        if (moved.has(arn) && !movedInto.has(arn)) {
+          movedInto.add(arn);
+          unsettledProbes.set(arn, probe);
+        } else if (!unsettledProbes.has(arn)) {
+          unsettledProbes.set(arn, probe);
+        }
       }
       const group = resolved.groups.get(targetGroupArn);
       if (group === undefined) return;
@@ -577,6 +608,7 @@ export class TargetGroupDesiredState {
       overflow: [...overflow].sort(compareText),
       unsettledPoolGroups: [...unsettled].sort(compareText),
       unsettledProbes,
+      ...(movedInto.size > 0 ? { movedIntoPoolGroups: [...movedInto].sort(compareText) } : {}),
       ...settlesAt(used.map((r) => r.desired)),
       basisAtMs: Math.min(startedAtMs, ...used.map((r) => r.inputs.startedAtMs)),
     };
@@ -1012,7 +1044,11 @@ export class TargetGroupDesiredState {
       if (!short) return placed;
       return placeAmong(await occupancy.targets(arns));
     };
-    return withUnsettled(await this.#claimPlacements(binding, pool, await place()), pool.shares);
+    return withUnsettled(
+      await this.#claimPlacements(binding, pool, await place()),
+      pool.shares,
+      sharesPrevious,
+    );
   }
 
   /**

@@ -821,11 +821,15 @@ export class TargetGroupReconciler {
    */
   /**
    * The resolution gave other groups of the pool targets their shares lacked; each writes its
-   * share when it is resolved. The change that moved them requests those groups too; the nudge
-   * covers a move that no request of theirs follows (two resolutions at once that saw different
-   * room, say), which would otherwise wait for their drift check. Asked once this reconcile is
-   * done, only for the groups still unsettled then: the pool's other groups, reconciled at the
-   * same time from the same or an equal placement, mostly are not any more.
+   * share when it is resolved. The change that brought new targets requests those groups too;
+   * the nudge covers a move that no request of theirs follows (two resolutions at once that saw
+   * different room, say), which would otherwise wait for their drift check. Asked once this
+   * reconcile is done, only for the groups still unsettled then: the pool's other groups,
+   * reconciled at the same time from the same or an equal placement, mostly are not any more.
+   * Due after `followUpMs`, except the groups given a target another group's share holds
+   * (`movedIntoPoolGroups`): moved for room or off a group where it waited, it has no request
+   * coming, and waits for that group's reconcile (a rolling restart of a full pool, measured:
+   * 10 s of settling plus the 15 s follow-up).
    */
   async #nudgeUnsettled(desired: GroupDesiredState): Promise<void> {
     const groups = desired.unsettledPoolGroups;
@@ -835,7 +839,11 @@ export class TargetGroupReconciler {
         ? groups
         : await this.#desired.stillUnsettled(groups, desired.unsettledProbes);
     const now = this.options.clock();
-    await this.#records.nudge(still, now + this.options.followUpMs, now);
+    const moved = new Set(desired.movedIntoPoolGroups);
+    const due = still.filter((arn) => moved.has(arn));
+    const later = still.filter((arn) => !moved.has(arn));
+    if (due.length > 0) await this.#records.nudge(due, now, now);
+    if (later.length > 0) await this.#records.nudge(later, now + this.options.followUpMs, now);
   }
 
   async #nudgeIfHoldEnded(arn: string): Promise<void> {

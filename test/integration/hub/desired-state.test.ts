@@ -447,6 +447,8 @@ describe('TargetGroupDesiredState', () => {
     // Only the first group resolved: the others' shares are still empty.
     const state = await resolvedTo(hub.desired, first, (s) => s.targets.size > 0);
     expect(state.unsettledPoolGroups).toEqual([...others].sort());
+    // New targets, moved from no other group's share: the change's requests bring those groups.
+    expect(state.movedIntoPoolGroups).toBeUndefined();
     // Each with a target placed there, which its share lacks: still unsettled.
     for (const arn of others) {
       expect(state.unsettledProbes.get(arn)).toBeDefined();
@@ -922,8 +924,14 @@ describe('TargetGroupDesiredState', () => {
     // By AWS's count alone the group has room, and the three would go on waiting there.
     const byCount = await placed(resolver((a) => records.heldCounts(a)));
     expect(waiting.map((k) => byCount.get(k))).toEqual([tight, tight, tight]);
-    // Counting the targets waiting there too, two of them leave for the group with room.
-    const byNeed = await placed(resolver((a) => records.neededCounts(a)));
+    // Counting the targets waiting there too, two of them leave for the group with room, which
+    // is named as given targets another group's share holds (no change request follows).
+    const needing = resolver((a) => records.neededCounts(a));
+    const tightState = await needing.resolve(tight);
+    expect(tightState.unsettledPoolGroups).toEqual([roomy]);
+    expect(tightState.movedIntoPoolGroups).toEqual([roomy]);
+    expect(waiting).toContain(tightState.unsettledProbes.get(roomy));
+    const byNeed = await placed(needing);
     expect(waiting.filter((k) => byNeed.get(k) === roomy)).toHaveLength(2);
     for (const [key, arn] of before) if (!waiting.includes(key)) expect(byNeed.get(key)).toBe(arn);
   });

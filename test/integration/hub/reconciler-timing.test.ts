@@ -301,6 +301,35 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
     // Not at once: within followUpMs (15 s by default).
     expect(await records.nudged(startedAt + 10_000, 10)).toEqual([]);
   });
+  it('nudges at once the pool groups it moved a target into from another group', async () => {
+    const arn = newGroup();
+    const definition = definitionOf(arn);
+    const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
+    const [movedInto, givenNew] = [newGroup(), newGroup()];
+    const desired: DesiredGroupSource = {
+      resolve: () =>
+        Promise.resolve({
+          ...desiredState(definition, [1]),
+          unsettledPoolGroups: [givenNew, movedInto].sort(),
+          unsettledProbes: new Map([
+            [movedInto, '10.7.1.1:8080'],
+            [givenNew, '10.7.1.2:8080'],
+          ]),
+          movedIntoPoolGroups: [movedInto],
+        }),
+      stillUnsettled: (groups) => Promise.resolve([...groups]),
+    };
+    const startedAt = Date.now();
+    await setUp(desired, records).reconcile(arn, { reason: 'endpoints' });
+
+    // The moved target has no change request coming: its group is due now. The new target's
+    // group gets the request of the change that brought it; the nudge is a later safety net.
+    expect(await records.nudged(Date.now(), 10)).toEqual([movedInto]);
+    expect(await records.nudged(startedAt + 10_000, 10)).toEqual([movedInto]);
+    expect((await records.nudged(Date.now() + 60_000, 10)).sort()).toEqual(
+      [givenNew, movedInto].sort(),
+    );
+  });
 });
 
 describe('a group whose targets wait for room while a pool placement keeps them settling', () => {
