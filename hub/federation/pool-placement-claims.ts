@@ -304,14 +304,14 @@ export class PoolPlacementClaims {
     claims: PoolClaims,
     settled: (target: string, claim: PlacementClaim) => boolean,
   ): Promise<number> {
+    const key = this.key(bindingName, groupArns);
+    if (this.#releasing.has(key)) return 0;
     const oldest = claims.readAtMs - this.#keepMs;
     const done: [string, string][] = [];
     for (const [target, claim] of claims.byTarget) {
       if (claim.atMs <= oldest && settled(target, claim)) done.push([target, claim.value]);
     }
     if (done.length === 0) return 0;
-    const key = this.key(bindingName, groupArns);
-    if (this.#releasing.has(key)) return 0;
     this.#releasing.add(key);
     try {
       const command = this.#command(releaseCommand);

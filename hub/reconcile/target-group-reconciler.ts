@@ -374,6 +374,12 @@ export class TargetGroupReconciler {
   readonly options: CompiledTargetGroupReconcilerOptions;
   readonly #desired: DesiredGroupSource;
   readonly #records: TargetGroupRecords;
+  /**
+   * Pool groups this process nudged due now for a moved target (see {@link nudgeUnsettled}),
+   * with the `basisAtMs` of the desired state that did: every group reconciled from one shared
+   * resolution would nudge the same group again.
+   */
+  readonly #nudgedNow = new Map<string, number>();
   readonly #aws: TargetGroupApiFactory;
   readonly #limiter: AwsCallLimiter;
   readonly #log: Logger;
@@ -829,7 +835,8 @@ export class TargetGroupReconciler {
    * Due after `followUpMs`, except the groups given a target another group's share holds
    * (`movedIntoPoolGroups`): moved for room or off a group where it waited, it has no request
    * coming, and waits for that group's reconcile (a rolling restart of a full pool, measured:
-   * 10 s of settling plus the 15 s follow-up).
+   * 10 s of settling plus the 15 s follow-up). Once per resolution: the other groups reconciled
+   * from it nudge that group within `followUpMs`.
    */
   async #nudgeUnsettled(desired: GroupDesiredState): Promise<void> {
     const groups = desired.unsettledPoolGroups;
@@ -840,8 +847,13 @@ export class TargetGroupReconciler {
         : await this.#desired.stillUnsettled(groups, desired.unsettledProbes);
     const now = this.options.clock();
     const moved = new Set(desired.movedIntoPoolGroups);
-    const due = still.filter((arn) => moved.has(arn));
-    const later = still.filter((arn) => !moved.has(arn));
+    // Once per resolution: a group nudged now from a state as new as this one is not again.
+    const dueNow = (arn: string): boolean =>
+      moved.has(arn) && (this.#nudgedNow.get(arn) ?? -Infinity) < desired.basisAtMs;
+    const due = still.filter(dueNow);
+    const later = still.filter((arn) => !due.includes(arn));
+    if (this.#nudgedNow.size > 10_000) this.#nudgedNow.clear();
+    for (const arn of due) this.#nudgedNow.set(arn, desired.basisAtMs);
     if (due.length > 0) await this.#records.nudge(due, now, now);
     if (later.length > 0) await this.#records.nudge(later, now + this.options.followUpMs, now);
   }

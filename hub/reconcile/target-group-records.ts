@@ -244,7 +244,15 @@ export class TargetGroupRecords {
     ]);
     return held.map((n, i) => {
       const key = this.metaKey(arns[i] as string);
-      return n + (parseJson<ReconcileRecord>(key, lasts[i] ?? undefined)?.waitingForCapacity ?? 0);
+      try {
+        const last = parseJson<ReconcileRecord>(key, lasts[i] ?? undefined);
+        return n + (last?.waitingForCapacity ?? 0);
+      } catch (err) {
+        // A record that is not JSON fails the group's own reconcile and the admin API, which
+        // report it; here it only decides whether a pool's occupants are read.
+        if (err instanceof StoredValueError) return n;
+        throw err;
+      }
     });
   }
 

@@ -306,10 +306,12 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
     const definition = definitionOf(arn);
     const records = new TargetGroupRecords(testRedis(closers), `tgfed-timing-${randomUUID()}`);
     const [movedInto, givenNew] = [newGroup(), newGroup()];
+    let basisAtMs = Date.now();
     const desired: DesiredGroupSource = {
       resolve: () =>
         Promise.resolve({
           ...desiredState(definition, [1]),
+          basisAtMs,
           unsettledPoolGroups: [givenNew, movedInto].sort(),
           unsettledProbes: new Map([
             [movedInto, '10.7.1.1:8080'],
@@ -320,7 +322,8 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
       stillUnsettled: (groups) => Promise.resolve([...groups]),
     };
     const startedAt = Date.now();
-    await setUp(desired, records).reconcile(arn, { reason: 'endpoints' });
+    const reconciler = setUp(desired, records);
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
 
     // The moved target has no change request coming: its group is due now. The new target's
     // group gets the request of the change that brought it; the nudge is a later safety net.
@@ -329,6 +332,22 @@ describe('TargetGroupReconciler and the nudges of a group', () => {
     expect((await records.nudged(Date.now() + 60_000, 10)).sort()).toEqual(
       [givenNew, movedInto].sort(),
     );
+
+    // Another reconcile from the same resolution (another group of the pool, say) does not
+    // nudge it now again: once its first nudge is taken, the next is the safety net. (Taken
+    // as a reconcile whose reads began after it would: a millisecond later.)
+    const settle = (group: string) => records.settleNudge(group, Date.now() + 1);
+    for (const group of [movedInto, givenNew]) await settle(group);
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
+    expect(await records.nudged(Date.now(), 10)).toEqual([]);
+    expect((await records.nudged(Date.now() + 60_000, 10)).sort()).toEqual(
+      [givenNew, movedInto].sort(),
+    );
+    // A newer resolution that moves a target there again does.
+    for (const group of [movedInto, givenNew]) await settle(group);
+    basisAtMs = Date.now() + 1;
+    await reconciler.reconcile(arn, { reason: 'endpoints' });
+    expect(await records.nudged(Date.now() + 1_000, 10)).toEqual([movedInto]);
   });
 });
 
