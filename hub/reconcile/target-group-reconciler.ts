@@ -818,14 +818,6 @@ export class TargetGroupReconciler {
   }
 
   /**
-   * A reconcile that held registrations for a cluster's initial sync, or found deregistrations
-   * blocked until a resync, looks again once its record is written: the worker that handles the
-   * sync's end enqueues at once only the groups whose records hold something
-   * (`ReconcileWorker`), and may have read this one's before it was written. If nothing holds
-   * the group any longer, it is nudged: the scheduler brings it back within its interval, not
-   * after `followUpMs`.
-   */
-  /**
    * The resolution gave other groups of the pool targets their shares lacked; each writes its
    * share when it is resolved. The change that brought new targets requests those groups too;
    * the nudge covers a move that no request of theirs follows (two resolutions at once that saw
@@ -858,6 +850,14 @@ export class TargetGroupReconciler {
     if (later.length > 0) await this.#records.nudge(later, now + this.options.followUpMs, now);
   }
 
+  /**
+   * A reconcile that held registrations for a cluster's initial sync, or found deregistrations
+   * blocked until a resync, looks again once its record is written: the worker that handles the
+   * sync's end enqueues at once only the groups whose records hold something
+   * (`ReconcileWorker`), and may have read this one's before it was written. If nothing holds
+   * the group any longer, it is nudged: the scheduler brings it back within its interval, not
+   * after `followUpMs`.
+   */
   async #nudgeIfHoldEnded(arn: string): Promise<void> {
     const holding = await this.#desired.holdingClusters?.(arn);
     if (holding !== undefined && holding.length === 0) {

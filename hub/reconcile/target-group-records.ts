@@ -238,21 +238,12 @@ export class TargetGroupRecords {
    * whose kept targets wait there for a drain is full even while its count is not.
    */
   async neededCounts(arns: readonly string[]): Promise<number[]> {
-    const [held, lasts] = await Promise.all([
-      this.heldCounts(arns),
-      Promise.all(arns.map((arn) => this.#redis.hget(this.metaKey(arn), 'last'))),
-    ]);
+    const [held, lasts] = await Promise.all([this.heldCounts(arns), this.#lastRecords(arns)]);
+    // A record that is not JSON fails the group's own reconcile and the admin API, which report
+    // it; here it only decides whether a pool's occupants are read.
     return held.map((n, i) => {
-      const key = this.metaKey(arns[i] as string);
-      try {
-        const last = parseJson<ReconcileRecord>(key, lasts[i] ?? undefined);
-        return n + (last?.waitingForCapacity ?? 0);
-      } catch (err) {
-        // A record that is not JSON fails the group's own reconcile and the admin API, which
-        // report it; here it only decides whether a pool's occupants are read.
-        if (err instanceof StoredValueError) return n;
-        throw err;
-      }
+      const last = lasts[i];
+      return n + (last instanceof StoredValueError ? 0 : (last?.waitingForCapacity ?? 0));
     });
   }
 
@@ -261,11 +252,24 @@ export class TargetGroupRecords {
    * sync: registrations waiting for an initial sync, or deregistrations blocked until a resync.
    */
   async heldForSync(arns: readonly string[]): Promise<boolean[]> {
+    return (await this.#lastRecords(arns)).map((record) => {
+      if (record instanceof StoredValueError) throw record;
+      return (record?.waitingForSync ?? 0) > 0 || (record?.deregistrationsBlocked ?? 0) > 0;
+    });
+  }
+
+  /** Each group's last reconcile record, in the order given; the error when it is not JSON. */
+  async #lastRecords(
+    arns: readonly string[],
+  ): Promise<(ReconcileRecord | StoredValueError | undefined)[]> {
     const lasts = await Promise.all(arns.map((arn) => this.#redis.hget(this.metaKey(arn), 'last')));
     return lasts.map((last, i) => {
-      const key = this.metaKey(arns[i] as string);
-      const record = parseJson<ReconcileRecord>(key, last ?? undefined);
-      return (record?.waitingForSync ?? 0) > 0 || (record?.deregistrationsBlocked ?? 0) > 0;
+      try {
+        return parseJson<ReconcileRecord>(this.metaKey(arns[i] as string), last ?? undefined);
+      } catch (err) {
+        if (err instanceof StoredValueError) return err;
+        throw err;
+      }
     });
   }
 
